@@ -1,0 +1,5 @@
+//! `sshmcpd`: the sshmcp daemon.
+
+mod hosts;
+
+fn main() {}

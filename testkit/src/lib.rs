@@ -1,0 +1,1 @@
+//! Test kit: real OpenSSH servers on loopback.
