@@ -1,1 +1,227 @@
-//! proto
+//! The wire contract between `sshmcpd`, the `sshmcp` shim and `sshmcpctl`.
+//!
+//! This crate is the only vocabulary the three binaries share. It holds the
+//! frame types, the requests and replies, and (behind the `client` feature)
+//! an async client for the daemon's socket.
+//!
+//! Speaking the protocol takes five steps:
+//!
+//! 1. Connect to the daemon's Unix stream socket ([`default_socket_path`],
+//!    or `SSHMCP_SOCKET`, or `--socket`). The daemon admits only its own uid.
+//! 2. Frames in both directions are a 4-byte big-endian length followed by a
+//!    bincode (2.0, standard config, serde) payload; see [`frame_codec`],
+//!    [`encode`] and [`decode`]. A frame may not exceed the daemon's
+//!    `max_frame` (default [`DEFAULT_MAX_FRAME`]).
+//! 3. Send [`ClientFrame::Hello`] first; the daemon answers
+//!    [`DaemonFrame::Welcome`], or [`DaemonFrame::Goodbye`] with an error that
+//!    names both versions when [`PROTO_VERSION`]s differ.
+//! 4. Send any number of [`ClientFrame::Request`]s, each with an id unique on
+//!    this connection. Replies may come out of order: zero or more
+//!    [`DaemonFrame::Progress`] / [`DaemonFrame::Output`] events, then exactly
+//!    one [`DaemonFrame::Done`] carrying a [`Reply`].
+//! 5. [`ClientFrame::Cancel`] abandons a request (a cancelled exec kills its
+//!    remote process); its `Done` still arrives, with [`ErrorKind::Cancelled`].
+//!
+//! Garbage, truncated or oversized frames get a `Goodbye` where one can still
+//! be sent, then the daemon closes that one connection.
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(feature = "client")]
+pub mod client;
+mod codec;
+mod error;
+mod exec;
+mod state;
+
+pub use codec::{CodecError, decode, encode, frame_codec};
+pub use error::{Error, ErrorKind};
+pub use exec::{ExecOutput, ExecRequest, OutputStream};
+pub use state::{ConnState, HostState, HostStats, OpStats, Stats, Status};
+
+/// Bumped whenever a frame's layout changes; both ends must agree.
+pub const PROTO_VERSION: u32 = 1;
+
+/// Default upper bound on one frame's payload; larger data moves in chunks.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Environment variable that overrides the socket path for every binary.
+pub const SOCKET_ENV: &str = "SSHMCP_SOCKET";
+
+/// The daemon's socket path, as every binary resolves it when `--socket` is
+/// not given: `SSHMCP_SOCKET`, else `$XDG_RUNTIME_DIR/sshmcp/sshmcpd.sock`,
+/// else the system instance's `/run/sshmcp/sshmcpd.sock`.
+pub fn default_socket_path() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
+        return path.into();
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        Some(dir) => std::path::Path::new(&dir).join("sshmcp/sshmcpd.sock"),
+        None => "/run/sshmcp/sshmcpd.sock".into(),
+    }
+}
+
+/// Who is calling: shown in stats and written to the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    /// The calling binary (`sshmcp`, `sshmcpctl`, ...).
+    pub binary: String,
+    /// The calling binary's version.
+    pub version: String,
+    /// The MCP client's name from its `initialize`, when the caller is the shim.
+    pub mcp_client: Option<String>,
+    /// The caller's `SSH_AUTH_SOCK`, so a daemon started before login (with
+    /// no agent of its own) can authenticate through the caller's agent.
+    pub ssh_auth_sock: Option<String>,
+}
+
+/// First frame from a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The client's [`PROTO_VERSION`].
+    pub proto_version: u32,
+    /// Who is calling.
+    pub client: ClientInfo,
+}
+
+/// The daemon's answer to a matching [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The daemon's [`PROTO_VERSION`].
+    pub proto_version: u32,
+    /// The daemon's package version.
+    pub daemon_version: String,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// Must be the first frame on a connection.
+    Hello(Hello),
+    /// Start a request; `id` must not be in use on this connection.
+    Request { id: u64, request: Request },
+    /// Abandon request `id`. Unknown or finished ids are ignored.
+    Cancel { id: u64 },
+}
+
+/// Frames the daemon sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DaemonFrame {
+    /// Answer to a matching `Hello`.
+    Welcome(Welcome),
+    /// How far request `id` has got.
+    Progress { id: u64, progress: Progress },
+    /// A chunk of a streaming request's output.
+    Output {
+        id: u64,
+        stream: OutputStream,
+        data: Vec<u8>,
+    },
+    /// The final reply to request `id`.
+    Done { id: u64, reply: Reply },
+    /// The daemon is closing this connection, and why (bad frame, version
+    /// mismatch, refused peer, shutdown).
+    Goodbye(Error),
+}
+
+/// Progress of a long request such as a transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Units done so far (bytes, files, ...).
+    pub done: u64,
+    /// Units expected in all, when known.
+    pub total: Option<u64>,
+    /// A short human-readable note.
+    pub message: Option<String>,
+}
+
+/// The outcome of a request.
+pub type Reply = Result<Response, Error>;
+
+/// What a client can ask of the daemon. Each variant's doc is also the help
+/// text of the matching `sshmcpctl` subcommand or MCP tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Daemon version, pid, uptime, socket and health.
+    Status,
+    /// Per-host pool counters and per-op latency percentiles.
+    Stats,
+    /// Configured hosts with their pool state.
+    Hosts,
+    /// Run a command on a host.
+    Exec(ExecRequest),
+    /// Open a connection to a host now, so the next call finds it warm.
+    Warm { host: String },
+    /// Close a host's idle connections; busy ones close when their work ends.
+    Drain { host: String },
+}
+
+impl Request {
+    /// Short stable name of the operation, for stats and audit.
+    pub fn op_name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Stats => "stats",
+            Request::Hosts => "hosts",
+            Request::Exec(_) => "exec",
+            Request::Warm { .. } => "warm",
+            Request::Drain { .. } => "drain",
+        }
+    }
+
+    /// The host the request targets, if any.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Request::Exec(req) => Some(&req.host),
+            Request::Warm { host } | Request::Drain { host } => Some(host),
+            Request::Status | Request::Stats | Request::Hosts => None,
+        }
+    }
+}
+
+/// Successful replies, one variant per [`Request`] kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Status(Status),
+    Stats(Stats),
+    Hosts(Vec<HostState>),
+    Exec(ExecOutput),
+    /// The request succeeded and has nothing to return (warm, drain).
+    Ok,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_through_bincode() {
+        let frame = ClientFrame::Request {
+            id: 7,
+            request: Request::Exec(ExecRequest {
+                host: "web1".into(),
+                command: "uname -a".into(),
+                stdin: Some(vec![0, 159, 146, 150]),
+                timeout_secs: Some(5),
+                max_output_bytes: None,
+            }),
+        };
+        let bytes = encode(&frame).unwrap();
+        assert_eq!(decode::<ClientFrame>(&bytes).unwrap(), frame);
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut bytes = encode(&ClientFrame::Cancel { id: 1 }).unwrap();
+        bytes.push(0);
+        assert!(decode::<ClientFrame>(&bytes).is_err());
+    }
+
+    #[test]
+    fn unknown_variant_is_an_error_not_a_panic() {
+        assert!(decode::<ClientFrame>(&[200, 1, 2, 3]).is_err());
+        assert!(decode::<ClientFrame>(&[]).is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! An async client for the daemon's socket, shared by the shim and ctl.
+//!
+//! One [`DaemonClient`] is one socket connection carrying many requests at
+//! once: a writer task sends frames, a reader task routes each reply to the
+//! [`Call`] that is waiting for it by request id.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use crate::{
+    ClientFrame, ClientInfo, DaemonFrame, Error, Hello, OutputStream, PROTO_VERSION, Progress,
+    Reply, Request, Welcome, decode, encode, frame_codec,
+};
+
+/// How long connecting and the Hello/Welcome exchange may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why talking to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "sshmcpd is not running (no daemon listening at {}: {source}). Start it with \
+         `systemctl --user start sshmcpd.socket`, or run `sshmcpd` in a terminal; \
+         set SSHMCP_SOCKET or --socket if it listens elsewhere",
+        socket.display()
+    )]
+    NotRunning {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to sshmcpd at {}: {source}", socket.display())]
+    Connect {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("sshmcpd at {} did not answer the handshake within {}s", socket.display(), HANDSHAKE_TIMEOUT.as_secs())]
+    HandshakeTimeout { socket: PathBuf },
+    #[error("sshmcpd refused the connection: {0}")]
+    Refused(Error),
+    #[error("{}", match .0 {
+        Some(reason) => format!("sshmcpd closed the connection: {reason}"),
+        None => "sshmcpd closed the connection (it may have restarted); retry".to_string(),
+    })]
+    Disconnected(Option<Error>),
+    #[error("protocol error talking to sshmcpd: {0}")]
+    Protocol(String),
+}
+
+/// One event of a request in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Progress(Progress),
+    Output { stream: OutputStream, data: Vec<u8> },
+    Done(Reply),
+}
+
+/// Shared between the client handle and its reader task.
+#[derive(Default)]
+struct Shared {
+    pending: Mutex<HashMap<u64, mpsc::UnboundedSender<Event>>>,
+    /// Set once the connection is gone; the daemon's parting words, if any.
+    closed: Mutex<Option<Option<Error>>>,
+}
+
+/// A connection to the daemon.
+pub struct DaemonClient {
+    outgoing: mpsc::UnboundedSender<ClientFrame>,
+    shared: Arc<Shared>,
+    next_id: AtomicU64,
+    welcome: Welcome,
+}
+
+/// A request in flight: its events, then its reply.
+pub struct Call {
+    id: u64,
+    events: mpsc::UnboundedReceiver<Event>,
+    shared: Arc<Shared>,
+    outgoing: mpsc::UnboundedSender<ClientFrame>,
+}
+
+impl DaemonClient {
+    /// Connect to the daemon at `socket` and exchange Hello/Welcome.
+    pub async fn connect(
+        socket: &Path,
+        client: ClientInfo,
+        max_frame: usize,
+    ) -> Result<Self, ClientError> {
+        let stream = UnixStream::connect(socket).await.map_err(|source| {
+            use std::io::ErrorKind::{ConnectionRefused, NotFound};
+            match source.kind() {
+                NotFound | ConnectionRefused => ClientError::NotRunning {
+                    socket: socket.to_owned(),
+                    source,
+                },
+                _ => ClientError::Connect {
+                    socket: socket.to_owned(),
+                    source,
+                },
+            }
+        })?;
+        let (read, write) = stream.into_split();
+        let mut reader = FramedRead::new(read, frame_codec(max_frame));
+        let mut writer = FramedWrite::new(write, frame_codec(max_frame));
+
+        let handshake = async {
+            let hello = ClientFrame::Hello(Hello {
+                proto_version: PROTO_VERSION,
+                client,
+            });
+            send(&mut writer, &hello).await?;
+            match reader.next().await {
+                Some(Ok(bytes)) => match decode::<DaemonFrame>(&bytes) {
+                    Ok(DaemonFrame::Welcome(welcome)) => Ok(welcome),
+                    Ok(DaemonFrame::Goodbye(reason)) => Err(ClientError::Refused(reason)),
+                    Ok(other) => Err(ClientError::Protocol(format!(
+                        "expected Welcome, got {other:?}"
+                    ))),
+                    Err(e) => Err(ClientError::Protocol(e.to_string())),
+                },
+                Some(Err(e)) => Err(ClientError::Protocol(e.to_string())),
+                None => Err(ClientError::Disconnected(None)),
+            }
+        };
+        let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| ClientError::HandshakeTimeout {
+                socket: socket.to_owned(),
+            })??;
+
+        let shared = Arc::new(Shared::default());
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<ClientFrame>();
+        tokio::spawn(async move {
+            while let Some(frame) = queue.recv().await {
+                if send(&mut writer, &frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(read_replies(reader, shared.clone()));
+        Ok(DaemonClient {
+            outgoing,
+            shared,
+            next_id: AtomicU64::new(1),
+            welcome,
+        })
+    }
+
+    /// What the daemon said about itself at connect time.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// True once the connection is gone; make a new client to go on.
+    pub fn is_closed(&self) -> bool {
+        lock(&self.shared.closed).is_some() || self.outgoing.is_closed()
+    }
+
+    /// Send `request` and return the call to read its events and reply from.
+    pub fn start(&self, request: Request) -> Result<Call, ClientError> {
+        if let Some(reason) = lock(&self.shared.closed).clone() {
+            return Err(ClientError::Disconnected(reason));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, events) = mpsc::unbounded_channel();
+        lock(&self.shared.pending).insert(id, tx);
+        if self
+            .outgoing
+            .send(ClientFrame::Request { id, request })
+            .is_err()
+        {
+            lock(&self.shared.pending).remove(&id);
+            return Err(ClientError::Disconnected(None));
+        }
+        Ok(Call {
+            id,
+            events,
+            shared: self.shared.clone(),
+            outgoing: self.outgoing.clone(),
+        })
+    }
+
+    /// Send `request` and wait for its reply, ignoring progress and output.
+    pub async fn request(&self, request: Request) -> Result<Reply, ClientError> {
+        self.start(request)?.reply().await
+    }
+}
+
+impl Call {
+    /// This request's id on the connection.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The next event; the last one is always [`Event::Done`].
+    pub async fn next_event(&mut self) -> Result<Event, ClientError> {
+        match self.events.recv().await {
+            Some(event) => Ok(event),
+            None => Err(ClientError::Disconnected(
+                lock(&self.shared.closed).clone().flatten(),
+            )),
+        }
+    }
+
+    /// Wait for the reply, skipping progress and output events.
+    pub async fn reply(mut self) -> Result<Reply, ClientError> {
+        loop {
+            if let Event::Done(reply) = self.next_event().await? {
+                return Ok(reply);
+            }
+        }
+    }
+
+    /// Ask the daemon to abandon this request; its reply still arrives.
+    pub fn cancel(&self) {
+        // A closed connection has nothing left to cancel.
+        let _ = self.outgoing.send(ClientFrame::Cancel { id: self.id });
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        lock(&self.shared.pending).remove(&self.id);
+    }
+}
+
+async fn send<W>(
+    writer: &mut FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
+    frame: &ClientFrame,
+) -> Result<(), ClientError>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let bytes = encode(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    writer
+        .send(bytes::Bytes::from(bytes))
+        .await
+        .map_err(|_| ClientError::Disconnected(None))
+}
+
+/// Route every frame from the daemon to the call waiting for it, until the
+/// connection ends; then wake every waiter.
+async fn read_replies<R>(
+    mut reader: FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
+    shared: Arc<Shared>,
+) where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut reason = None;
+    while let Some(Ok(bytes)) = reader.next().await {
+        let (id, event) = match decode::<DaemonFrame>(&bytes) {
+            Ok(DaemonFrame::Progress { id, progress }) => (id, Event::Progress(progress)),
+            Ok(DaemonFrame::Output { id, stream, data }) => (id, Event::Output { stream, data }),
+            Ok(DaemonFrame::Done { id, reply }) => (id, Event::Done(reply)),
+            Ok(DaemonFrame::Goodbye(error)) => {
+                reason = Some(error);
+                break;
+            }
+            Ok(DaemonFrame::Welcome(_)) | Err(_) => break,
+        };
+        let done = matches!(event, Event::Done(_));
+        let mut pending = lock(&shared.pending);
+        if let Some(tx) = pending.get(&id) {
+            // The caller may have stopped listening; that is its choice.
+            let _ = tx.send(event);
+        }
+        if done {
+            pending.remove(&id);
+        }
+    }
+    *lock(&shared.closed) = Some(reason);
+    lock(&shared.pending).clear();
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these short locks leaves plain data
+    // behind that is still consistent, so poisoning is not fatal.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

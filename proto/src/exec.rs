@@ -1,0 +1,56 @@
+//! The `exec` operation's request and result.
+
+use serde::{Deserialize, Serialize};
+
+/// Run `command` on `host` through the remote user's shell, as `ssh host
+/// command` would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// Host alias from the SSH client config.
+    pub host: String,
+    /// Command line, interpreted by the remote user's shell.
+    pub command: String,
+    /// Bytes fed to the command's standard input, which is then closed.
+    pub stdin: Option<Vec<u8>>,
+    /// Wall-clock limit; on expiry the remote process group gets TERM, then
+    /// KILL. Default 60.
+    pub timeout_secs: Option<u64>,
+    /// Bytes kept per stream; the rest is read and discarded. Default 1 MiB.
+    pub max_output_bytes: Option<u64>,
+}
+
+impl ExecRequest {
+    /// Default `timeout_secs`.
+    pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+    /// Default `max_output_bytes`.
+    pub const DEFAULT_MAX_OUTPUT: u64 = 1024 * 1024;
+}
+
+/// Which output stream a chunk belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+/// What a finished command left behind. Output is raw bytes: nothing is
+/// lost to UTF-8 decoding on the way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    /// Exit status, when the command exited normally.
+    pub exit_code: Option<u32>,
+    /// Signal name (`TERM`, `KILL`, ...) when the command was killed by one.
+    pub signal: Option<String>,
+    /// The first `max_output_bytes` of standard output.
+    pub stdout: Vec<u8>,
+    /// The first `max_output_bytes` of standard error.
+    pub stderr: Vec<u8>,
+    /// Total bytes the command wrote to standard output.
+    pub stdout_bytes: u64,
+    /// Total bytes the command wrote to standard error.
+    pub stderr_bytes: u64,
+    /// Some output was dropped because it exceeded `max_output_bytes`.
+    pub truncated: bool,
+    /// Time from the request's arrival to the command's end.
+    pub duration_ms: u64,
+}
