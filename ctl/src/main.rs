@@ -1,1 +1,212 @@
-fn main() {}
+//! `sshmcpctl`: the admin tool for `sshmcpd`.
+//!
+//! One run is one request: connect to the daemon's socket, send the request
+//! the subcommand names, print the reply as text or (`--json`) as the proto
+//! type in JSON. Exit 0 on success; on any failure print
+//! `sshmcpctl: <why>` to stderr, leave stdout empty and exit 1.
+
+mod cli;
+mod human;
+mod render;
+mod table;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use sshmcp_proto::client::{ClientError, DaemonClient};
+use sshmcp_proto::{ClientInfo, DEFAULT_MAX_FRAME, Request, Response};
+
+use crate::cli::{Cli, Command};
+
+/// Why a run failed; printed as `sshmcpctl: <this>`.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// Not running, refused, disconnected: the client's message says which
+    /// and what to do.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The daemon answered with a typed error.
+    #[error("{}: {}", .0.kind.as_str(), .0.message)]
+    Daemon(sshmcp_proto::Error),
+    #[error(
+        "sshmcpd did not answer `{op}` within {secs}s; it may be stuck or overloaded \
+         (its log says more), or retry with a longer --timeout"
+    )]
+    Timeout { op: &'static str, secs: u64 },
+    #[error(
+        "sshmcpd answered `{op}` with an unexpected {got} reply; \
+         are sshmcpctl and sshmcpd the same version?"
+    )]
+    UnexpectedReply { op: &'static str, got: &'static str },
+    #[error("cannot write the reply as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("sshmcpctl: {failure}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), Failure> {
+    let socket = cli
+        .socket
+        .clone()
+        .unwrap_or_else(sshmcp_proto::default_socket_path);
+    // One request at a time: a single thread is all ctl needs.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::Runtime)?;
+    let timeout = Duration::from_secs(cli.timeout);
+    let response = runtime.block_on(ask(&socket, cli.command.request(), timeout))?;
+    let output = reply_text(&cli.command, response, cli.json)?;
+
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // `sshmcpctl hosts | head -1` is not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.map_err(Failure::Stdout),
+    }
+}
+
+/// Connect, send `request`, and wait up to `timeout` for its reply.
+async fn ask(socket: &Path, request: Request, timeout: Duration) -> Result<Response, Failure> {
+    let op = request.op_name();
+    let me = ClientInfo {
+        binary: "sshmcpctl".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        mcp_client: None,
+        ssh_auth_sock: None,
+    };
+    let client = DaemonClient::connect(socket, me, DEFAULT_MAX_FRAME).await?;
+    let reply = tokio::time::timeout(timeout, client.request(request))
+        .await
+        .map_err(|_| Failure::Timeout {
+            op,
+            secs: timeout.as_secs(),
+        })??;
+    reply.map_err(Failure::Daemon)
+}
+
+/// The reply as the text or JSON to print, checked against what was asked.
+fn reply_text(command: &Command, response: Response, json: bool) -> Result<String, Failure> {
+    let text = match (command, response) {
+        (Command::Status, Response::Status(status)) if json => to_json(&status)?,
+        (Command::Status, Response::Status(status)) => render::status(&status),
+        (Command::Stats, Response::Stats(stats)) if json => to_json(&stats)?,
+        (Command::Stats, Response::Stats(stats)) => render::stats(&stats),
+        (Command::Hosts, Response::Hosts(hosts)) if json => to_json(&hosts)?,
+        (Command::Hosts, Response::Hosts(hosts)) => render::hosts(&hosts),
+        (Command::Warm { .. } | Command::Drain { .. }, Response::Ok) if json => {
+            "{\"ok\":true}\n".to_string()
+        }
+        (Command::Warm { .. } | Command::Drain { .. }, Response::Ok) => "ok\n".to_string(),
+        (command, other) => {
+            return Err(Failure::UnexpectedReply {
+                op: command.request().op_name(),
+                got: response_name(&other),
+            });
+        }
+    };
+    Ok(text)
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
+    Ok(serde_json::to_string(value)? + "\n")
+}
+
+fn response_name(response: &Response) -> &'static str {
+    match response {
+        Response::Status(_) => "Status",
+        Response::Stats(_) => "Stats",
+        Response::Hosts(_) => "Hosts",
+        Response::Exec(_) => "Exec",
+        Response::Ok => "Ok",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshmcp_proto::{ConnState, ErrorKind, HostState};
+
+    #[test]
+    fn a_daemon_error_prints_its_kind_then_its_message() {
+        let failure = Failure::Daemon(sshmcp_proto::Error::new(
+            ErrorKind::HostUnknown,
+            "no host `web9` in ~/.ssh/config; add a Host block for it",
+        ));
+        assert_eq!(
+            failure.to_string(),
+            "host_unknown: no host `web9` in ~/.ssh/config; add a Host block for it"
+        );
+    }
+
+    #[test]
+    fn warm_and_drain_print_ok() {
+        let warm = Command::Warm {
+            host: "web1".into(),
+        };
+        assert_eq!(
+            reply_text(&warm, Response::Ok, false).ok().as_deref(),
+            Some("ok\n")
+        );
+        assert_eq!(
+            reply_text(&warm, Response::Ok, true).ok().as_deref(),
+            Some("{\"ok\":true}\n")
+        );
+    }
+
+    #[test]
+    fn json_is_the_proto_type_on_one_line() {
+        let hosts = vec![HostState {
+            alias: "web1".into(),
+            hostname: "10.0.0.5".into(),
+            port: 22,
+            user: "deploy".into(),
+            state: ConnState::Connected,
+            connections: 1,
+            channels_busy: 0,
+            channels_idle: 10,
+            last_error: None,
+        }];
+        assert_eq!(
+            reply_text(&Command::Hosts, Response::Hosts(hosts), true)
+                .ok()
+                .as_deref(),
+            Some(
+                "[{\"alias\":\"web1\",\"hostname\":\"10.0.0.5\",\"port\":22,\"user\":\"deploy\",\
+                 \"state\":\"Connected\",\"connections\":1,\"channels_busy\":0,\
+                 \"channels_idle\":10,\"last_error\":null}]\n"
+            )
+        );
+    }
+
+    #[test]
+    fn a_reply_of_the_wrong_kind_is_an_error() {
+        let failure = reply_text(&Command::Status, Response::Ok, false);
+        assert!(matches!(
+            failure,
+            Err(Failure::UnexpectedReply {
+                op: "status",
+                got: "Ok"
+            })
+        ));
+    }
+}

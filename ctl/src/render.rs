@@ -1,0 +1,324 @@
+//! The text `sshmcpctl` prints for each reply (`--json` bypasses this).
+
+use sshmcp_proto::{HostState, OpStats, Stats, Status};
+
+use crate::human;
+use crate::table::{Align, Table, fields};
+
+/// `sshmcpctl status`: one `key  value` line per fact.
+pub fn status(status: &Status) -> String {
+    let config = match &status.config {
+        Some(path) => path.clone(),
+        None => "none (built-in defaults)".to_string(),
+    };
+    let health = match &status.degraded {
+        None => "healthy".to_string(),
+        Some(why) => format!("degraded: {why}"),
+    };
+    fields(&[
+        ("version", status.daemon_version.clone()),
+        ("protocol", status.proto_version.to_string()),
+        ("pid", status.pid.to_string()),
+        ("uptime", human::uptime(status.uptime_ms)),
+        ("socket", status.socket.clone()),
+        ("config", config),
+        ("clients", status.clients.to_string()),
+        ("hosts", status.hosts.to_string()),
+        ("connections", status.connections.to_string()),
+        ("health", health),
+    ])
+}
+
+/// `sshmcpctl stats`: uptime and clients, then a table of hosts (every
+/// configured host, busy or not) and a table of operations.
+pub fn stats(stats: &Stats) -> String {
+    let mut out = format!(
+        "uptime {}, {} connected\n\n",
+        human::uptime(stats.uptime_ms),
+        human::count(stats.clients.into(), "client")
+    );
+
+    if stats.hosts.is_empty() {
+        out.push_str("no hosts configured\n");
+    } else {
+        let mut hosts = Table::new(&[
+            ("HOST", Align::Left),
+            ("CONNS", Align::Right),
+            ("BUSY", Align::Right),
+            ("IDLE", Align::Right),
+            ("CONNECTS", Align::Right),
+            ("RECONNECTS", Align::Right),
+            ("FAILURES", Align::Right),
+        ]);
+        for host in &stats.hosts {
+            hosts.row([
+                host.alias.clone(),
+                host.connections.to_string(),
+                host.channels_busy.to_string(),
+                host.channels_idle.to_string(),
+                host.connects.to_string(),
+                host.reconnects.to_string(),
+                host.connect_failures.to_string(),
+            ]);
+        }
+        out.push_str(&hosts.render());
+    }
+    out.push('\n');
+
+    if stats.ops.is_empty() {
+        out.push_str("no requests served yet\n");
+    } else {
+        let mut ops = Table::new(&[
+            ("OP", Align::Left),
+            ("COUNT", Align::Right),
+            ("ERRORS", Align::Right),
+            ("P50", Align::Right),
+            ("P95", Align::Right),
+            ("P99", Align::Right),
+            ("MAX", Align::Right),
+        ]);
+        for op in &stats.ops {
+            ops.row(op_row(op));
+        }
+        out.push_str(&ops.render());
+    }
+    out
+}
+
+/// An op that has never run has no latencies to show.
+fn op_row(op: &OpStats) -> [String; 7] {
+    let latency = |us| {
+        if op.count == 0 {
+            "-".to_string()
+        } else {
+            human::latency(us)
+        }
+    };
+    [
+        op.op.clone(),
+        op.count.to_string(),
+        op.errors.to_string(),
+        latency(op.p50_us),
+        latency(op.p95_us),
+        latency(op.p99_us),
+        latency(op.max_us),
+    ]
+}
+
+/// `sshmcpctl hosts`: one row per configured host.
+pub fn hosts(hosts: &[HostState]) -> String {
+    if hosts.is_empty() {
+        return "no hosts configured\n".to_string();
+    }
+    let mut table = Table::new(&[
+        ("ALIAS", Align::Left),
+        ("ADDRESS", Align::Left),
+        ("STATE", Align::Left),
+        ("CONNS", Align::Right),
+        ("BUSY", Align::Right),
+        ("IDLE", Align::Right),
+        ("LAST ERROR", Align::Left),
+    ]);
+    for host in hosts {
+        table.row([
+            host.alias.clone(),
+            address(host),
+            host.state.as_str().to_string(),
+            host.connections.to_string(),
+            host.channels_busy.to_string(),
+            host.channels_idle.to_string(),
+            host.last_error.clone().unwrap_or_else(|| "-".to_string()),
+        ]);
+    }
+    table.render()
+}
+
+/// `user@hostname:port`, with an IPv6 literal in brackets as ssh URIs have it.
+fn address(host: &HostState) -> String {
+    let hostname = if host.hostname.contains(':') {
+        format!("[{}]", host.hostname)
+    } else {
+        host.hostname.clone()
+    };
+    if host.user.is_empty() {
+        format!("{hostname}:{}", host.port)
+    } else {
+        format!("{}@{hostname}:{}", host.user, host.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshmcp_proto::{ConnState, HostStats};
+
+    fn status_fixture() -> Status {
+        Status {
+            daemon_version: "0.1.0".into(),
+            proto_version: 1,
+            pid: 4242,
+            uptime_ms: 7_384_250,
+            socket: "/run/user/1000/sshmcp/sshmcpd.sock".into(),
+            config: Some("/home/ada/.config/sshmcp/config.toml".into()),
+            clients: 2,
+            hosts: 3,
+            connections: 2,
+            degraded: None,
+        }
+    }
+
+    #[test]
+    fn status_lists_every_fact_with_aligned_values() {
+        assert_eq!(
+            status(&status_fixture()),
+            "\
+version      0.1.0
+protocol     1
+pid          4242
+uptime       2h 3m 4s
+socket       /run/user/1000/sshmcp/sshmcpd.sock
+config       /home/ada/.config/sshmcp/config.toml
+clients      2
+hosts        3
+connections  2
+health       healthy
+"
+        );
+    }
+
+    #[test]
+    fn status_says_why_the_daemon_is_degraded() {
+        let text = status(&Status {
+            config: None,
+            degraded: Some("memory at 95% of memory_limit; cache shed".into()),
+            ..status_fixture()
+        });
+        assert!(text.contains("config       none (built-in defaults)\n"));
+        assert!(
+            text.contains("health       degraded: memory at 95% of memory_limit; cache shed\n")
+        );
+    }
+
+    fn host_stats(alias: &str, counters: [u64; 6]) -> HostStats {
+        let [connections, busy, idle, connects, reconnects, failures] = counters;
+        HostStats {
+            alias: alias.into(),
+            connections: connections as u32,
+            channels_busy: busy as u32,
+            channels_idle: idle as u32,
+            connects,
+            reconnects,
+            connect_failures: failures,
+        }
+    }
+
+    fn op_stats(op: &str, count: u64, errors: u64, latencies: [u64; 4]) -> OpStats {
+        let [p50_us, p95_us, p99_us, max_us] = latencies;
+        OpStats {
+            op: op.into(),
+            count,
+            errors,
+            p50_us,
+            p95_us,
+            p99_us,
+            max_us,
+        }
+    }
+
+    #[test]
+    fn stats_show_every_host_and_human_latencies() {
+        let stats = Stats {
+            uptime_ms: 7_384_250,
+            clients: 1,
+            hosts: vec![
+                host_stats("web1", [2, 3, 17, 5, 1, 0]),
+                host_stats("db.internal", [1, 0, 10, 1, 0, 2]),
+                host_stats("backup", [0; 6]),
+            ],
+            ops: vec![
+                op_stats("exec", 1204, 3, [3_412, 12_050, 48_700, 1_203_400]),
+                op_stats("hosts", 12, 0, [212, 340, 355, 812]),
+                op_stats("warm", 0, 0, [0; 4]),
+            ],
+        };
+        assert_eq!(
+            super::stats(&stats),
+            "\
+uptime 2h 3m 4s, 1 client connected
+
+HOST         CONNS  BUSY  IDLE  CONNECTS  RECONNECTS  FAILURES
+web1             2     3    17         5           1         0
+db.internal      1     0    10         1           0         2
+backup           0     0     0         0           0         0
+
+OP     COUNT  ERRORS    P50     P95     P99    MAX
+exec    1204       3  3.4ms  12.1ms  48.7ms  1.20s
+hosts     12       0  212µs   340µs   355µs  812µs
+warm       0       0      -       -       -      -
+"
+        );
+    }
+
+    #[test]
+    fn stats_of_an_idle_daemon_say_so() {
+        let stats = Stats {
+            uptime_ms: 4_000,
+            clients: 0,
+            hosts: vec![],
+            ops: vec![],
+        };
+        assert_eq!(
+            super::stats(&stats),
+            "uptime 4s, 0 clients connected\n\nno hosts configured\n\nno requests served yet\n"
+        );
+    }
+
+    fn host_state(alias: &str, hostname: &str, state: ConnState) -> HostState {
+        HostState {
+            alias: alias.into(),
+            hostname: hostname.into(),
+            port: 22,
+            user: "deploy".into(),
+            state,
+            connections: 0,
+            channels_busy: 0,
+            channels_idle: 0,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn hosts_show_address_state_and_last_error() {
+        let list = vec![
+            HostState {
+                connections: 1,
+                channels_busy: 2,
+                channels_idle: 8,
+                ..host_state("web1", "10.0.0.5", ConnState::Connected)
+            },
+            HostState {
+                port: 2222,
+                user: "root".into(),
+                last_error: Some(
+                    "connect to 192.0.2.7:2222 timed out after 10s\n(ConnectTimeout)".into(),
+                ),
+                ..host_state("db", "192.0.2.7", ConnState::CircuitOpen)
+            },
+            host_state("v6", "2001:db8::1", ConnState::Cold),
+        ];
+        assert_eq!(
+            hosts(&list),
+            "\
+ALIAS  ADDRESS                  STATE         CONNS  BUSY  IDLE  LAST ERROR
+web1   deploy@10.0.0.5:22       connected         1     2     8  -
+db     root@192.0.2.7:2222      circuit-open      0     0     0  connect to 192.0.2.7:2222 timed out after 10s (ConnectTimeout)
+v6     deploy@[2001:db8::1]:22  cold              0     0     0  -
+"
+        );
+    }
+
+    #[test]
+    fn no_hosts_is_said_in_words() {
+        assert_eq!(hosts(&[]), "no hosts configured\n");
+    }
+}

@@ -1,0 +1,102 @@
+//! The one place every request passes through: limits, metrics and the
+//! request log wrap each op alike, so ops stay plain.
+
+use std::time::{Duration, Instant};
+
+use sshmcp_proto::{Error, ErrorKind, Reply, Request, Response};
+use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio_util::sync::CancellationToken;
+
+use crate::ops;
+use crate::state::Daemon;
+use crate::stats::names;
+
+/// Who sent a request, for logs.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub pid: Option<i32>,
+    pub binary: String,
+    pub mcp_client: Option<String>,
+}
+
+/// Run `request` to completion (or cancellation) and account for it.
+pub async fn dispatch(
+    daemon: &Daemon,
+    caller: &Caller,
+    request: Request,
+    cancel: &CancellationToken,
+) -> Reply {
+    let started = Instant::now();
+    let op = request.op_name();
+    let host = request.host().unwrap_or("-").to_string();
+    let reply = run(daemon, request, cancel).await;
+    let elapsed = started.elapsed();
+    metrics::histogram!(names::OP_DURATION_US, "op" => op, "host" => host.clone())
+        .record(elapsed.as_micros() as f64);
+    match &reply {
+        Ok(_) => tracing::debug!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, "ok"),
+        Err(error) => {
+            metrics::counter!(names::OP_ERRORS, "op" => op, "host" => host.clone()).increment(1);
+            tracing::info!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, kind = error.kind.as_str(), "failed");
+        }
+    }
+    reply
+}
+
+async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> Reply {
+    // Admin requests skip the limits so an overloaded daemon can still be
+    // inspected.
+    match request {
+        Request::Status => return Ok(Response::Status(ops::status::status(daemon))),
+        Request::Stats => return Ok(Response::Stats(ops::status::stats(daemon))),
+        Request::Hosts => return Ok(Response::Hosts(ops::hosts::run(daemon))),
+        Request::Drain { host } => return ops::warm::drain(daemon, &host).map(|()| Response::Ok),
+        _ => {}
+    }
+    let wait = daemon.config.queue_timeout();
+    let _global = acquire(&daemon.inflight, wait, "the daemon", "[limits] max_inflight").await?;
+    let host = match request.host() {
+        Some(alias) => Some(daemon.pool.host(alias)?),
+        None => None,
+    };
+    let _per_host = match &host {
+        Some(host) => Some(
+            acquire(
+                &host.inflight,
+                wait,
+                &host.resolved.alias,
+                "[limits] max_inflight_per_host",
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    match request {
+        Request::Exec(exec) => ops::exec::run(&daemon.pool, exec, daemon.config.daemon.max_frame, cancel)
+            .await
+            .map(Response::Exec),
+        Request::Warm { host } => ops::warm::warm(daemon, &host).await.map(|()| Response::Ok),
+        Request::Status | Request::Stats | Request::Hosts | Request::Drain { .. } => {
+            Err(Error::internal("admin request reached the limited path"))
+        }
+    }
+}
+
+async fn acquire<'a>(
+    semaphore: &'a Semaphore,
+    wait: Duration,
+    what: &str,
+    knob: &str,
+) -> Result<SemaphorePermit<'a>, Error> {
+    match tokio::time::timeout(wait, semaphore.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(Error::new(
+            ErrorKind::Overloaded,
+            format!(
+                "{what} is at its request limit and no slot freed up within {}ms; retry shortly, \
+                 or raise {knob}",
+                wait.as_millis()
+            ),
+        )),
+    }
+}

@@ -1,0 +1,7 @@
+//! One file per operation. Ops know nothing of sockets, limits or metrics:
+//! the dispatcher wraps them all alike.
+
+pub mod exec;
+pub mod hosts;
+pub mod status;
+pub mod warm;
