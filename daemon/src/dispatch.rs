@@ -34,10 +34,10 @@ pub async fn dispatch(
     metrics::histogram!(names::OP_DURATION_US, "op" => op, "host" => host.clone())
         .record(elapsed.as_micros() as f64);
     match &reply {
-        Ok(_) => tracing::debug!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, "ok"),
+        Ok(_) => tracing::debug!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, "ok"),
         Err(error) => {
             metrics::counter!(names::OP_ERRORS, "op" => op, "host" => host.clone()).increment(1);
-            tracing::info!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, kind = error.kind.as_str(), "failed");
+            tracing::info!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, kind = error.kind.as_str(), "failed");
         }
     }
     reply

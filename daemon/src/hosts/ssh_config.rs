@@ -772,9 +772,8 @@ impl<'a> Parser<'a> {
         if rest.is_empty() {
             return Err(at.error(format!("{} needs an argument", keyword.name())));
         }
-        let args = argv_split(rest).ok_or_else(|| {
-            at.error("a quoted argument is not closed; add the missing quote")
-        })?;
+        let args = argv_split(rest)
+            .ok_or_else(|| at.error("a quoted argument is not closed; add the missing quote"))?;
 
         let setting = match keyword {
             Keyword::Host => return parse_host(&args, at).map(Some),
@@ -817,14 +816,14 @@ impl<'a> Parser<'a> {
             Keyword::ConnectTimeout => {
                 Setting::ConnectTimeout(parse_time(keyword, &single(keyword, &args, at)?, at)?)
             }
-            Keyword::ServerAliveInterval => Setting::ServerAliveInterval(parse_time(
+            Keyword::ServerAliveInterval => {
+                Setting::ServerAliveInterval(parse_time(keyword, &single(keyword, &args, at)?, at)?)
+            }
+            Keyword::ServerAliveCountMax => Setting::ServerAliveCountMax(parse_count(
                 keyword,
                 &single(keyword, &args, at)?,
                 at,
             )?),
-            Keyword::ServerAliveCountMax => {
-                Setting::ServerAliveCountMax(parse_count(keyword, &single(keyword, &args, at)?, at)?)
-            }
         };
         Ok(Some(Item::Set(setting)))
     }
@@ -1076,10 +1075,7 @@ fn parse_flag(keyword: Keyword, value: &str, at: Line<'_>) -> Result<bool, SshCo
     match value.to_ascii_lowercase().as_str() {
         "yes" | "true" => Ok(true),
         "no" | "false" => Ok(false),
-        _ => Err(at.error(format!(
-            "{} `{value}` must be yes or no",
-            keyword.name()
-        ))),
+        _ => Err(at.error(format!("{} `{value}` must be yes or no", keyword.name()))),
     }
 }
 
@@ -1350,7 +1346,8 @@ fn canonical_hostname(host: String) -> String {
     }
     // What ssh's is_addr_fast() takes for an address (say, one with a
     // scope id) keeps its case.
-    let looks_numeric = host.contains([':', '%']) || host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let looks_numeric =
+        host.contains([':', '%']) || host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     if looks_numeric {
         host
     } else {
@@ -1383,16 +1380,14 @@ fn inet_aton(text: &str) -> Option<Ipv4Addr> {
 
 /// An unsigned number as C's `strtoul(…, 0)` reads it, whole string only.
 fn c_number(text: &str) -> Option<u64> {
-    let (digits, radix) = if let Some(hex) = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-    {
-        (hex, 16)
-    } else if text.len() > 1 && text.starts_with('0') {
-        (&text[1..], 8)
-    } else {
-        (text, 10)
-    };
+    let (digits, radix) =
+        if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+            (hex, 16)
+        } else if text.len() > 1 && text.starts_with('0') {
+            (&text[1..], 8)
+        } else {
+            (text, 10)
+        };
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
@@ -1566,7 +1561,11 @@ fn unescape(component: &str) -> String {
     let mut out = String::with_capacity(component.len());
     let mut chars = component.chars();
     while let Some(c) = chars.next() {
-        out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+        out.push(if c == '\\' {
+            chars.next().unwrap_or('\\')
+        } else {
+            c
+        });
     }
     out
 }
@@ -1778,7 +1777,9 @@ fn argv_split(text: &str) -> Option<Vec<String>> {
             match c {
                 '\\' => match chars.peek() {
                     Some(&next)
-                        if next == '\'' || next == '"' || next == '\\'
+                        if next == '\''
+                            || next == '"'
+                            || next == '\\'
                             || (quote.is_none() && next == ' ') =>
                     {
                         arg.push(next);
@@ -1911,7 +1912,13 @@ fn local_hostname() -> io::Result<String> {
 /// SHA-1, needed only for the `%C` token, which OpenSSH defines as the
 /// SHA-1 of `%l%h%p%r`. Not used for anything security-relevant.
 fn sha1_hex(data: &[u8]) -> String {
-    let mut state: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut state: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let bit_len = (data.len() as u64).wrapping_mul(8);
     let mut message = data.to_vec();
     message.push(0x80);
@@ -1952,4 +1959,895 @@ fn sha1_hex(data: &[u8]) -> String {
         }
     }
     state.iter().map(|word| format!("{word:08x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command, Stdio};
+
+    const HOME: &str = "/home/alice";
+
+    fn alice() -> LocalUser {
+        LocalUser {
+            name: "alice".to_owned(),
+            uid: LocalUser::current().unwrap().uid,
+            home: PathBuf::from(HOME),
+            hostname: "build.example.com".to_owned(),
+        }
+    }
+
+    fn parse(text: &str) -> SshConfig {
+        SshConfig::parse_str_as(text, Path::new("/test/config"), alice()).unwrap()
+    }
+
+    fn parse_error(text: &str) -> String {
+        SshConfig::parse_str_as(text, Path::new("/test/config"), alice())
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// Write a config file with the permissions ssh insists on.
+    fn write_config(path: &Path, text: &str) {
+        fs::write(path, text).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+
+    fn paths(list: &[&str]) -> Vec<PathBuf> {
+        list.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn unconfigured_alias_gets_ssh_defaults() {
+        let host = parse("").resolve("example.org");
+        assert_eq!(
+            host,
+            ResolvedHost {
+                alias: "example.org".to_owned(),
+                hostname: "example.org".to_owned(),
+                port: 22,
+                user: "alice".to_owned(),
+                identity_files: paths(&[
+                    "/home/alice/.ssh/id_rsa",
+                    "/home/alice/.ssh/id_ecdsa",
+                    "/home/alice/.ssh/id_ecdsa_sk",
+                    "/home/alice/.ssh/id_ed25519",
+                    "/home/alice/.ssh/id_ed25519_sk",
+                    "/home/alice/.ssh/id_xmss",
+                    "/home/alice/.ssh/id_dsa",
+                ]),
+                identity_files_explicit: false,
+                identities_only: false,
+                identity_agent: None,
+                user_known_hosts_files: paths(&[
+                    "/home/alice/.ssh/known_hosts",
+                    "/home/alice/.ssh/known_hosts2"
+                ]),
+                strict_host_key_checking: StrictHostKeyChecking::Ask,
+                proxy_jump: None,
+                proxy_command: None,
+                host_key_alias: None,
+                connect_timeout: None,
+                server_alive_interval: None,
+                server_alive_count_max: 3,
+            }
+        );
+    }
+
+    #[test]
+    fn keywords_are_case_insensitive_and_take_equals_signs() {
+        let config = parse(
+            "host web\n  HOSTNAME=web.example.com\n  port = 2200\n  User =deploy\n  \
+             ConnectTimeout= 15\n",
+        );
+        let host = config.resolve("web");
+        assert_eq!(host.hostname, "web.example.com");
+        assert_eq!(host.port, 2200);
+        assert_eq!(host.user, "deploy");
+        assert_eq!(host.connect_timeout, Some(Duration::from_secs(15)));
+    }
+
+    #[test]
+    fn comments_blank_lines_and_quotes_are_read_like_ssh() {
+        let config = parse(
+            "# a comment\n\n   \t\nHost web # trailing comment\n  User \"first last\"\n  \
+             IdentityFile 'key with spaces' # comment\n  HostName a#b\n",
+        );
+        let host = config.resolve("web");
+        assert_eq!(host.user, "first last");
+        assert_eq!(host.identity_files, paths(&["key with spaces"]));
+        assert_eq!(host.hostname, "a#b", "`#` inside a word is not a comment");
+    }
+
+    #[test]
+    fn backslash_escapes_a_blank() {
+        let host = parse("User first\\ last\n").resolve("any");
+        assert_eq!(host.user, "first last");
+    }
+
+    #[test]
+    fn first_obtained_value_wins() {
+        let config = parse(
+            "Host web\n  Port 2200\n  HostName first.example\nHost *\n  Port 2222\n  \
+             HostName second.example\n  User fallback\n",
+        );
+        let web = config.resolve("web");
+        assert_eq!(web.port, 2200);
+        assert_eq!(web.hostname, "first.example");
+        assert_eq!(web.user, "fallback");
+        assert_eq!(config.resolve("other").port, 2222);
+    }
+
+    #[test]
+    fn identity_files_accumulate_in_order_without_repeats() {
+        let config = parse(
+            "Host web\n  IdentityFile ~/.ssh/web\n  IdentityFile /keys/shared\nHost *\n  \
+             IdentityFile ~/.ssh/web\n  IdentityFile /home/alice/.ssh/web\n",
+        );
+        let host = config.resolve("web");
+        assert!(host.identity_files_explicit);
+        // ssh drops repeats of the same text, not of the same file.
+        assert_eq!(
+            host.identity_files,
+            paths(&[
+                "/home/alice/.ssh/web",
+                "/keys/shared",
+                "/home/alice/.ssh/web"
+            ])
+        );
+    }
+
+    #[test]
+    fn identity_file_none_means_no_keys_at_all() {
+        let host = parse("IdentityFile none\n").resolve("web");
+        assert!(host.identity_files_explicit);
+        assert!(host.identity_files.is_empty());
+    }
+
+    #[test]
+    fn user_known_hosts_file_takes_a_list_from_its_first_line_only() {
+        let config = parse(
+            "Host web\n  UserKnownHostsFile ~/kh/one \"/kh/two words\"\n\
+             UserKnownHostsFile /kh/ignored\n",
+        );
+        assert_eq!(
+            config.resolve("web").user_known_hosts_files,
+            paths(&["/home/alice/kh/one", "/kh/two words"])
+        );
+        assert_eq!(
+            config.resolve("other").user_known_hosts_files,
+            paths(&["/kh/ignored"])
+        );
+    }
+
+    #[test]
+    fn user_known_hosts_file_none_means_no_user_files() {
+        let host = parse("UserKnownHostsFile none\n").resolve("web");
+        assert!(host.user_known_hosts_files.is_empty());
+        assert!(parse_error("UserKnownHostsFile none /kh\n").contains("must appear alone"));
+    }
+
+    #[test]
+    fn host_patterns_take_wildcards_and_negation() {
+        let config = parse("Host *.lab !bad.lab db?\n  User lab\n");
+        assert_eq!(config.resolve("x.lab").user, "lab");
+        assert_eq!(config.resolve("db1").user, "lab");
+        assert_eq!(config.resolve("bad.lab").user, "alice");
+        assert_eq!(config.resolve("db12").user, "alice");
+    }
+
+    #[test]
+    fn negated_pattern_excludes_even_when_listed_first() {
+        let config = parse("Host !bad.lab *.lab\n  User lab\n");
+        assert_eq!(config.resolve("bad.lab").user, "alice");
+        assert_eq!(config.resolve("good.lab").user, "lab");
+    }
+
+    #[test]
+    fn host_matches_the_alias_as_typed_but_hostname_is_lowercased() {
+        let config = parse("Host Web\n  Port 2200\n");
+        let typed = config.resolve("Web");
+        assert_eq!(typed.port, 2200);
+        assert_eq!(typed.hostname, "web");
+        assert_eq!(config.resolve("web").port, 22);
+    }
+
+    #[test]
+    fn hostname_expands_percent_h_and_double_percent() {
+        let config = parse("Host *\n  HostName %h.Internal.example%%\n");
+        assert_eq!(config.resolve("Db").hostname, "db.internal.example%");
+    }
+
+    #[test]
+    fn numeric_hostnames_are_normalised_like_the_resolver_does() {
+        let config = parse(
+            "Host v6\n  HostName FE80::0:1\nHost v6upper\n  HostName FE80::ABCD\n\
+             Host short\n  HostName 127.1\nHost octal\n  HostName 010.0.0.1\n",
+        );
+        assert_eq!(config.resolve("v6").hostname, "fe80::1");
+        assert_eq!(config.resolve("v6upper").hostname, "FE80::ABCD");
+        assert_eq!(config.resolve("short").hostname, "127.0.0.1");
+        assert_eq!(config.resolve("octal").hostname, "8.0.0.1");
+    }
+
+    #[test]
+    fn unknown_hostname_token_is_an_error_naming_the_line() {
+        let message = parse_error("Host a\n  HostName %z.example\n");
+        assert!(message.starts_with("/test/config, line 2:"), "{message}");
+        assert!(message.contains("%z"), "{message}");
+    }
+
+    #[test]
+    fn match_host_sees_the_hostname_obtained_so_far() {
+        let config = parse(
+            "Host db\n  HostName DB.Internal\nMatch host db.internal\n  Port 5022\n\
+             Match originalhost db.internal\n  User never\n",
+        );
+        let host = config.resolve("db");
+        assert_eq!(host.port, 5022);
+        assert_eq!(host.user, "alice");
+    }
+
+    #[test]
+    fn match_originalhost_ignores_case() {
+        let config = parse("Match originalhost WEB\n  Port 2200\n");
+        assert_eq!(config.resolve("web").port, 2200);
+    }
+
+    #[test]
+    fn match_host_takes_comma_lists_with_negation() {
+        let config = parse("Match host *.lab,!bad.lab\n  Port 2200\n");
+        assert_eq!(config.resolve("good.lab").port, 2200);
+        assert_eq!(config.resolve("bad.lab").port, 22);
+    }
+
+    #[test]
+    fn match_user_sees_the_user_obtained_so_far() {
+        let config =
+            parse("Match user root\n  Port 1\nHost web\n  User root\nMatch user root\n  Port 2\n");
+        assert_eq!(config.resolve("web").port, 2);
+        assert_eq!(config.resolve("other").port, 22);
+    }
+
+    #[test]
+    fn match_localuser_tests_the_local_account() {
+        let config = parse("Match localuser alice\n  Port 2200\nMatch localuser bob\n  User x\n");
+        let host = config.resolve("web");
+        assert_eq!(host.port, 2200);
+        assert_eq!(host.user, "alice");
+    }
+
+    #[test]
+    fn match_criteria_must_all_hold_and_can_be_negated() {
+        let config =
+            parse("Match host web !user alice\n  Port 1\nMatch host=web !user bob\n  Port 2\n");
+        assert_eq!(config.resolve("web").port, 2);
+    }
+
+    #[test]
+    fn match_all_applies_everywhere_and_stands_alone() {
+        assert_eq!(parse("Match all\n  Port 2200\n").resolve("x").port, 2200);
+        assert_eq!(parse("Match !all\n  Port 2200\n").resolve("x").port, 22);
+        assert!(parse_error("Match all host x\n").contains("cannot be combined"));
+    }
+
+    #[test]
+    fn unsupported_match_criteria_never_apply_and_are_reported() {
+        let config = parse(
+            "Match exec \"true\"\n  Port 1\nMatch !final\n  Port 2\nMatch host web\n  Port 3\n",
+        );
+        assert_eq!(config.resolve("web").port, 3);
+        let warnings = config.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("/test/config, line 1:"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("`exec true`"), "{warnings:?}");
+        assert!(warnings[1].contains("`!final`"), "{warnings:?}");
+    }
+
+    #[test]
+    fn unknown_match_criterion_is_an_error() {
+        assert!(parse_error("Match hots web\n").contains("unknown Match criterion `hots`"));
+        assert!(parse_error("Match host\n").contains("needs a pattern"));
+    }
+
+    #[test]
+    fn unknown_keywords_are_ignored() {
+        let host =
+            parse("ForwardAgent yes\nSendEnv LANG LC_*\nNoSuchKeyword\nPort 2200\n").resolve("web");
+        assert_eq!(host.port, 2200);
+    }
+
+    #[test]
+    fn bad_port_is_an_error_naming_file_and_line() {
+        for bad in ["Port abc", "Port 0", "Port 65536", "Port -1"] {
+            let message = parse_error(&format!("Host web\n  {bad}\n"));
+            assert!(
+                message.starts_with("/test/config, line 2: Port `"),
+                "{message}"
+            );
+        }
+        assert!(parse_error("Port 22 23\n").contains("takes one argument"));
+        assert!(parse_error("Port\n").contains("needs an argument"));
+    }
+
+    #[test]
+    fn bad_lines_are_errors_even_in_blocks_that_never_match() {
+        let message = parse_error("Host never\n  Port abc\n");
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn port_may_be_a_service_name_or_padded_number() {
+        assert_eq!(parse("Port 0022\n").resolve("x").port, 22);
+        if fs::read_to_string("/etc/services").is_ok_and(|s| s.contains("\nssh\t")) {
+            assert_eq!(parse("Port ssh\n").resolve("x").port, 22);
+        }
+    }
+
+    #[test]
+    fn unclosed_quote_is_an_error() {
+        assert!(parse_error("User \"bob\n").contains("not closed"));
+    }
+
+    #[test]
+    fn strict_host_key_checking_takes_ssh_spellings() {
+        let cases = [
+            ("yes", StrictHostKeyChecking::Yes),
+            ("True", StrictHostKeyChecking::Yes),
+            ("accept-new", StrictHostKeyChecking::AcceptNew),
+            ("no", StrictHostKeyChecking::No),
+            ("off", StrictHostKeyChecking::No),
+            ("false", StrictHostKeyChecking::No),
+            ("ASK", StrictHostKeyChecking::Ask),
+        ];
+        for (value, expected) in cases {
+            let host = parse(&format!("StrictHostKeyChecking {value}\n")).resolve("x");
+            assert_eq!(host.strict_host_key_checking, expected, "{value}");
+        }
+        assert!(parse_error("StrictHostKeyChecking maybe\n").contains("must be yes"));
+    }
+
+    #[test]
+    fn identities_only_is_a_yes_no_flag() {
+        assert!(parse("IdentitiesOnly YES\n").resolve("x").identities_only);
+        assert!(!parse("IdentitiesOnly no\n").resolve("x").identities_only);
+        assert!(parse_error("IdentitiesOnly maybe\n").contains("yes or no"));
+    }
+
+    #[test]
+    fn time_values_take_units_and_zero_means_off() {
+        let host = parse("ConnectTimeout 1m30s\nServerAliveInterval 2M\nServerAliveCountMax 0\n")
+            .resolve("x");
+        assert_eq!(host.connect_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(host.server_alive_interval, Some(Duration::from_secs(120)));
+        assert_eq!(host.server_alive_count_max, 0);
+        let off = parse("ConnectTimeout 0\nServerAliveInterval 0\n").resolve("x");
+        assert_eq!(off.connect_timeout, None);
+        assert_eq!(off.server_alive_interval, None);
+        assert!(parse_error("ConnectTimeout 5x\n").contains("is not a time"));
+        assert!(parse_error("ServerAliveCountMax -1\n").contains("is negative"));
+    }
+
+    #[test]
+    fn time_value_none_leaves_it_to_later_lines() {
+        let host = parse("ConnectTimeout none\nConnectTimeout 7\n").resolve("x");
+        assert_eq!(host.connect_timeout, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn proxy_jump_none_wins_when_first() {
+        let config = parse("Host direct\n  ProxyJump none\nHost *\n  ProxyJump bastion\n");
+        assert_eq!(config.resolve("direct").proxy_jump, None);
+        assert_eq!(config.resolve("x").proxy_jump.as_deref(), Some("bastion"));
+    }
+
+    #[test]
+    fn proxy_jump_and_proxy_command_exclude_each_other_first_wins() {
+        let config = parse(
+            "Host cmd\n  ProxyCommand nc %h %p\nHost jump\n  ProxyJump ops@bastion:2222,ssh://edge\n\
+             Host *\n  ProxyJump other\n  ProxyCommand ignored\n",
+        );
+        let cmd = config.resolve("cmd");
+        assert_eq!(cmd.proxy_command.as_deref(), Some("nc %h %p"));
+        assert_eq!(cmd.proxy_jump, None);
+        let jump = config.resolve("jump");
+        assert_eq!(
+            jump.proxy_jump.as_deref(),
+            Some("ops@bastion:2222,ssh://edge")
+        );
+        assert_eq!(jump.proxy_command, None);
+        assert!(parse_error("ProxyJump :::\n").contains("ProxyJump hop"));
+    }
+
+    #[test]
+    fn path_tokens_expand_like_ssh() {
+        let config = parse(
+            "Host web\n  HostName Web.Example\n  User deploy\n  Port 2200\n  \
+             IdentityFile ~/keys/%d|%u|%h|%p|%r|%n|%l|%L|%i|%k|%%\n  \
+             UserKnownHostsFile %d/kh/%C\n  HostKeyAlias WebKey\n",
+        );
+        let host = config.resolve("web");
+        let uid = alice().uid;
+        assert_eq!(
+            host.identity_files,
+            vec![PathBuf::from(format!(
+                "/home/alice/keys//home/alice|alice|web.example|2200|deploy|web|build.example.com|build|{uid}|webkey|%"
+            ))]
+        );
+        let hash = sha1_hex(b"build.example.comweb.example2200deploy");
+        assert_eq!(
+            host.user_known_hosts_files,
+            vec![PathBuf::from(format!("/home/alice/kh/{hash}"))]
+        );
+        assert_eq!(host.host_key_alias.as_deref(), Some("webkey"));
+    }
+
+    #[test]
+    fn tilde_names_another_users_home() {
+        let host = parse("UserKnownHostsFile ~root/kh ~ ~//x a~/b\n").resolve("x");
+        assert_eq!(
+            host.user_known_hosts_files,
+            paths(&["/root/kh", "/home/alice/", "/home/alice/x", "a~/b"])
+        );
+    }
+
+    #[test]
+    fn environment_references_expand_in_paths() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let host = parse(
+            "IdentityFile ${CARGO_MANIFEST_DIR}/key\nIdentityAgent ${CARGO_MANIFEST_DIR}/agent\n",
+        )
+        .resolve("x");
+        assert_eq!(
+            host.identity_files,
+            vec![PathBuf::from(format!("{dir}/key"))]
+        );
+        assert_eq!(host.identity_agent, Some(format!("{dir}/agent")));
+    }
+
+    #[test]
+    fn identity_agent_keeps_none_and_variable_names_as_written() {
+        for value in ["none", "SSH_AUTH_SOCK", "$SSH_AUTH_SOCK"] {
+            let host = parse(&format!("IdentityAgent {value}\n")).resolve("x");
+            assert_eq!(host.identity_agent.as_deref(), Some(value));
+        }
+        let host = parse("IdentityAgent ~/.gnupg/S.gpg-agent.%u\n").resolve("x");
+        assert_eq!(
+            host.identity_agent.as_deref(),
+            Some("/home/alice/.gnupg/S.gpg-agent.alice")
+        );
+    }
+
+    #[test]
+    fn identity_agent_with_unset_variable_is_an_error() {
+        let message = parse_error("Host never\n  IdentityAgent ${SSHMCP_TEST_SURELY_UNSET}\n");
+        assert!(message.contains("line 2"), "{message}");
+        assert!(message.contains("SSHMCP_TEST_SURELY_UNSET"), "{message}");
+        assert!(parse_error("IdentityAgent $not-a-name\n").contains("not a valid"));
+    }
+
+    #[test]
+    fn identity_file_with_unset_variable_warns_and_stays_as_written() {
+        let config = parse("IdentityFile ${SSHMCP_TEST_SURELY_UNSET}/key\n");
+        assert_eq!(config.warnings().len(), 1);
+        assert_eq!(
+            config.resolve("x").identity_files,
+            paths(&["${SSHMCP_TEST_SURELY_UNSET}/key"])
+        );
+    }
+
+    #[test]
+    fn unknown_path_token_is_an_error() {
+        let message = parse_error("IdentityFile ~/.ssh/%j\n");
+        assert!(message.contains("unknown token %j"), "{message}");
+        assert!(parse_error("UserKnownHostsFile /kh/%\n").contains("lone %"));
+        assert!(parse_error("IdentityFile ${HOME\n").contains("closing"));
+    }
+
+    #[test]
+    fn aliases_are_concrete_host_names_in_file_order() {
+        let config =
+            parse("Host web db\nHost *.lab !bad.lab\nHost db cache?\nMatch host api\nHost api\n");
+        assert_eq!(config.aliases(), vec!["web", "db", "api"]);
+    }
+
+    #[test]
+    fn missing_config_file_is_an_empty_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = SshConfig::load_as(&dir.path().join("nope"), alice()).unwrap();
+        assert!(config.aliases().is_empty());
+        assert_eq!(config.resolve("web").port, 22);
+    }
+
+    #[test]
+    fn load_reads_the_file_for_the_current_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        write_config(&path, "Host web\n  Port 2200\n");
+        let config = SshConfig::load(&path).unwrap();
+        assert_eq!(config.resolve("web").port, 2200);
+        assert_eq!(
+            config.resolve("web").user,
+            LocalUser::current().unwrap().name
+        );
+    }
+
+    #[test]
+    fn config_writable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        write_config(&path, "Port 2200\n");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
+        let error = SshConfig::load_as(&path, alice()).unwrap_err();
+        assert!(
+            matches!(error, SshConfigError::InsecurePermissions { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn include_with_wildcard_pulls_in_matching_files_in_sorted_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf_d = dir.path().join("conf.d");
+        fs::create_dir(&conf_d).unwrap();
+        write_config(
+            &conf_d.join("20-b.conf"),
+            "Host b\n  Port 2\nHost web\n  User from-b\n",
+        );
+        write_config(
+            &conf_d.join("10-a.conf"),
+            "Host a\n  Port 1\nHost web\n  User from-a\n",
+        );
+        write_config(&conf_d.join(".hidden"), "Host hidden\n");
+        let main = dir.path().join("config");
+        write_config(&main, &format!("Include {}/*.conf\n", conf_d.display()));
+        let config = SshConfig::load_as(&main, alice()).unwrap();
+        assert_eq!(config.aliases(), vec!["a", "web", "b"]);
+        assert_eq!(config.resolve("a").port, 1);
+        assert_eq!(config.resolve("b").port, 2);
+        assert_eq!(config.resolve("web").user, "from-a");
+    }
+
+    #[test]
+    fn include_takes_several_patterns_and_character_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["x1", "x2", "y"] {
+            write_config(&dir.path().join(name), &format!("Host {name}\n"));
+        }
+        let root = dir.path().display();
+        let main = dir.path().join("config");
+        write_config(&main, &format!("Include {root}/y {root}/x[!1]\n"));
+        let config = SshConfig::load_as(&main, alice()).unwrap();
+        assert_eq!(config.aliases(), vec!["y", "x2"]);
+    }
+
+    #[test]
+    fn relative_include_resolves_against_dot_ssh() {
+        let home = tempfile::tempdir().unwrap();
+        fs::create_dir(home.path().join(".ssh")).unwrap();
+        write_config(&home.path().join(".ssh/extra"), "Host extra\n  Port 2200\n");
+        let local = LocalUser {
+            home: home.path().to_owned(),
+            ..alice()
+        };
+        let config =
+            SshConfig::parse_str_as("Include extra\n", Path::new("/test/config"), local).unwrap();
+        assert_eq!(config.resolve("extra").port, 2200);
+        let config =
+            SshConfig::parse_str("Include ~/.ssh/extra\n", Path::new("x"), home.path()).unwrap();
+        assert_eq!(config.resolve("extra").port, 2200);
+    }
+
+    #[test]
+    fn include_inside_a_host_block_applies_only_when_that_block_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("extra");
+        write_config(&extra, "Port 2200\n");
+        let main = dir.path().join("config");
+        write_config(
+            &main,
+            &format!(
+                "Host web\n  Include {}\nHost *\n  Port 2222\n",
+                extra.display()
+            ),
+        );
+        let config = SshConfig::load_as(&main, alice()).unwrap();
+        assert_eq!(config.resolve("web").port, 2200);
+        assert_eq!(config.resolve("other").port, 2222);
+    }
+
+    #[test]
+    fn host_block_inside_an_included_file_ends_with_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("extra");
+        write_config(&extra, "User included\nHost elsewhere\n  User elsewhere\n");
+        let main = dir.path().join("config");
+        write_config(&main, &format!("Include {}\nPort 2200\n", extra.display()));
+        let host = SshConfig::load_as(&main, alice()).unwrap().resolve("web");
+        assert_eq!(host.user, "included");
+        assert_eq!(
+            host.port, 2200,
+            "the includer's state is restored after the Include"
+        );
+    }
+
+    #[test]
+    fn missing_include_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("config");
+        let root = dir.path().display();
+        write_config(
+            &main,
+            &format!("Include {root}/nope {root}/none.d/*\nPort 2200\n"),
+        );
+        let config = SshConfig::load_as(&main, alice()).unwrap();
+        assert_eq!(config.resolve("x").port, 2200);
+    }
+
+    #[test]
+    fn include_recursion_is_an_error_even_in_a_block_that_never_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("config");
+        write_config(
+            &main,
+            &format!("Host never\n  Include {}\n", main.display()),
+        );
+        let error = SshConfig::load_as(&main, alice()).unwrap_err();
+        assert!(
+            matches!(error, SshConfigError::IncludeTooDeep { line: 2, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn included_file_writable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("extra");
+        write_config(&extra, "Port 2200\n");
+        fs::set_permissions(&extra, fs::Permissions::from_mode(0o666)).unwrap();
+        let text = format!("Include {}\n", extra.display());
+        let error = SshConfig::parse_str_as(&text, Path::new("x"), alice()).unwrap_err();
+        assert!(
+            matches!(error, SshConfigError::InsecurePermissions { .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn errors_in_included_files_name_that_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = dir.path().join("extra");
+        write_config(&extra, "\n\nPort nope\n");
+        let text = format!("Include {}\n", extra.display());
+        let message = SshConfig::parse_str_as(&text, Path::new("x"), alice())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(&format!("{}, line 3:", extra.display())),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn file_that_is_not_utf8_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        fs::write(&path, b"Port 22\nUser \xff\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let error = SshConfig::load_as(&path, alice()).unwrap_err();
+        assert!(
+            matches!(error, SshConfigError::Syntax { line: 2, .. }),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn sha1_matches_known_digests() {
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        // What `ssh -G` printed for `%C` with %l=vm %h=t2 %p=22 %r=root.
+        assert_eq!(
+            sha1_hex(b"vmt222root"),
+            "971b63097d906a1cc46b959f4c593530d6851242"
+        );
+        let long = [b'a'; 1000];
+        assert_eq!(sha1_hex(&long), "291e9a6c66994949b57ba5e650361e98fc36b1ba");
+    }
+
+    #[test]
+    fn glob_wildcards_follow_fnmatch() {
+        assert!(fnmatch(b"*.conf", b"a.conf"));
+        assert!(!fnmatch(b"*.conf", b"a.conf.bak"));
+        assert!(fnmatch(b"a?c", b"abc"));
+        assert!(fnmatch(b"[a-c]x", b"bx"));
+        assert!(!fnmatch(b"[!a-c]x", b"bx"));
+        assert!(fnmatch(b"\\*", b"*"));
+        assert!(!fnmatch(b"\\*", b"a"));
+        assert!(fnmatch(b"[]]", b"]"));
+        assert!(fnmatch(b"[", b"["));
+    }
+
+    /// What `ssh -G` prints for the fields we compare.
+    #[derive(Debug, Default)]
+    struct SshG {
+        hostname: String,
+        port: u16,
+        user: String,
+        identity_files: Vec<PathBuf>,
+        user_known_hosts_files: Vec<PathBuf>,
+        strict_host_key_checking: Option<StrictHostKeyChecking>,
+        identities_only: bool,
+        proxy_jump: Option<String>,
+        connect_timeout: Option<Duration>,
+        server_alive_interval: Option<Duration>,
+        server_alive_count_max: u32,
+    }
+
+    /// Run the real `ssh -G`; `None` if there is no ssh binary.
+    fn ssh_g(config: &Path, alias: &str, home: &Path) -> Option<SshG> {
+        let output = match Command::new("ssh")
+            .arg("-G")
+            .arg("-F")
+            .arg(config)
+            .arg(alias)
+            .stdin(Stdio::null())
+            .output()
+        {
+            Ok(output) => output,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("cannot run ssh: {e}"),
+        };
+        assert!(
+            output.status.success(),
+            "ssh -G {alias} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let home = home.to_string_lossy();
+        let untilde = |path: &str| match path.strip_prefix("~/") {
+            Some(rest) => PathBuf::from(format!("{home}/{rest}")),
+            None => PathBuf::from(path),
+        };
+        let secs = |value: &str| match value {
+            "none" | "0" => None,
+            n => Some(Duration::from_secs(n.parse().unwrap())),
+        };
+        let mut seen = SshG::default();
+        for line in String::from_utf8(output.stdout).unwrap().lines() {
+            let Some((key, value)) = line.split_once(' ') else {
+                continue;
+            };
+            match key {
+                "hostname" => seen.hostname = value.to_owned(),
+                "port" => seen.port = value.parse().unwrap(),
+                "user" => seen.user = value.to_owned(),
+                "identityfile" => seen.identity_files.push(untilde(value)),
+                "userknownhostsfile" => {
+                    seen.user_known_hosts_files = value.split(' ').map(untilde).collect();
+                }
+                "stricthostkeychecking" => {
+                    seen.strict_host_key_checking = Some(match value {
+                        "true" => StrictHostKeyChecking::Yes,
+                        "false" => StrictHostKeyChecking::No,
+                        "ask" => StrictHostKeyChecking::Ask,
+                        "accept-new" => StrictHostKeyChecking::AcceptNew,
+                        other => panic!("unexpected stricthostkeychecking {other}"),
+                    });
+                }
+                "identitiesonly" => seen.identities_only = value == "yes",
+                "proxyjump" => seen.proxy_jump = Some(value.to_owned()),
+                "connecttimeout" => seen.connect_timeout = secs(value),
+                "serveraliveinterval" => seen.server_alive_interval = secs(value),
+                "serveralivecountmax" => seen.server_alive_count_max = value.parse().unwrap(),
+                _ => {}
+            }
+        }
+        Some(seen)
+    }
+
+    #[test]
+    fn resolution_agrees_with_ssh_dash_g() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let local = LocalUser::current().unwrap();
+        let conf_d = root.join("conf.d");
+        fs::create_dir(&conf_d).unwrap();
+        write_config(
+            &conf_d.join("10-web.conf"),
+            "# web servers\n\
+             Host web.lab Web.Lab\n\
+             \x20 HostName %h.Example.COM\n\
+             \x20 IdentityFile ~/.ssh/web_ed25519\n\
+             \x20 Port 2201\n\
+             \x20 StrictHostKeyChecking accept-new\n",
+        );
+        write_config(
+            &conf_d.join("20-db.conf"),
+            &format!(
+                "Host db !db.lab\n\
+                 \x20 HostName DB.Internal.example\n\
+                 \x20 User dbadmin\n\
+                 Match host db.internal.example\n\
+                 \x20 IdentityFile {root}/keys/db_match\n\
+                 Match originalhost db user dbadmin\n\
+                 \x20 Port 5022\n\
+                 Match localuser {user}\n\
+                 \x20 ServerAliveInterval 30\n",
+                root = root.display(),
+                user = local.name,
+            ),
+        );
+        let main = root.join("config");
+        write_config(
+            &main,
+            &format!(
+                "Include {root}/conf.d/*\n\
+                 \n\
+                 Host *.lab !bad.lab\n\
+                 \x20 User labuser\n\
+                 \x20 IdentityFile ~/.ssh/lab_key\n\
+                 \x20 IdentityFile {root}/keys/lab_rsa\n\
+                 \x20 IdentityFile ~/.ssh/lab_key\n\
+                 \x20 UserKnownHostsFile ~/.ssh/kh_%h_%p %d/kh_%r_%C\n\
+                 \x20 ProxyJump jump@bastion.example:2222\n\
+                 \n\
+                 Host v6\n\
+                 \x20 HostName FE80::0:1\n\
+                 Host short\n\
+                 \x20 HostName 127.1\n\
+                 \n\
+                 Host *\n\
+                 \x20 Port = 2222\n\
+                 \x20 User=fallback\n\
+                 \x20 IdentityFile \"~/.ssh/common key\"\n\
+                 \x20 ConnectTimeout 1m\n\
+                 \x20 ServerAliveCountMax 5\n\
+                 \x20 IdentitiesOnly yes\n",
+                root = root.display(),
+            ),
+        );
+
+        let config = SshConfig::load(&main).unwrap();
+        let aliases = [
+            "web.lab", "Web.Lab", "WEB.LAB", "bad.lab", "x.lab", "db", "db.lab", "v6", "short",
+            "10.0.0.7", "plain",
+        ];
+        for alias in aliases {
+            let Some(theirs) = ssh_g(&main, alias, &local.home) else {
+                eprintln!("no `ssh` binary: skipping the comparison with ssh -G");
+                return;
+            };
+            let ours = config.resolve(alias);
+            assert_eq!(ours.hostname, theirs.hostname, "hostname of {alias}");
+            assert_eq!(ours.port, theirs.port, "port of {alias}");
+            assert_eq!(ours.user, theirs.user, "user of {alias}");
+            assert_eq!(
+                ours.identity_files, theirs.identity_files,
+                "identityfile of {alias}"
+            );
+            assert_eq!(
+                ours.user_known_hosts_files, theirs.user_known_hosts_files,
+                "userknownhostsfile of {alias}"
+            );
+            assert_eq!(
+                Some(ours.strict_host_key_checking),
+                theirs.strict_host_key_checking,
+                "stricthostkeychecking of {alias}"
+            );
+            assert_eq!(ours.identities_only, theirs.identities_only, "{alias}");
+            assert_eq!(ours.proxy_jump, theirs.proxy_jump, "proxyjump of {alias}");
+            assert_eq!(ours.connect_timeout, theirs.connect_timeout, "{alias}");
+            assert_eq!(
+                ours.server_alive_interval, theirs.server_alive_interval,
+                "{alias}"
+            );
+            assert_eq!(
+                ours.server_alive_count_max, theirs.server_alive_count_max,
+                "{alias}"
+            );
+        }
+    }
 }

@@ -173,12 +173,6 @@ impl Drop for Lease {
     }
 }
 
-impl Lease {
-    pub fn connection_id(&self) -> u64 {
-        self.conn.id
-    }
-}
-
 /// Why opening a channel on a leased connection failed.
 enum OpenFailure {
     /// The connection is gone or wedged: retry on a fresh one.
