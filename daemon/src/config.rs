@@ -186,10 +186,16 @@ impl Config {
 
     fn validate(&self) -> Result<(), String> {
         let positive = [
-            ("pool.sessions_per_connection", self.pool.sessions_per_connection),
+            (
+                "pool.sessions_per_connection",
+                self.pool.sessions_per_connection,
+            ),
             ("pool.max_per_host", self.pool.max_per_host),
             ("limits.max_inflight", self.limits.max_inflight),
-            ("limits.max_inflight_per_host", self.limits.max_inflight_per_host),
+            (
+                "limits.max_inflight_per_host",
+                self.limits.max_inflight_per_host,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -48,11 +48,45 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                      your own sshmcpd as that user"
                 ),
             );
-            let _ = send(&mut sink, &DaemonFrame::Goodbye(bye)).await;
+            refuse(&mut frames, &mut sink, bye).await;
             return;
         }
     }
+    if daemon.clients.fetch_add(1, Ordering::AcqRel) >= daemon.config.daemon.max_clients as u32 {
+        daemon.clients.fetch_sub(1, Ordering::AcqRel);
+        tracing::warn!("refused a client: at [daemon] max_clients");
+        let bye = Error::new(
+            ErrorKind::Overloaded,
+            format!(
+                "sshmcpd is serving its maximum of {} clients ([daemon] max_clients); retry \
+                 later or raise the limit",
+                daemon.config.daemon.max_clients
+            ),
+        );
+        refuse(&mut frames, &mut sink, bye).await;
+        return;
+    }
+    serve_client(&daemon, peer, frames, sink).await;
+    daemon.clients.fetch_sub(1, Ordering::AcqRel);
+}
 
+type Frames = FramedRead<tokio::net::unix::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>;
+type Sink = FramedWrite<tokio::net::unix::OwnedWriteHalf, tokio_util::codec::LengthDelimitedCodec>;
+
+/// Turn a client away with a reason it can read: take its Hello first (so
+/// its write does not fail against a closed socket), then say Goodbye.
+async fn refuse(frames: &mut Frames, sink: &mut Sink, bye: Error) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), frames.next()).await;
+    let _ = send(sink, &DaemonFrame::Goodbye(bye)).await;
+}
+
+async fn serve_client(
+    daemon: &Arc<Daemon>,
+    peer: Option<tokio::net::unix::UCred>,
+    mut frames: Frames,
+    mut sink: Sink,
+) {
+    let max_frame = daemon.config.daemon.max_frame;
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await {
         Ok(Some(Ok(bytes))) => match decode::<ClientFrame>(&bytes) {
             Ok(ClientFrame::Hello(hello)) => hello,
@@ -68,7 +102,11 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             }
         },
         Ok(Some(Err(e))) => {
-            let _ = send(&mut sink, &DaemonFrame::Goodbye(framing_error(&e, max_frame))).await;
+            let _ = send(
+                &mut sink,
+                &DaemonFrame::Goodbye(framing_error(&e, max_frame)),
+            )
+            .await;
             return;
         }
         Ok(None) => return,
@@ -103,7 +141,6 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     });
     tracing::debug!(caller = ?caller, "client connected");
 
-    daemon.clients.fetch_add(1, Ordering::Relaxed);
     let (outgoing, mut queue) = mpsc::channel::<DaemonFrame>(OUTGOING_QUEUE);
     let writer = tokio::spawn(async move {
         while let Some(frame) = queue.recv().await {
@@ -133,12 +170,10 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         match decode::<ClientFrame>(&bytes) {
             Ok(ClientFrame::Request { id, request }) => {
                 let token = CancellationToken::new();
-                let duplicate = {
-                    let mut map = inflight.lock().unwrap_or_else(|p| p.into_inner());
-                    if map.contains_key(&id) {
-                        true
-                    } else {
-                        map.insert(id, token.clone());
+                let duplicate = match inflight.lock().unwrap_or_else(|p| p.into_inner()).entry(id) {
+                    std::collections::hash_map::Entry::Occupied(_) => true,
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(token.clone());
                         false
                     }
                 };
@@ -164,11 +199,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
                 });
             }
             Ok(ClientFrame::Cancel { id }) => {
-                if let Some(token) = inflight
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&id)
-                {
+                if let Some(token) = inflight.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
                     token.cancel();
                 }
             }
@@ -186,16 +217,11 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     }
     // The client is gone or misbehaved: its unfinished work has no one to
     // report to, so stop it (a cancelled exec kills its remote process).
-    for token in inflight
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-    {
+    for token in inflight.lock().unwrap_or_else(|p| p.into_inner()).values() {
         token.cancel();
     }
     drop(outgoing);
     let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
-    daemon.clients.fetch_sub(1, Ordering::Relaxed);
 }
 
 fn check_version(hello: &Hello) -> Result<(), Error> {

@@ -34,7 +34,9 @@ pub async fn dispatch(
     metrics::histogram!(names::OP_DURATION_US, "op" => op, "host" => host.clone())
         .record(elapsed.as_micros() as f64);
     match &reply {
-        Ok(_) => tracing::debug!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, "ok"),
+        Ok(_) => {
+            tracing::debug!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, "ok")
+        }
         Err(error) => {
             metrics::counter!(names::OP_ERRORS, "op" => op, "host" => host.clone()).increment(1);
             tracing::info!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, kind = error.kind.as_str(), "failed");
@@ -54,7 +56,13 @@ async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> R
         _ => {}
     }
     let wait = daemon.config.queue_timeout();
-    let _global = acquire(&daemon.inflight, wait, "the daemon", "[limits] max_inflight").await?;
+    let _global = acquire(
+        &daemon.inflight,
+        wait,
+        "the daemon",
+        "[limits] max_inflight",
+    )
+    .await?;
     let host = match request.host() {
         Some(alias) => Some(daemon.pool.host(alias)?),
         None => None,
@@ -72,9 +80,11 @@ async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> R
         None => None,
     };
     match request {
-        Request::Exec(exec) => ops::exec::run(&daemon.pool, exec, daemon.config.daemon.max_frame, cancel)
-            .await
-            .map(Response::Exec),
+        Request::Exec(exec) => {
+            ops::exec::run(&daemon.pool, exec, daemon.config.daemon.max_frame, cancel)
+                .await
+                .map(Response::Exec)
+        }
         Request::Warm { host } => ops::warm::warm(daemon, &host).await.map(|()| Response::Ok),
         Request::Status | Request::Stats | Request::Hosts | Request::Drain { .. } => {
             Err(Error::internal("admin request reached the limited path"))

@@ -181,7 +181,8 @@ fn spawn_warmup(daemon: &Arc<Daemon>) {
 
 fn spawn_reaper(daemon: &Arc<Daemon>) {
     let daemon = daemon.clone();
-    let every = (daemon.pool_idle_timeout() / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let every =
+        (daemon.pool_idle_timeout() / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {

@@ -4,7 +4,6 @@
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::net::UnixListener;
 
@@ -89,7 +88,6 @@ pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
 
 /// Accept clients until shutdown; each is served on its own task.
 pub async fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
-    let max_clients = daemon.config.daemon.max_clients as u32;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -97,11 +95,6 @@ pub async fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
         };
         match accepted {
             Ok((stream, _)) => {
-                if daemon.clients.load(Ordering::Relaxed) >= max_clients {
-                    tracing::warn!(max_clients, "refusing a client: at [daemon] max_clients");
-                    drop(stream);
-                    continue;
-                }
                 tokio::spawn(connection::serve(daemon.clone(), stream));
             }
             Err(e) => {

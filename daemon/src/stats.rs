@@ -127,7 +127,9 @@ pub struct LatencyHistogram {
 impl Default for LatencyHistogram {
     fn default() -> Self {
         LatencyHistogram {
-            buckets: (0..OCTAVES * SUB_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            buckets: (0..OCTAVES * SUB_BUCKETS)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             max: AtomicU64::new(0),
         }
     }
@@ -180,6 +182,9 @@ impl LatencyHistogram {
             return 0;
         }
         let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        if rank == total {
+            return self.max.load(Ordering::Relaxed);
+        }
         let mut seen = 0;
         for (index, bucket) in self.buckets.iter().enumerate() {
             seen += bucket.load(Ordering::Relaxed);

@@ -115,7 +115,9 @@ impl DaemonClient {
                 proto_version: PROTO_VERSION,
                 client,
             });
-            send(&mut writer, &hello).await?;
+            // A daemon that refuses us may close before reading the Hello;
+            // its Goodbye is still waiting to be read, so read on regardless.
+            let sent = send(&mut writer, &hello).await;
             match reader.next().await {
                 Some(Ok(bytes)) => match decode::<DaemonFrame>(&bytes) {
                     Ok(DaemonFrame::Welcome(welcome)) => Ok(welcome),
@@ -125,8 +127,8 @@ impl DaemonClient {
                     ))),
                     Err(e) => Err(ClientError::Protocol(e.to_string())),
                 },
-                Some(Err(e)) => Err(ClientError::Protocol(e.to_string())),
-                None => Err(ClientError::Disconnected(None)),
+                Some(Err(e)) => Err(sent.err().unwrap_or(ClientError::Protocol(e.to_string()))),
+                None => Err(sent.err().unwrap_or(ClientError::Disconnected(None))),
             }
         };
         let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)

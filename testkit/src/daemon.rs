@@ -52,7 +52,8 @@ pub fn bin_path(name: &str) -> PathBuf {
 /// It exists so that tests drive the real binary through its real socket:
 /// start-up, config parsing, signals and restarts included. The child gets
 /// no `SSH_AUTH_SOCK` (tests must not depend on the developer's agent),
-/// `RUST_LOG=sshmcpd=debug`, and `XDG_RUNTIME_DIR` inside its directory.
+/// `RUST_LOG=sshmcpd=debug` (or `$SSHMCP_TEST_DAEMON_LOG`, which benchmarks
+/// set to `sshmcpd=info` so logging does not weigh on timings), and `XDG_RUNTIME_DIR` inside its directory.
 #[derive(Debug)]
 pub struct Daemon {
     config_path: PathBuf,
@@ -225,7 +226,10 @@ fn spawn(config_path: &Path, runtime_dir: &Path, log_path: &Path) -> OwnedChild 
             .arg(config_path)
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("SSHMCP_SOCKET")
-            .env("RUST_LOG", "sshmcpd=debug")
+            .env(
+                "RUST_LOG",
+                std::env::var("SSHMCP_TEST_DAEMON_LOG").unwrap_or_else(|_| "sshmcpd=debug".into()),
+            )
             .env("XDG_RUNTIME_DIR", runtime_dir)
             .stdin(Stdio::null())
             .stdout(log_for_stdout)

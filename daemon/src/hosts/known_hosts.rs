@@ -169,7 +169,9 @@ fn hashed_matches(entry: &str, name: &str) -> bool {
     let Ok(mac) = hmac::Hmac::<sha1::Sha1>::new_from_slice(&salt) else {
         return false;
     };
-    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
+    mac.chain_update(name.as_bytes())
+        .verify_slice(&hash)
+        .is_ok()
 }
 
 /// `*` and `?` glob match, case-insensitive as OpenSSH's host matching is.

@@ -135,8 +135,9 @@ pub struct ResolvedHost {
     pub proxy_jump: Option<String>,
     /// ProxyCommand as written (tokens not expanded), `None` when unset or
     /// `none`. sshmcpd does not run proxy commands, but it must know that
-    /// ssh would, rather than silently connect directly. ssh uses whichever
-    /// of ProxyJump and ProxyCommand comes first, so at most one is set.
+    /// ssh would, rather than silently connect directly. A ProxyJump host
+    /// seen first rules out any ProxyCommand and vice versa, so at most one
+    /// of the two is set.
     pub proxy_command: Option<String>,
     /// HostKeyAlias, lowercased as ssh does: when set, ssh looks the host
     /// key up in known_hosts under this name instead of the hostname.
@@ -241,6 +242,7 @@ impl SshConfig {
     /// Parse config text; `origin` names it in errors and `home` is the
     /// user's home directory (for `~`, `%d` and relative Includes). The rest
     /// of the local user is the account running the daemon.
+    #[cfg(test)]
     pub fn parse_str(text: &str, origin: &Path, home: &Path) -> Result<SshConfig, SshConfigError> {
         let mut local = LocalUser::current()?;
         local.home = home.to_owned();
@@ -248,6 +250,7 @@ impl SshConfig {
     }
 
     /// [`SshConfig::parse_str`] on behalf of an explicit local user.
+    #[cfg(test)]
     pub fn parse_str_as(
         text: &str,
         origin: &Path,
@@ -392,13 +395,9 @@ impl SshConfig {
                 .collect()
         };
 
-        let (proxy_jump, proxy_command) = match obtained.proxy {
-            Some(Proxy::Jump(jump)) if !jump.eq_ignore_ascii_case("none") => (Some(jump), None),
-            Some(Proxy::Command(command)) if !command.eq_ignore_ascii_case("none") => {
-                (None, Some(command))
-            }
-            _ => (None, None),
-        };
+        let not_none = |value: &String| !value.eq_ignore_ascii_case("none");
+        let proxy_jump = obtained.proxy_jump.filter(not_none);
+        let proxy_command = obtained.proxy_command.filter(not_none);
 
         ResolvedHost {
             alias: alias.to_owned(),
@@ -533,19 +532,12 @@ struct Obtained {
     identity_agent: Option<String>,
     known_hosts: Option<Vec<String>>,
     strict_host_key_checking: Option<StrictHostKeyChecking>,
-    proxy: Option<Proxy>,
+    proxy_jump: Option<String>,
+    proxy_command: Option<String>,
     host_key_alias: Option<String>,
     connect_timeout: Option<u32>,
     server_alive_interval: Option<u32>,
     server_alive_count_max: Option<u32>,
-}
-
-/// ProxyJump and ProxyCommand exclude each other: whichever ssh sees first
-/// wins, `none` included.
-#[derive(Debug)]
-enum Proxy {
-    Jump(String),
-    Command(String),
 }
 
 impl Obtained {
@@ -568,12 +560,20 @@ impl Obtained {
             Setting::IdentityAgent(v) => first(&mut self.identity_agent, v),
             Setting::UserKnownHostsFile(v) => first(&mut self.known_hosts, v),
             Setting::StrictHostKeyChecking(v) => first(&mut self.strict_host_key_checking, v),
+            // As OpenSSH 10.3 (and Debian's 9.2 backport): `ProxyJump none`
+            // only settles ProxyJump; a jump host also settles ProxyCommand
+            // (to `none`), and is itself ruled out by an earlier
+            // ProxyCommand, `none` included.
+            Setting::ProxyJump(v) if v.eq_ignore_ascii_case("none") => {
+                self.proxy_jump.get_or_insert_with(|| "none".to_owned());
+            }
             Setting::ProxyJump(v) => {
-                self.proxy.get_or_insert_with(|| Proxy::Jump(v.clone()));
+                if self.proxy_jump.is_none() && self.proxy_command.is_none() {
+                    self.proxy_jump = Some(v.clone());
+                    self.proxy_command = Some("none".to_owned());
+                }
             }
-            Setting::ProxyCommand(v) => {
-                self.proxy.get_or_insert_with(|| Proxy::Command(v.clone()));
-            }
+            Setting::ProxyCommand(v) => first(&mut self.proxy_command, v),
             Setting::HostKeyAlias(v) => first(&mut self.host_key_alias, v),
             Setting::ConnectTimeout(Some(v)) => first(&mut self.connect_timeout, v),
             Setting::ServerAliveInterval(Some(v)) => first(&mut self.server_alive_interval, v),
@@ -2109,7 +2109,7 @@ mod tests {
     fn user_known_hosts_file_takes_a_list_from_its_first_line_only() {
         let config = parse(
             "Host web\n  UserKnownHostsFile ~/kh/one \"/kh/two words\"\n\
-             UserKnownHostsFile /kh/ignored\n",
+             Host *\n  UserKnownHostsFile /kh/ignored\n",
         );
         assert_eq!(
             config.resolve("web").user_known_hosts_files,
@@ -2155,8 +2155,16 @@ mod tests {
 
     #[test]
     fn hostname_expands_percent_h_and_double_percent() {
-        let config = parse("Host *\n  HostName %h.Internal.example%%\n");
-        assert_eq!(config.resolve("Db").hostname, "db.internal.example%");
+        let config = parse("Host pct\n  HostName a%%b\nHost *\n  HostName %h.Internal.example\n");
+        assert_eq!(config.resolve("Db").hostname, "db.internal.example");
+        assert_eq!(config.resolve("pct").hostname, "a%b");
+    }
+
+    #[test]
+    fn hostname_containing_percent_or_colon_keeps_its_case_like_ssh() {
+        // ssh takes such names for addresses (`FE80::1%eth0`) and leaves them alone.
+        let config = parse("Host *\n  HostName %h.Example%%\n");
+        assert_eq!(config.resolve("Db").hostname, "Db.Example%");
     }
 
     #[test]
@@ -2364,6 +2372,16 @@ mod tests {
     }
 
     #[test]
+    fn proxy_jump_none_does_not_rule_out_a_later_proxy_command() {
+        let config = parse("ProxyJump none\nProxyCommand nc %h %p\n");
+        let host = config.resolve("x");
+        assert_eq!(host.proxy_jump, None);
+        assert_eq!(host.proxy_command.as_deref(), Some("nc %h %p"));
+        let blocked = parse("ProxyCommand none\nProxyJump bastion\n").resolve("x");
+        assert_eq!((blocked.proxy_jump, blocked.proxy_command), (None, None));
+    }
+
+    #[test]
     fn path_tokens_expand_like_ssh() {
         let config = parse(
             "Host web\n  HostName Web.Example\n  User deploy\n  Port 2200\n  \
@@ -2388,10 +2406,18 @@ mod tests {
 
     #[test]
     fn tilde_names_another_users_home() {
+        let root_home = passwd_entry(&PasswdKey::Name(CString::new("root").unwrap()))
+            .unwrap()
+            .home;
         let host = parse("UserKnownHostsFile ~root/kh ~ ~//x a~/b\n").resolve("x");
         assert_eq!(
             host.user_known_hosts_files,
-            paths(&["/root/kh", "/home/alice/", "/home/alice/x", "a~/b"])
+            vec![
+                root_home.join("kh"),
+                PathBuf::from("/home/alice/"),
+                PathBuf::from("/home/alice/x"),
+                PathBuf::from("a~/b"),
+            ]
         );
     }
 
@@ -2682,6 +2708,7 @@ mod tests {
         strict_host_key_checking: Option<StrictHostKeyChecking>,
         identities_only: bool,
         proxy_jump: Option<String>,
+        proxy_command: Option<String>,
         connect_timeout: Option<Duration>,
         server_alive_interval: Option<Duration>,
         server_alive_count_max: u32,
@@ -2739,6 +2766,7 @@ mod tests {
                 }
                 "identitiesonly" => seen.identities_only = value == "yes",
                 "proxyjump" => seen.proxy_jump = Some(value.to_owned()),
+                "proxycommand" => seen.proxy_command = Some(value.to_owned()),
                 "connecttimeout" => seen.connect_timeout = secs(value),
                 "serveraliveinterval" => seen.server_alive_interval = secs(value),
                 "serveralivecountmax" => seen.server_alive_count_max = value.parse().unwrap(),
@@ -2798,6 +2826,9 @@ mod tests {
                  \x20 HostName FE80::0:1\n\
                  Host short\n\
                  \x20 HostName 127.1\n\
+                 Host tunnel\n\
+                 \x20 ProxyJump none\n\
+                 \x20 ProxyCommand nc %h %p\n\
                  \n\
                  Host *\n\
                  \x20 Port = 2222\n\
@@ -2810,13 +2841,25 @@ mod tests {
             ),
         );
 
-        let config = SshConfig::load(&main).unwrap();
         let aliases = [
             "web.lab", "Web.Lab", "WEB.LAB", "bad.lab", "x.lab", "db", "db.lab", "v6", "short",
-            "10.0.0.7", "plain",
+            "tunnel", "10.0.0.7", "plain",
         ];
-        for alias in aliases {
-            let Some(theirs) = ssh_g(&main, alias, &local.home) else {
+        assert_agrees_with_ssh(&main, &aliases);
+
+        // Nothing configured: ssh's default keys and known_hosts files.
+        let bare = root.join("bare");
+        write_config(&bare, "Host other\n  Port 2200\n");
+        assert_agrees_with_ssh(&bare, &["plain"]);
+    }
+
+    /// Resolve each alias with [`SshConfig::load`] and with the real
+    /// `ssh -G -F config`, and require the same answers.
+    fn assert_agrees_with_ssh(config_path: &Path, aliases: &[&str]) {
+        let local = LocalUser::current().unwrap();
+        let config = SshConfig::load(config_path).unwrap();
+        for &alias in aliases {
+            let Some(theirs) = ssh_g(config_path, alias, &local.home) else {
                 eprintln!("no `ssh` binary: skipping the comparison with ssh -G");
                 return;
             };
@@ -2839,6 +2882,10 @@ mod tests {
             );
             assert_eq!(ours.identities_only, theirs.identities_only, "{alias}");
             assert_eq!(ours.proxy_jump, theirs.proxy_jump, "proxyjump of {alias}");
+            assert_eq!(
+                ours.proxy_command, theirs.proxy_command,
+                "proxycommand of {alias}"
+            );
             assert_eq!(ours.connect_timeout, theirs.connect_timeout, "{alias}");
             assert_eq!(
                 ours.server_alive_interval, theirs.server_alive_interval,

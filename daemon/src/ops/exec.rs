@@ -60,7 +60,10 @@ pub async fn run(
     if let Err(e) = writer.exec(true, request.command.as_bytes()).await {
         return Err(Error::new(
             ErrorKind::Unreachable,
-            format!("lost the connection to {} while starting the command: {e}", request.host),
+            format!(
+                "lost the connection to {} while starting the command: {e}",
+                request.host
+            ),
         ));
     }
     // Feed stdin from its own task so a command that writes before it reads

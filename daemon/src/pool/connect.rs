@@ -41,7 +41,9 @@ impl client::Handler for HostKeyCheck {
         presented: &russh::keys::PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
         let verdict = match presented {
-            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => check_host_key(&self.host, key),
+            russh::keys::PublicKeyOrCertificate::PublicKey { key, .. } => {
+                check_host_key(&self.host, key)
+            }
             russh::keys::PublicKeyOrCertificate::Certificate(_) => Err(Error::new(
                 ErrorKind::HostKeyUnknown,
                 format!(
@@ -65,7 +67,9 @@ impl client::Handler for HostKeyCheck {
 pub type SshHandle = Handle<HostKeyCheck>;
 
 fn check_host_key(host: &ResolvedHost, key: &PublicKey) -> Result<(), Error> {
-    let name = known_hosts::lookup_name(&host.hostname, host.port);
+    // Keys are recorded under HostKeyAlias when one is set, as ssh does.
+    let key_host = host.host_key_alias.as_deref().unwrap_or(&host.hostname);
+    let name = known_hosts::lookup_name(key_host, host.port);
     let fingerprint = known_hosts::fingerprint(key);
     let files = &host.user_known_hosts_files;
     let listed = files
@@ -73,7 +77,7 @@ fn check_host_key(host: &ResolvedHost, key: &PublicKey) -> Result<(), Error> {
         .map(|f| f.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    match known_hosts::verify(&host.hostname, host.port, key, files) {
+    match known_hosts::verify(key_host, host.port, key, files) {
         Ok(()) => Ok(()),
         Err(Rejection::Changed { file, line }) => Err(Error::new(
             ErrorKind::HostKeyMismatch,
@@ -104,7 +108,7 @@ fn check_host_key(host: &ResolvedHost, key: &PublicKey) -> Result<(), Error> {
                         format!("no UserKnownHostsFile to record {name}'s key in"),
                     ));
                 };
-                known_hosts::learn(&host.hostname, host.port, key, file).map_err(|e| {
+                known_hosts::learn(key_host, host.port, key, file).map_err(|e| {
                     Error::new(
                         ErrorKind::HostKeyUnknown,
                         format!("cannot record {name}'s host key in {}: {e}", file.display()),
@@ -130,6 +134,16 @@ fn check_host_key(host: &ResolvedHost, key: &PublicKey) -> Result<(), Error> {
 
 /// Connect, verify and authenticate, all within `options.timeout`.
 pub async fn establish(host: &ResolvedHost, options: &ConnectOptions) -> Result<SshHandle, Error> {
+    if let Some(command) = &host.proxy_command {
+        return Err(Error::new(
+            ErrorKind::Unreachable,
+            format!(
+                "{} is reached through ProxyCommand `{command}`, which sshmcp does not run; \
+                 use ProxyJump instead, or a Host alias without ProxyCommand",
+                host.alias
+            ),
+        ));
+    }
     let work = async {
         let stream = tcp_connect(host).await?;
         handshake_and_auth(host, options, stream).await
@@ -256,7 +270,8 @@ async fn authenticate(
                     let AgentIdentity::PublicKey { key, .. } = identity else {
                         continue;
                     };
-                    if host.identities_only && !wanted.iter().any(|w| w.key_data() == key.key_data())
+                    if host.identities_only
+                        && !wanted.iter().any(|w| w.key_data() == key.key_data())
                     {
                         continue;
                     }

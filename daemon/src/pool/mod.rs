@@ -44,6 +44,8 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     pub keepalive: Duration,
     pub channel_open_timeout: Duration,
+    /// How long a request may wait for a busy host's free slot.
+    pub queue_timeout: Duration,
     pub warm: HashSet<String>,
     overrides: HashMap<String, (Option<u32>, Option<u32>)>,
 }
@@ -60,6 +62,7 @@ impl PoolSettings {
             connect_timeout: Duration::from_secs(config.ssh.connect_timeout_secs),
             keepalive: Duration::from_secs(config.ssh.keepalive_secs),
             channel_open_timeout: Duration::from_secs(config.ssh.channel_open_timeout_secs),
+            queue_timeout: config.queue_timeout(),
             warm: config.pool.warm.iter().cloned().collect(),
             overrides: config
                 .pool
@@ -257,10 +260,7 @@ impl HostPool {
     }
 
     pub fn aliases(&self) -> Vec<String> {
-        self.order
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.order.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn all_hosts(&self) -> Vec<Arc<Host>> {
@@ -288,7 +288,11 @@ impl HostPool {
                 Ok(channel) => return Ok((lease, channel)),
                 Err(OpenFailure::Dead(why)) if dead_retries > 0 => {
                     dead_retries -= 1;
-                    tracing::info!(host = alias, conn = lease.conn.id, "connection found dead ({why}); retrying on a fresh one");
+                    tracing::info!(
+                        host = alias,
+                        conn = lease.conn.id,
+                        "connection found dead ({why}); retrying on a fresh one"
+                    );
                     host.retire(&lease.conn);
                 }
                 Err(OpenFailure::Dead(why)) => {
@@ -303,7 +307,11 @@ impl HostPool {
                     let busy = lease.conn.busy.load(Ordering::Acquire);
                     let lowered = busy.saturating_sub(1).max(1);
                     lease.conn.cap.store(lowered, Ordering::Release);
-                    tracing::warn!(host = alias, cap = lowered, "server refused a session channel: lowering this connection's session cap (server MaxSessions is below [pool] sessions_per_connection)");
+                    tracing::warn!(
+                        host = alias,
+                        cap = lowered,
+                        "server refused a session channel: lowering this connection's session cap (server MaxSessions is below [pool] sessions_per_connection)"
+                    );
                 }
                 Err(OpenFailure::Refused) => {
                     return Err(Error::new(
@@ -398,11 +406,15 @@ impl Host {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Wait for a free session slot, connecting when needed, until
-    /// `deadline`.
+    /// Wait for a free session slot, connecting when needed. A connect in
+    /// progress is waited for until `deadline`; a host whose every slot is
+    /// busy at `max_per_host` only until the queue timeout, then the
+    /// caller gets `Overloaded` rather than joining an ever longer queue.
     async fn checkout(self: &Arc<Self>, deadline: Instant) -> Result<Lease, Error> {
         let start_epoch = self.slots().failure_epoch;
+        let queue_deadline = deadline.min(Instant::now() + self.shared.settings.queue_timeout);
         loop {
+            let wait_until;
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
@@ -439,8 +451,13 @@ impl Host {
                     slots.connecting = true;
                     tokio::spawn(self.clone().connect_once());
                 }
+                wait_until = if slots.connecting {
+                    deadline
+                } else {
+                    queue_deadline
+                };
             }
-            if tokio::time::timeout_at(deadline.into(), notified)
+            if tokio::time::timeout_at(wait_until.into(), notified)
                 .await
                 .is_err()
             {
@@ -602,10 +619,7 @@ impl Host {
         let capacity: u32 = live.iter().map(|c| c.cap.load(Ordering::Acquire)).sum();
         let state = if !live.is_empty() {
             ConnState::Connected
-        } else if slots
-            .circuit_open_until
-            .is_some_and(|t| Instant::now() < t)
-        {
+        } else if slots.circuit_open_until.is_some_and(|t| Instant::now() < t) {
             ConnState::CircuitOpen
         } else if slots.connecting {
             ConnState::Connecting
@@ -635,7 +649,9 @@ impl Lease {
                 timeout.as_secs()
             ))),
             Ok(Ok(channel)) => Ok(channel),
-            Ok(Err(russh::Error::ChannelOpenFailure(ChannelOpenFailure::AdministrativelyProhibited)))
+            Ok(Err(russh::Error::ChannelOpenFailure(
+                ChannelOpenFailure::AdministrativelyProhibited,
+            )))
             | Ok(Err(russh::Error::ChannelOpenFailure(ChannelOpenFailure::ResourceShortage))) => {
                 Err(OpenFailure::Refused)
             }

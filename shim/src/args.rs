@@ -1,0 +1,110 @@
+//! The command line, parsed by hand: the shim takes one option, and a
+//! parser crate would cost more binary size and startup time than it saves.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Serve MCP on stdin/stdout, forwarding to the daemon at this socket.
+    Serve { socket: PathBuf },
+    /// Print the version and exit.
+    Version,
+    /// Print usage and exit.
+    Help,
+}
+
+/// Usage text for `--help` and for a bad command line.
+pub const USAGE: &str = "\
+sshmcp: MCP server (stdio) that gives AI clients SSH access to the hosts in
+~/.ssh/config, through the sshmcpd daemon's warm connection pool.
+
+MCP clients launch it; it reads JSON-RPC on stdin and writes it on stdout.
+
+Usage: sshmcp [--socket PATH]
+
+Options:
+  --socket PATH  the daemon's socket (default: $SSHMCP_SOCKET, else
+                 $XDG_RUNTIME_DIR/sshmcp/sshmcpd.sock, else
+                 /run/sshmcp/sshmcpd.sock)
+  -V, --version  print the version and exit
+  -h, --help     print this help and exit
+";
+
+/// Parse the arguments that follow the program name. `default_socket` is
+/// only called when `--socket` is absent, so the environment is read once.
+pub fn parse(
+    args: impl IntoIterator<Item = OsString>,
+    default_socket: impl FnOnce() -> PathBuf,
+) -> Result<Command, String> {
+    let mut socket = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            return Err(format!("unexpected argument {}", arg.to_string_lossy()));
+        };
+        match text {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--socket" => match args.next() {
+                Some(path) if !path.is_empty() => socket = Some(PathBuf::from(path)),
+                _ => return Err("--socket needs a path".to_string()),
+            },
+            _ => match text.strip_prefix("--socket=") {
+                Some("") => return Err("--socket needs a path".to_string()),
+                Some(path) => socket = Some(PathBuf::from(path)),
+                None => return Err(format!("unexpected argument {text}")),
+            },
+        }
+    }
+    Ok(Command::Serve {
+        socket: socket.unwrap_or_else(default_socket),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_strs(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(OsString::from), || "/default.sock".into())
+    }
+
+    #[test]
+    fn no_arguments_serve_on_the_default_socket() {
+        assert_eq!(
+            parse_strs(&[]),
+            Ok(Command::Serve {
+                socket: "/default.sock".into()
+            })
+        );
+    }
+
+    #[test]
+    fn socket_is_taken_in_both_spellings() {
+        let want = Ok(Command::Serve {
+            socket: "/x.sock".into(),
+        });
+        assert_eq!(parse_strs(&["--socket", "/x.sock"]), want);
+        assert_eq!(parse_strs(&["--socket=/x.sock"]), want);
+    }
+
+    #[test]
+    fn socket_without_a_path_is_an_error() {
+        assert!(parse_strs(&["--socket"]).is_err());
+        assert!(parse_strs(&["--socket="]).is_err());
+    }
+
+    #[test]
+    fn help_and_version_win_over_other_arguments() {
+        assert_eq!(parse_strs(&["--socket", "/x", "--help"]), Ok(Command::Help));
+        assert_eq!(parse_strs(&["-V"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn unknown_arguments_are_named_in_the_error() {
+        let err = parse_strs(&["--verbose"]).unwrap_err();
+        assert!(err.contains("--verbose"), "{err}");
+    }
+}

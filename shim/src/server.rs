@@ -1,0 +1,109 @@
+//! The MCP server: what the client sees at `initialize`, and the bridge from
+//! a tool call to a daemon request.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler, tool_handler};
+use sshmcp_proto::client::ClientError;
+use sshmcp_proto::{Error, ErrorKind, Reply, Request};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{self, Daemon};
+
+/// Told to the model at `initialize`: what this server is for, in brief.
+const INSTRUCTIONS: &str = "\
+sshmcp runs commands on the user's SSH hosts (those in ~/.ssh/config) through a local daemon \
+that keeps connections warm. Call `hosts` to see which hosts exist, then `exec` with one of \
+their aliases. Commands run with the remote user's privileges: prefer read-only commands \
+unless the user asked for a change.";
+
+/// How long calls still in flight when stdin closes may go on before they
+/// are cancelled. A quick command finishes and is answered; a long one is
+/// cancelled on the daemon well before the client's follow-up SIGTERM
+/// (MCP SDKs send it about two seconds after closing stdin).
+const STDIN_CLOSED_GRACE: Duration = Duration::from_secs(1);
+
+/// The shim's MCP service. rmcp shares it between all in-flight requests.
+pub struct SshMcp {
+    daemon: Daemon,
+    tool_router: ToolRouter<Self>,
+    /// Cancelled when the client closes stdin, which means "shut down".
+    stdin_closed: CancellationToken,
+    /// Never sent on: it exists to be dropped. rmcp's request tasks hold the
+    /// service, so once every clone of this sender is gone, every tool call
+    /// has finished (and sent its cancel, if it had to) and the process may
+    /// exit without cutting one off.
+    _running: mpsc::Sender<()>,
+}
+
+impl SshMcp {
+    pub fn new(
+        socket: PathBuf,
+        stdin_closed: CancellationToken,
+        running: mpsc::Sender<()>,
+    ) -> Self {
+        SshMcp {
+            daemon: Daemon::new(socket),
+            tool_router: Self::hosts_router() + Self::exec_router(),
+            stdin_closed,
+            _running: running,
+        }
+    }
+
+    /// Send `request` to the daemon and wait for its reply. When the MCP
+    /// client cancels the tool call, or shuts the shim down by closing stdin
+    /// and the call does not finish within [`STDIN_CLOSED_GRACE`], the
+    /// daemon's request is cancelled too.
+    pub(crate) async fn forward(
+        &self,
+        request: Request,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Reply, ClientError> {
+        let mcp_client = context
+            .client_info()
+            .map(|client| format!("{} {}", client.name, client.version));
+        // Connecting can take a while (a stuck daemon has seconds to answer
+        // the handshake); nothing has been sent yet, so a cancel here just
+        // stops waiting.
+        let call = tokio::select! {
+            call = self.daemon.start(request, mcp_client) => call?,
+            () = self.abandoned(context) => {
+                return Ok(Err(Error::new(ErrorKind::Cancelled, "the call was cancelled")));
+            }
+        };
+        daemon::finish(call, self.abandoned(context)).await
+    }
+
+    /// Completes when nobody wants the call's answer any more.
+    fn abandoned(&self, context: &RequestContext<RoleServer>) -> impl Future<Output = ()> {
+        let cancelled = context.ct.clone();
+        let stdin_closed = self.stdin_closed.clone();
+        async move {
+            tokio::select! {
+                () = cancelled.cancelled() => {}
+                () = async {
+                    stdin_closed.cancelled().await;
+                    tokio::time::sleep(STDIN_CLOSED_GRACE).await;
+                } => {}
+            }
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for SshMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
