@@ -92,7 +92,8 @@ async fn ask(socket: &Path, request: Request, timeout: Duration) -> Result<Respo
         binary: "sshmcpctl".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         mcp_client: None,
-        ssh_auth_sock: None,
+        // `warm` may connect: let a daemon without an agent use ours.
+        ssh_auth_sock: std::env::var("SSH_AUTH_SOCK").ok(),
     };
     let client = DaemonClient::connect(socket, me, DEFAULT_MAX_FRAME).await?;
     let reply = tokio::time::timeout(timeout, client.request(request))

@@ -50,6 +50,11 @@ pub enum ClientError {
         None => "sshmcpd closed the connection (it may have restarted); retry".to_string(),
     })]
     Disconnected(Option<Error>),
+    #[error(
+        "request of {size} bytes is larger than the {max_frame}-byte frame limit; send less \
+         data per call"
+    )]
+    TooLarge { size: usize, max_frame: usize },
     #[error("protocol error talking to sshmcpd: {0}")]
     Protocol(String),
 }
@@ -72,8 +77,9 @@ struct Shared {
 
 /// A connection to the daemon.
 pub struct DaemonClient {
-    outgoing: mpsc::UnboundedSender<ClientFrame>,
+    outgoing: mpsc::UnboundedSender<Vec<u8>>,
     shared: Arc<Shared>,
+    max_frame: usize,
     next_id: AtomicU64,
     welcome: Welcome,
 }
@@ -83,7 +89,7 @@ pub struct Call {
     id: u64,
     events: mpsc::UnboundedReceiver<Event>,
     shared: Arc<Shared>,
-    outgoing: mpsc::UnboundedSender<ClientFrame>,
+    outgoing: mpsc::UnboundedSender<Vec<u8>>,
 }
 
 impl DaemonClient {
@@ -138,10 +144,10 @@ impl DaemonClient {
             })??;
 
         let shared = Arc::new(Shared::default());
-        let (outgoing, mut queue) = mpsc::unbounded_channel::<ClientFrame>();
+        let (outgoing, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
         tokio::spawn(async move {
-            while let Some(frame) = queue.recv().await {
-                if send(&mut writer, &frame).await.is_err() {
+            while let Some(bytes) = queue.recv().await {
+                if writer.send(bytes::Bytes::from(bytes)).await.is_err() {
                     break;
                 }
             }
@@ -150,6 +156,7 @@ impl DaemonClient {
         Ok(DaemonClient {
             outgoing,
             shared,
+            max_frame,
             next_id: AtomicU64::new(1),
             welcome,
         })
@@ -171,13 +178,19 @@ impl DaemonClient {
             return Err(ClientError::Disconnected(reason));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode(&ClientFrame::Request { id, request })
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        // An oversized frame would make the daemon drop the whole
+        // connection, failing every other call on it: refuse just this one.
+        if frame.len() > self.max_frame {
+            return Err(ClientError::TooLarge {
+                size: frame.len(),
+                max_frame: self.max_frame,
+            });
+        }
         let (tx, events) = mpsc::unbounded_channel();
         lock(&self.shared.pending).insert(id, tx);
-        if self
-            .outgoing
-            .send(ClientFrame::Request { id, request })
-            .is_err()
-        {
+        if self.outgoing.send(frame).is_err() {
             lock(&self.shared.pending).remove(&id);
             return Err(ClientError::Disconnected(None));
         }
@@ -223,7 +236,9 @@ impl Call {
     /// Ask the daemon to abandon this request; its reply still arrives.
     pub fn cancel(&self) {
         // A closed connection has nothing left to cancel.
-        let _ = self.outgoing.send(ClientFrame::Cancel { id: self.id });
+        if let Ok(frame) = encode(&ClientFrame::Cancel { id: self.id }) {
+            let _ = self.outgoing.send(frame);
+        }
     }
 }
 

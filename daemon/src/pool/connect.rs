@@ -132,22 +132,49 @@ fn check_host_key(host: &ResolvedHost, key: &PublicKey) -> Result<(), Error> {
     }
 }
 
-/// Connect, verify and authenticate, all within `options.timeout`.
+/// Connect over TCP, verify and authenticate, all within `options.timeout`.
 pub async fn establish(host: &ResolvedHost, options: &ConnectOptions) -> Result<SshHandle, Error> {
-    if let Some(command) = &host.proxy_command {
-        return Err(Error::new(
+    refuse_proxy_command(host)?;
+    within_timeout(host, options, async {
+        let stream = tcp_connect(host).await?;
+        handshake_and_auth(host, options, stream).await
+    })
+    .await
+}
+
+/// Like [`establish`], over a stream already open to the host (a
+/// direct-tcpip channel through a ProxyJump host).
+pub async fn establish_over<S>(
+    host: &ResolvedHost,
+    options: &ConnectOptions,
+    stream: S,
+) -> Result<SshHandle, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    refuse_proxy_command(host)?;
+    within_timeout(host, options, handshake_and_auth(host, options, stream)).await
+}
+
+fn refuse_proxy_command(host: &ResolvedHost) -> Result<(), Error> {
+    match &host.proxy_command {
+        Some(command) => Err(Error::new(
             ErrorKind::Unreachable,
             format!(
                 "{} is reached through ProxyCommand `{command}`, which sshmcp does not run; \
                  use ProxyJump instead, or a Host alias without ProxyCommand",
                 host.alias
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    let work = async {
-        let stream = tcp_connect(host).await?;
-        handshake_and_auth(host, options, stream).await
-    };
+}
+
+async fn within_timeout(
+    host: &ResolvedHost,
+    options: &ConnectOptions,
+    work: impl std::future::Future<Output = Result<SshHandle, Error>>,
+) -> Result<SshHandle, Error> {
     match tokio::time::timeout(options.timeout, work).await {
         Ok(result) => result,
         Err(_) => Err(Error::new(
@@ -210,11 +237,14 @@ fn russh_config(options: &ConnectOptions) -> client::Config {
     }
 }
 
-async fn handshake_and_auth(
+async fn handshake_and_auth<S>(
     host: &ResolvedHost,
     options: &ConnectOptions,
-    stream: TcpStream,
-) -> Result<SshHandle, Error> {
+    stream: S,
+) -> Result<SshHandle, Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let rejection = Arc::new(Mutex::new(None));
     let handler = HostKeyCheck {
         host: host.clone(),

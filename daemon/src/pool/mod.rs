@@ -11,6 +11,7 @@
 //! `Overloaded`.
 
 pub mod connect;
+mod jump;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -79,6 +80,8 @@ pub struct HostPool {
     hosts: RwLock<HashMap<String, Arc<Host>>>,
     /// Aliases in config order, for listings.
     order: RwLock<Vec<String>>,
+    /// ProxyJump hops that are not themselves configured aliases.
+    jumps: RwLock<Vec<Arc<Host>>>,
     shared: Arc<Shared>,
 }
 
@@ -102,6 +105,8 @@ pub struct Host {
     changed: Notify,
     /// Bounds requests running or waiting on this host.
     pub inflight: Semaphore,
+    /// The ProxyJump host this one is reached through, or why it cannot be.
+    via: Mutex<Option<Result<Arc<Host>, Error>>>,
     shared: Arc<Shared>,
 }
 
@@ -127,6 +132,8 @@ pub struct Connection {
     cap: AtomicU32,
     dead: AtomicBool,
     last_used: Mutex<Instant>,
+    /// The slot on the jump host's connection that carries this one.
+    _tunnel: Option<Lease>,
 }
 
 impl Connection {
@@ -196,6 +203,7 @@ impl HostPool {
         let pool = HostPool {
             hosts: RwLock::new(HashMap::new()),
             order: RwLock::new(Vec::new()),
+            jumps: RwLock::new(Vec::new()),
             shared,
         };
         pool.set_hosts(table);
@@ -218,8 +226,73 @@ impl HostPool {
         for (_, removed) in hosts.drain() {
             removed.drain();
         }
+        let mut jumps = Vec::new();
+        for host in fresh.values() {
+            let via = host
+                .resolved
+                .proxy_jump
+                .as_deref()
+                .map(|spec| self.jump_host(table, &fresh, spec, 0, &mut jumps));
+            *host.via.lock().unwrap_or_else(|p| p.into_inner()) = via;
+        }
+        for old in std::mem::replace(
+            &mut *self.jumps.write().unwrap_or_else(|p| p.into_inner()),
+            jumps,
+        ) {
+            old.drain();
+        }
         *hosts = fresh;
         *self.order.write().unwrap_or_else(|p| p.into_inner()) = table.aliases().to_vec();
+    }
+
+    /// The host that ProxyJump `spec` reaches the target through: a
+    /// configured alias shares that alias's pooled connections; any other
+    /// hop gets a host of its own, resolved through the ssh config.
+    fn jump_host(
+        &self,
+        table: &HostTable,
+        known: &HashMap<String, Arc<Host>>,
+        spec: &str,
+        depth: u32,
+        jumps: &mut Vec<Arc<Host>>,
+    ) -> Result<Arc<Host>, Error> {
+        if depth >= 8 {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                format!(
+                    "ProxyJump chain through `{spec}` is longer than 8 hops or loops back on \
+                     itself; fix ProxyJump in the ssh config"
+                ),
+            ));
+        }
+        let (before, hop) = jump::last_hop(spec)?;
+        let plain = before.is_none() && hop.user.is_none() && hop.port.is_none();
+        if let Some(host) = known.get(&hop.host).filter(|_| plain) {
+            if let Some(own) = &host.resolved.proxy_jump {
+                // Only to refuse loops; the alias's own route is set apart.
+                self.jump_host(table, known, own, depth + 1, jumps)?;
+            }
+            return Ok(host.clone());
+        }
+        let mut resolved = table.resolve(&hop.host);
+        if let Some(user) = hop.user {
+            resolved.user = user;
+        }
+        if let Some(port) = hop.port {
+            resolved.port = port;
+        }
+        if before.is_some() {
+            resolved.proxy_jump = before;
+        }
+        let host = Arc::new(Host::new(resolved, self.shared.clone()));
+        let via = host
+            .resolved
+            .proxy_jump
+            .as_deref()
+            .map(|spec| self.jump_host(table, known, spec, depth + 1, jumps));
+        *host.via.lock().unwrap_or_else(|p| p.into_inner()) = via;
+        jumps.push(host.clone());
+        Ok(host)
     }
 
     /// Remember a caller's agent socket for hosts the daemon cannot
@@ -341,12 +414,18 @@ impl HostPool {
             let keep_one = self.shared.settings.warm.contains(&host.resolved.alias);
             host.reap_idle(self.shared.settings.idle_timeout, keep_one);
         }
+        for hop in self.jumps.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            hop.reap_idle(self.shared.settings.idle_timeout, false);
+        }
     }
 
     /// Close everything (shutdown).
     pub fn close_all(&self) {
         for host in self.all_hosts() {
             host.drain();
+        }
+        for hop in self.jumps.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            hop.drain();
         }
     }
 
@@ -397,6 +476,7 @@ impl Host {
             inflight: Semaphore::new(settings.max_inflight_per_host as usize),
             state: Mutex::new(Slots::default()),
             changed: Notify::new(),
+            via: Mutex::new(None),
             resolved,
             shared,
         }
@@ -449,7 +529,7 @@ impl Host {
                 }
                 if !slots.connecting && (slots.conns.len() as u32) < self.max_conns {
                     slots.connecting = true;
-                    tokio::spawn(self.clone().connect_once());
+                    self.clone().spawn_connect();
                 }
                 wait_until = if slots.connecting {
                     deadline
@@ -464,6 +544,15 @@ impl Host {
                 return Err(self.wait_timeout_error());
             }
         }
+    }
+
+    /// Start one connect attempt on a task of its own. The boxed future's
+    /// declared `Send` breaks the type cycle checkout -> connect -> jump
+    /// host checkout that ProxyJump creates.
+    fn spawn_connect(self: Arc<Self>) {
+        let attempt: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            Box::pin(self.connect_once());
+        tokio::spawn(attempt);
     }
 
     /// One connect attempt; wakes every waiter when done, success or not.
@@ -489,12 +578,22 @@ impl Host {
         };
         let alias = self.resolved.alias.clone();
         let started = Instant::now();
-        let result = connect::establish(&self.resolved, &options).await;
+        let via = self.via.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let result = match via {
+            None => connect::establish(&self.resolved, &options)
+                .await
+                .map(|handle| (handle, None)),
+            Some(Err(error)) => Err(error),
+            Some(Ok(jump)) => self
+                .connect_through(&jump, &options)
+                .await
+                .map(|(handle, lease)| (handle, Some(lease))),
+        };
         {
             let mut slots = self.slots();
             slots.connecting = false;
             match result {
-                Ok(handle) => {
+                Ok((handle, tunnel)) => {
                     let id = self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(host = %alias, conn = id, ms = started.elapsed().as_millis() as u64, "connected");
                     metrics::counter!(names::CONNECTS, "host" => alias.clone()).increment(1);
@@ -508,6 +607,7 @@ impl Host {
                         cap: AtomicU32::new(self.session_cap),
                         dead: AtomicBool::new(false),
                         last_used: Mutex::new(Instant::now()),
+                        _tunnel: tunnel,
                     }));
                     slots.consecutive_failures = 0;
                     slots.last_error = None;
@@ -528,6 +628,49 @@ impl Host {
             }
         }
         self.changed.notify_waiters();
+    }
+
+    /// Reach this host through a direct-tcpip channel on a pooled
+    /// connection to `jump`, and hold that channel's slot for as long as
+    /// the connection lives.
+    async fn connect_through(
+        &self,
+        jump: &Arc<Host>,
+        options: &ConnectOptions,
+    ) -> Result<(SshHandle, Lease), Error> {
+        let deadline = Instant::now() + options.timeout;
+        let lease = jump.checkout(deadline).await?;
+        let target = &self.resolved;
+        let open = lease.conn.handle.channel_open_direct_tcpip(
+            target.hostname.clone(),
+            u32::from(target.port),
+            "127.0.0.1",
+            0,
+        );
+        let channel = match tokio::time::timeout_at(deadline.into(), open).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(e)) => {
+                return Err(Error::new(
+                    ErrorKind::Unreachable,
+                    format!(
+                        "jump host {} could not open a tunnel to {}:{} for {}: {e}; check that \
+                         the jump host can reach it and allows TCP forwarding",
+                        jump.resolved.alias, target.hostname, target.port, target.alias
+                    ),
+                ));
+            }
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::ConnectTimeout,
+                    format!(
+                        "jump host {} did not open a tunnel to {} in time",
+                        jump.resolved.alias, target.alias
+                    ),
+                ));
+            }
+        };
+        let handle = connect::establish_over(target, options, channel.into_stream()).await?;
+        Ok((handle, lease))
     }
 
     fn circuit_open_error(&self, slots: &Slots, until: Instant) -> Error {

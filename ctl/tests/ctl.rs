@@ -1,0 +1,203 @@
+//! `sshmcpctl` end to end: the real binary against a real daemon serving
+//! real sshd hosts, judged by its exit code, stdout and stderr.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, bin_path, output_within, wait_for};
+
+/// How long one `sshmcpctl` run may take. Far above what any run needs; it
+/// only turns a hang into a failure.
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a drained connection may take to close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `sshmcpctl --socket <socket> <args>`, bounded.
+fn ctl(socket: &Path, args: &[&str]) -> Output {
+    output_within(
+        Command::new(bin_path("sshmcpctl"))
+            .arg("--socket")
+            .arg(socket)
+            .args(args)
+            .env_remove("SSHMCP_SOCKET"),
+        RUN_TIMEOUT,
+    )
+}
+
+/// Runs a command that must succeed and returns its stdout; on failure the
+/// panic shows its stderr and the daemon's log.
+fn ctl_ok(daemon: &Daemon, args: &[&str]) -> String {
+    let output = ctl(daemon.socket(), args);
+    assert!(
+        output.status.success(),
+        "sshmcpctl {args:?} failed ({}): {}\ndaemon log:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        daemon.log()
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "sshmcpctl {args:?} succeeded but wrote to stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("sshmcpctl prints UTF-8")
+}
+
+/// Runs a command that must succeed with `--json` and parses its stdout.
+fn ctl_json(daemon: &Daemon, args: &[&str]) -> Value {
+    let stdout = ctl_ok(daemon, &[&["--json"], args].concat());
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("sshmcpctl --json {args:?} printed no JSON ({e}): {stdout}"))
+}
+
+/// Runs a command that must fail with exit code 1, print nothing on
+/// stdout, and say why on stderr; returns the stderr.
+fn ctl_fails(socket: &Path, args: &[&str]) -> String {
+    let output = ctl(socket, args);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "sshmcpctl {args:?} should exit 1; stdout: {}; stderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "a failed sshmcpctl {args:?} printed to stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr).expect("sshmcpctl prints UTF-8")
+}
+
+/// The cells of the first line of `text` whose first cell is `first`.
+fn row<'a>(text: &'a str, first: &str) -> Vec<&'a str> {
+    text.lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.first() == Some(&first))
+        .unwrap_or_else(|| panic!("no row `{first}` in:\n{text}"))
+}
+
+/// The value of the `key  value` line of `sshmcpctl status`.
+fn field<'a>(status: &'a str, key: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|line| {
+            let (k, value) = line.split_once(' ')?;
+            (k == key).then(|| value.trim())
+        })
+        .unwrap_or_else(|| panic!("no `{key}` in status:\n{status}"))
+}
+
+/// The STATE column of `sshmcpctl hosts` for `alias`.
+fn host_state(daemon: &Daemon, alias: &str) -> String {
+    let hosts = ctl_ok(daemon, &["hosts"]);
+    let header = row(&hosts, "ALIAS");
+    let state = header
+        .iter()
+        .position(|h| *h == "STATE")
+        .unwrap_or_else(|| panic!("no STATE column in:\n{hosts}"));
+    row(&hosts, alias)[state].to_string()
+}
+
+#[test]
+fn status_shows_pid_version_socket_and_health() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let status = ctl_ok(&daemon, &["status"]);
+    assert_eq!(field(&status, "pid"), daemon.pid().to_string(), "{status}");
+    assert!(!field(&status, "version").is_empty(), "{status}");
+    assert_eq!(
+        field(&status, "socket"),
+        daemon.socket().display().to_string(),
+        "{status}"
+    );
+    assert_eq!(field(&status, "health"), "healthy", "{status}");
+}
+
+#[test]
+fn json_status_has_the_pid() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let status = ctl_json(&daemon, &["status"]);
+    assert_eq!(status["pid"], json!(daemon.pid()), "{status}");
+}
+
+#[test]
+fn hosts_are_cold_until_warmed_and_not_connected_after_a_drain() {
+    let fleet = Fleet::start(2);
+    let daemon = Daemon::start(&fleet, "");
+    let hosts = ctl_ok(&daemon, &["hosts"]);
+    row(&hosts, "host2");
+    assert_eq!(host_state(&daemon, "host1"), "cold", "{hosts}");
+    assert_eq!(host_state(&daemon, "host2"), "cold", "{hosts}");
+
+    assert_eq!(ctl_ok(&daemon, &["warm", "host1"]), "ok\n");
+    assert_eq!(host_state(&daemon, "host1"), "connected");
+    assert_eq!(host_state(&daemon, "host2"), "cold");
+
+    assert_eq!(ctl_ok(&daemon, &["drain", "host1"]), "ok\n");
+    wait_for(
+        || host_state(&daemon, "host1") != "connected",
+        DRAIN_TIMEOUT,
+        "host1 to leave `connected` after a drain",
+    );
+}
+
+#[test]
+fn stats_count_one_connect_for_several_execs() {
+    const EXECS: usize = 3;
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let mcp = McpClient::start(daemon.socket());
+    mcp.initialize();
+    for _ in 0..EXECS {
+        let result = mcp.call_tool("exec", json!({ "host": "host1", "command": "true" }));
+        assert_eq!(result["isError"], false, "{result}\n{}", daemon.log());
+    }
+
+    let stats = ctl_ok(&daemon, &["stats"]);
+    let header = row(&stats, "HOST");
+    let connects = header
+        .iter()
+        .position(|h| *h == "CONNECTS")
+        .unwrap_or_else(|| panic!("no CONNECTS column in:\n{stats}"));
+    assert_eq!(row(&stats, "host1")[connects], "1", "{stats}");
+    let header = row(&stats, "OP");
+    let count = header
+        .iter()
+        .position(|h| *h == "COUNT")
+        .unwrap_or_else(|| panic!("no COUNT column in:\n{stats}"));
+    assert_eq!(row(&stats, "exec")[count], EXECS.to_string(), "{stats}");
+}
+
+#[test]
+fn json_stats_have_hosts_and_ops() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    ctl_ok(&daemon, &["warm", "host1"]);
+    let stats = ctl_json(&daemon, &["stats"]);
+    let hosts = stats["hosts"].as_array().expect("`hosts` is an array");
+    assert!(hosts.iter().any(|h| h["alias"] == "host1"), "{stats}");
+    let ops = stats["ops"].as_array().expect("`ops` is an array");
+    assert!(ops.iter().any(|op| op["op"] == "warm"), "{stats}");
+}
+
+#[test]
+fn without_a_daemon_it_exits_1_and_says_how_to_start_it() {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let stderr = ctl_fails(&dir.path().join("sshmcpd.sock"), &["status"]);
+    assert!(stderr.contains("sshmcpd is not running"), "{stderr}");
+    assert!(stderr.contains("Start it"), "{stderr}");
+}
+
+#[test]
+fn warming_an_unknown_host_fails_with_host_unknown() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let stderr = ctl_fails(daemon.socket(), &["warm", "nosuchhost"]);
+    assert!(stderr.contains("host_unknown"), "{stderr}");
+    assert!(stderr.contains("nosuchhost"), "{stderr}");
+}

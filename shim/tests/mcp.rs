@@ -1,0 +1,400 @@
+//! The MCP tools end to end, from where an MCP client stands: JSON-RPC over
+//! the real shim's stdio, the real daemon behind it, a real sshd behind that.
+//!
+//! The kit's [`McpClient`] also checks on every call that the shim writes
+//! nothing but JSON-RPC to stdout.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, wait_for};
+
+/// How long a remote process may take to appear, or to disappear.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long the shim may take to exit once its stdin is closed.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The protocol revision the kit's client asks for at `initialize`.
+const PROTOCOL_VERSION: &str = "2025-06-18";
+
+/// The client name the kit's client sends at `initialize`.
+const CLIENT_NAME: &str = "sshmcp-tests";
+
+/// `n` hosts, a daemon for them, and a shim that has done the MCP handshake.
+fn setup(n: usize) -> (Fleet, Daemon, McpClient) {
+    let fleet = Fleet::start(n);
+    let daemon = Daemon::start(&fleet, "");
+    let mcp = McpClient::start(daemon.socket());
+    mcp.initialize();
+    (fleet, daemon, mcp)
+}
+
+/// A socket path in a fresh directory where nothing listens.
+fn dead_socket() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let socket = dir.path().join("sshmcpd.sock");
+    (dir, socket)
+}
+
+fn exec(mcp: &McpClient, host: &str, command: &str) -> Value {
+    mcp.call_tool("exec", json!({ "host": host, "command": command }))
+}
+
+/// The `structuredContent` of a tool result that must not be an error; on
+/// failure the panic shows the result and the daemon's log.
+fn structured(result: &Value, daemon: &Daemon) -> Value {
+    assert_eq!(
+        result["isError"],
+        json!(false),
+        "the call failed: {result}\ndaemon log:\n{}",
+        daemon.log()
+    );
+    result["structuredContent"].clone()
+}
+
+/// The text of a tool result that must be an error (`isError: true`).
+fn error_text(result: &Value) -> String {
+    assert_eq!(
+        result["isError"],
+        json!(true),
+        "expected an error result: {result}"
+    );
+    assert!(
+        result.get("structuredContent").is_none_or(Value::is_null),
+        "an error result carries no structuredContent: {result}"
+    );
+    text(result)
+}
+
+/// The first text content block of a tool result.
+fn text(result: &Value) -> String {
+    result["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text content: {result}"))
+        .to_string()
+}
+
+/// A tool of the `tools/list` result, by name.
+fn tool<'a>(tools: &'a Value, name: &str) -> &'a Value {
+    tools["tools"]
+        .as_array()
+        .expect("`tools` is an array")
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no tool `{name}` in {tools}"))
+}
+
+/// The pool state the `hosts` tool reports for `alias`.
+fn host_state(mcp: &McpClient, daemon: &Daemon, alias: &str) -> String {
+    let hosts = structured(&mcp.call_tool("hosts", json!({})), daemon);
+    hosts["hosts"]
+        .as_array()
+        .expect("`hosts` is an array")
+        .iter()
+        .find(|h| h["alias"] == alias)
+        .unwrap_or_else(|| panic!("`hosts` lists no {alias}: {hosts}"))["state"]
+        .as_str()
+        .expect("`state` is a string")
+        .to_string()
+}
+
+/// Digits no other test (in this or a parallel test process) uses, to find
+/// a test's own remote processes.
+fn unique_digits() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}{:09}{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[test]
+fn initialize_names_the_server_and_offers_tools() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    let init = mcp.initialize();
+    assert_eq!(init["serverInfo"]["name"], "sshmcp", "{init}");
+    assert!(
+        init["serverInfo"]["version"]
+            .as_str()
+            .is_some_and(|v| !v.is_empty()),
+        "{init}"
+    );
+    assert!(init["capabilities"]["tools"].is_object(), "{init}");
+    assert_eq!(init["protocolVersion"], PROTOCOL_VERSION, "{init}");
+}
+
+#[test]
+fn tools_list_has_hosts_and_exec_with_schemas_and_annotations() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    let tools = mcp.list_tools();
+
+    let mut names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("`tools` is an array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["exec", "hosts"], "{tools}");
+
+    for name in names {
+        let tool = tool(&tools, name);
+        assert!(tool["inputSchema"].is_object(), "{name}: {tool}");
+        assert!(tool["outputSchema"].is_object(), "{name}: {tool}");
+        assert!(tool["annotations"].is_object(), "{name}: {tool}");
+    }
+
+    let hosts = tool(&tools, "hosts");
+    assert_eq!(hosts["annotations"]["readOnlyHint"], true, "{hosts}");
+
+    let exec = tool(&tools, "exec");
+    assert_eq!(exec["annotations"]["destructiveHint"], true, "{exec}");
+    assert_eq!(exec["annotations"]["openWorldHint"], true, "{exec}");
+    let required = exec["inputSchema"]["required"]
+        .as_array()
+        .unwrap_or_else(|| panic!("exec's inputSchema has no `required`: {exec}"));
+    for argument in ["host", "command"] {
+        assert!(
+            required.contains(&json!(argument)),
+            "exec must require `{argument}`: {exec}"
+        );
+    }
+}
+
+#[test]
+fn hosts_lists_every_host_and_shows_it_connected_after_an_exec() {
+    let (_fleet, daemon, mcp) = setup(2);
+    let result = mcp.call_tool("hosts", json!({}));
+    let hosts = structured(&result, &daemon);
+    let aliases: Vec<&str> = hosts["hosts"]
+        .as_array()
+        .expect("`hosts` is an array")
+        .iter()
+        .filter_map(|h| h["alias"].as_str())
+        .collect();
+    assert_eq!(aliases, ["host1", "host2"], "{hosts}");
+    for host in hosts["hosts"].as_array().expect("`hosts` is an array") {
+        assert!(host["state"].is_string(), "{host}");
+    }
+    assert!(text(&result).contains("host1"), "{result}");
+
+    structured(&exec(&mcp, "host1", "true"), &daemon);
+    assert_eq!(host_state(&mcp, &daemon, "host1"), "connected");
+}
+
+#[test]
+fn exec_returns_output_exit_code_and_a_text_rendering() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let result = exec(&mcp, "host1", "echo hi");
+    let out = structured(&result, &daemon);
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert_eq!(out["stdout"], "hi\n", "{out}");
+    assert_eq!(out["stderr"], "", "{out}");
+    assert_eq!(out["stdout_encoding"], "utf8", "{out}");
+    assert_eq!(out["truncated"], false, "{out}");
+    assert!(out["duration_ms"].is_u64(), "{out}");
+    assert!(text(&result).contains("hi"), "{result}");
+}
+
+#[test]
+fn a_non_zero_exit_code_is_a_result_not_a_tool_error() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let result = exec(&mcp, "host1", "echo oops >&2; exit 3");
+    let out = structured(&result, &daemon);
+    assert_eq!(out["exit_code"], 3, "{out}");
+    assert_eq!(out["stderr"], "oops\n", "{out}");
+    assert!(text(&result).contains("exit code 3"), "{result}");
+}
+
+#[test]
+fn non_utf8_output_is_base64_of_the_exact_bytes() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let out = structured(&exec(&mcp, "host1", r"printf '\377\376\000ab'"), &daemon);
+    assert_eq!(out["stdout_encoding"], "base64", "{out}");
+    let stdout = out["stdout"].as_str().expect("`stdout` is a string");
+    assert_eq!(
+        STANDARD.decode(stdout).expect("`stdout` is valid base64"),
+        [0xff, 0xfe, 0x00, b'a', b'b']
+    );
+    assert_eq!(out["stderr_encoding"], "utf8", "{out}");
+}
+
+#[test]
+fn unknown_host_is_an_error_result_naming_the_known_hosts() {
+    let (_fleet, _daemon, mcp) = setup(2);
+    let message = error_text(&exec(&mcp, "nosuchhost", "true"));
+    assert!(message.contains("nosuchhost"), "{message}");
+    assert!(
+        message.contains("host1") && message.contains("host2"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_command_past_its_timeout_is_an_error_result_that_says_so() {
+    let (_fleet, _daemon, mcp) = setup(1);
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "sleep 30", "timeout_secs": 1 }),
+    );
+    let message = error_text(&result);
+    assert!(message.contains("timeout"), "{message}");
+}
+
+#[test]
+fn an_empty_command_is_an_error_result_naming_the_argument() {
+    let (_fleet, _daemon, mcp) = setup(1);
+    let message = error_text(&exec(&mcp, "host1", ""));
+    assert!(message.contains("`command`"), "{message}");
+}
+
+#[test]
+fn an_unknown_tool_is_a_json_rpc_error() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    let response = mcp.request(
+        "tools/call",
+        json!({ "name": "no_such_tool", "arguments": {} }),
+    );
+    assert!(response["error"].is_object(), "{response}");
+    assert!(response.get("result").is_none(), "{response}");
+}
+
+#[test]
+fn without_a_daemon_exec_says_how_to_start_it() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    let message = error_text(&exec(&mcp, "host1", "true"));
+    assert!(message.contains("not running"), "{message}");
+    assert!(message.contains("sshmcpd"), "{message}");
+    assert!(message.contains("Start it"), "{message}");
+}
+
+#[test]
+fn calls_after_a_daemon_restart_reconnect_transparently() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let before = structured(&exec(&mcp, "host1", "echo before"), &daemon);
+    assert_eq!(before["stdout"], "before\n");
+
+    daemon.restart();
+
+    let after = structured(&exec(&mcp, "host1", "echo after"), &daemon);
+    assert_eq!(after["stdout"], "after\n");
+}
+
+#[test]
+fn a_cancelled_call_kills_the_remote_command() {
+    let (fleet, _daemon, mcp) = setup(1);
+    let digits = unique_digits();
+    let pattern = format!("sleep 1000[.]{digits}");
+    let call = json!({
+        "jsonrpc": "2.0",
+        "id": 4242,
+        "method": "tools/call",
+        "params": {
+            "name": "exec",
+            "arguments": { "host": "host1", "command": format!("sleep 1000.{digits}") },
+        },
+    });
+    mcp.send_raw(&call.to_string());
+    let server = fleet.server(0);
+    wait_for(
+        || !server.pids_of_user_matching(&pattern).is_empty(),
+        REMOTE_TIMEOUT,
+        "the remote sleep to start",
+    );
+
+    mcp.send_notification(
+        "notifications/cancelled",
+        json!({ "requestId": 4242, "reason": "the test cancelled it" }),
+    );
+
+    wait_for(
+        || server.pids_of_user_matching(&pattern).is_empty(),
+        REMOTE_TIMEOUT,
+        "the cancelled remote sleep to end",
+    );
+}
+
+#[test]
+fn shim_exits_cleanly_when_stdin_closes() {
+    let (_fleet, daemon, mcp) = setup(1);
+    structured(&exec(&mcp, "host1", "true"), &daemon);
+    mcp.close_stdin();
+    let status = mcp.wait_exit(EXIT_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "shim exit status {status:?}; stderr:\n{}",
+        mcp.stderr()
+    );
+}
+
+#[test]
+fn shim_exits_cleanly_when_stdin_closes_without_a_daemon() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    error_text(&exec(&mcp, "host1", "true"));
+    mcp.close_stdin();
+    let status = mcp.wait_exit(EXIT_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "shim exit status {status:?}; stderr:\n{}",
+        mcp.stderr()
+    );
+}
+
+#[test]
+fn concurrent_calls_share_pooled_connections() {
+    const CALLS: usize = 20;
+    /// OpenSSH's default `MaxSessions`: channels one connection carries.
+    const SESSIONS_PER_CONNECTION: usize = 10;
+    let (fleet, daemon, mcp) = setup(1);
+    let outputs: Vec<Value> = thread::scope(|scope| {
+        let calls: Vec<_> = (0..CALLS)
+            .map(|i| {
+                let mcp = &mcp;
+                scope.spawn(move || exec(mcp, "host1", &format!("sleep 0.2; echo {i}")))
+            })
+            .collect();
+        calls
+            .into_iter()
+            .map(|call| call.join().expect("call thread"))
+            .collect()
+    });
+    for (i, result) in outputs.iter().enumerate() {
+        let out = structured(result, &daemon);
+        assert_eq!(out["stdout"], format!("{i}\n"), "call {i}: {out}");
+    }
+    let logins = fleet.server(0).accepted_logins(); eprintln!("LOGINS {logins}\n{}", text(&mcp.call_tool("hosts", json!({}))));
+    assert!(
+        logins <= CALLS.div_ceil(SESSIONS_PER_CONNECTION),
+        "{CALLS} concurrent calls made {logins} SSH logins"
+    );
+}
+
+#[test]
+fn the_mcp_client_name_reaches_the_daemon() {
+    let (_fleet, daemon, mcp) = setup(1);
+    structured(&exec(&mcp, "host1", "true"), &daemon);
+    let log = daemon.log();
+    assert!(
+        log.contains(CLIENT_NAME),
+        "the daemon's log never names the MCP client `{CLIENT_NAME}`:\n{log}"
+    );
+}
