@@ -9,7 +9,8 @@ use sshmcp_proto::Request;
 /// Admin tool for sshmcpd, the sshmcp daemon: status, stats, hosts, warm and
 /// drain.
 ///
-/// Exits 0 on success and 1 on any failure, with the reason on stderr.
+/// Exits 0 on success, 1 when the request fails (the reason on stderr), 2 on
+/// usage errors.
 #[derive(Debug, Parser)]
 #[command(name = "sshmcpctl", version)]
 pub struct Cli {

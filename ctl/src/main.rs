@@ -2,8 +2,9 @@
 //!
 //! One run is one request: connect to the daemon's socket, send the request
 //! the subcommand names, print the reply as text or (`--json`) as the proto
-//! type in JSON. Exit 0 on success; on any failure print
-//! `sshmcpctl: <why>` to stderr, leave stdout empty and exit 1.
+//! type in JSON. Exit 0 on success; when the request fails print
+//! `sshmcpctl: <why>` to stderr, leave stdout empty and exit 1. Usage
+//! errors exit 2, as with every clap program.
 
 mod cli;
 mod human;

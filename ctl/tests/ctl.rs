@@ -15,14 +15,17 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a drained connection may take to close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// `sshmcpctl` with no socket from the test's own environment.
+fn sshmcpctl() -> Command {
+    let mut cmd = Command::new(bin_path("sshmcpctl"));
+    cmd.env_remove("SSHMCP_SOCKET");
+    cmd
+}
+
 /// Runs `sshmcpctl --socket <socket> <args>`, bounded.
 fn ctl(socket: &Path, args: &[&str]) -> Output {
     output_within(
-        Command::new(bin_path("sshmcpctl"))
-            .arg("--socket")
-            .arg(socket)
-            .args(args)
-            .env_remove("SSHMCP_SOCKET"),
+        sshmcpctl().arg("--socket").arg(socket).args(args),
         RUN_TIMEOUT,
     )
 }
@@ -30,17 +33,21 @@ fn ctl(socket: &Path, args: &[&str]) -> Output {
 /// Runs a command that must succeed and returns its stdout; on failure the
 /// panic shows its stderr and the daemon's log.
 fn ctl_ok(daemon: &Daemon, args: &[&str]) -> String {
-    let output = ctl(daemon.socket(), args);
+    succeeded(ctl(daemon.socket(), args), daemon)
+}
+
+/// The stdout of a run that must have succeeded quietly.
+fn succeeded(output: Output, daemon: &Daemon) -> String {
     assert!(
         output.status.success(),
-        "sshmcpctl {args:?} failed ({}): {}\ndaemon log:\n{}",
+        "sshmcpctl failed ({}): {}\ndaemon log:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr),
         daemon.log()
     );
     assert!(
         output.stderr.is_empty(),
-        "sshmcpctl {args:?} succeeded but wrote to stderr: {}",
+        "sshmcpctl succeeded but wrote to stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("sshmcpctl prints UTF-8")
@@ -91,15 +98,22 @@ fn field<'a>(status: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no `{key}` in status:\n{status}"))
 }
 
+/// The cell in column `column` of the row `first` of the table in `text`
+/// whose header row starts with `header`.
+fn cell(text: &str, header: &str, first: &str, column: &str) -> String {
+    let at = row(text, header)
+        .iter()
+        .position(|h| *h == column)
+        .unwrap_or_else(|| panic!("no {column} column in:\n{text}"));
+    row(text, first)
+        .get(at)
+        .unwrap_or_else(|| panic!("row `{first}` has no {column} cell in:\n{text}"))
+        .to_string()
+}
+
 /// The STATE column of `sshmcpctl hosts` for `alias`.
 fn host_state(daemon: &Daemon, alias: &str) -> String {
-    let hosts = ctl_ok(daemon, &["hosts"]);
-    let header = row(&hosts, "ALIAS");
-    let state = header
-        .iter()
-        .position(|h| *h == "STATE")
-        .unwrap_or_else(|| panic!("no STATE column in:\n{hosts}"));
-    row(&hosts, alias)[state].to_string()
+    cell(&ctl_ok(daemon, &["hosts"]), "ALIAS", alias, "STATE")
 }
 
 #[test]
@@ -108,7 +122,11 @@ fn status_shows_pid_version_socket_and_health() {
     let daemon = Daemon::start(&fleet, "");
     let status = ctl_ok(&daemon, &["status"]);
     assert_eq!(field(&status, "pid"), daemon.pid().to_string(), "{status}");
-    assert!(!field(&status, "version").is_empty(), "{status}");
+    assert_eq!(
+        field(&status, "version"),
+        env!("CARGO_PKG_VERSION"),
+        "{status}"
+    );
     assert_eq!(
         field(&status, "socket"),
         daemon.socket().display().to_string(),
@@ -130,9 +148,8 @@ fn hosts_are_cold_until_warmed_and_not_connected_after_a_drain() {
     let fleet = Fleet::start(2);
     let daemon = Daemon::start(&fleet, "");
     let hosts = ctl_ok(&daemon, &["hosts"]);
-    row(&hosts, "host2");
-    assert_eq!(host_state(&daemon, "host1"), "cold", "{hosts}");
-    assert_eq!(host_state(&daemon, "host2"), "cold", "{hosts}");
+    assert_eq!(cell(&hosts, "ALIAS", "host1", "STATE"), "cold", "{hosts}");
+    assert_eq!(cell(&hosts, "ALIAS", "host2", "STATE"), "cold", "{hosts}");
 
     assert_eq!(ctl_ok(&daemon, &["warm", "host1"]), "ok\n");
     assert_eq!(host_state(&daemon, "host1"), "connected");
@@ -159,18 +176,12 @@ fn stats_count_one_connect_for_several_execs() {
     }
 
     let stats = ctl_ok(&daemon, &["stats"]);
-    let header = row(&stats, "HOST");
-    let connects = header
-        .iter()
-        .position(|h| *h == "CONNECTS")
-        .unwrap_or_else(|| panic!("no CONNECTS column in:\n{stats}"));
-    assert_eq!(row(&stats, "host1")[connects], "1", "{stats}");
-    let header = row(&stats, "OP");
-    let count = header
-        .iter()
-        .position(|h| *h == "COUNT")
-        .unwrap_or_else(|| panic!("no COUNT column in:\n{stats}"));
-    assert_eq!(row(&stats, "exec")[count], EXECS.to_string(), "{stats}");
+    assert_eq!(cell(&stats, "HOST", "host1", "CONNECTS"), "1", "{stats}");
+    assert_eq!(
+        cell(&stats, "OP", "exec", "COUNT"),
+        EXECS.to_string(),
+        "{stats}"
+    );
 }
 
 #[test]
@@ -183,6 +194,43 @@ fn json_stats_have_hosts_and_ops() {
     assert!(hosts.iter().any(|h| h["alias"] == "host1"), "{stats}");
     let ops = stats["ops"].as_array().expect("`ops` is an array");
     assert!(ops.iter().any(|op| op["op"] == "warm"), "{stats}");
+}
+
+#[test]
+fn the_socket_comes_from_sshmcp_socket_when_not_given() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let output = output_within(
+        sshmcpctl()
+            .arg("status")
+            .env("SSHMCP_SOCKET", daemon.socket())
+            .env_remove("XDG_RUNTIME_DIR"),
+        RUN_TIMEOUT,
+    );
+    let status = succeeded(output, &daemon);
+    assert_eq!(field(&status, "pid"), daemon.pid().to_string(), "{status}");
+}
+
+#[test]
+fn the_default_socket_is_under_xdg_runtime_dir() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start_with_config_text(&format!(
+        "[ssh]\nconfig = {}\n",
+        json!(fleet.ssh_config_path().display().to_string())
+    ));
+    let runtime_dir = daemon.dir().join("runtime");
+    assert_eq!(
+        daemon.socket(),
+        runtime_dir.join("sshmcp").join("sshmcpd.sock")
+    );
+    let output = output_within(
+        sshmcpctl()
+            .arg("status")
+            .env("XDG_RUNTIME_DIR", &runtime_dir),
+        RUN_TIMEOUT,
+    );
+    let status = succeeded(output, &daemon);
+    assert_eq!(field(&status, "pid"), daemon.pid().to_string(), "{status}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sshmcp_testkit::{Daemon, Fleet, McpClient, wait_for};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, SshServer, wait_for};
 
 /// How long a remote process may take to appear, or to disappear.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -116,6 +116,30 @@ fn unique_digits() -> String {
         nanos,
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Calls `exec` of `sleep 1000.<digits unique to the call>` on host1 as
+/// request `id`, without waiting for its answer, and waits until the sleep
+/// runs on `server`. Returns the pgrep pattern that finds the sleep.
+fn start_remote_sleep(mcp: &McpClient, server: &SshServer, id: u64) -> String {
+    let digits = unique_digits();
+    let call = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "tools/call",
+        "params": {
+            "name": "exec",
+            "arguments": { "host": "host1", "command": format!("sleep 1000.{digits}") },
+        },
+    });
+    mcp.send_raw(&call.to_string());
+    let pattern = format!("sleep 1000[.]{digits}");
+    wait_for(
+        || !server.pids_of_user_matching(&pattern).is_empty(),
+        REMOTE_TIMEOUT,
+        "the remote sleep to start",
+    );
+    pattern
 }
 
 #[test]
@@ -233,6 +257,31 @@ fn non_utf8_output_is_base64_of_the_exact_bytes() {
 }
 
 #[test]
+fn stdin_is_fed_to_the_command() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "cat", "stdin": "héllo\nwörld\n" }),
+    );
+    let out = structured(&result, &daemon);
+    assert_eq!(out["stdout"], "héllo\nwörld\n", "{out}");
+}
+
+#[test]
+fn output_past_max_output_bytes_is_cut_counted_and_marked_truncated() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "printf abcdefgh", "max_output_bytes": 3 }),
+    );
+    let out = structured(&result, &daemon);
+    assert_eq!(out["stdout"], "abc", "{out}");
+    assert_eq!(out["stdout_bytes"], 8, "{out}");
+    assert_eq!(out["truncated"], true, "{out}");
+    assert!(text(&result).contains("truncated"), "{result}");
+}
+
+#[test]
 fn unknown_host_is_an_error_result_naming_the_known_hosts() {
     let (_fleet, _daemon, mcp) = setup(2);
     let message = error_text(&exec(&mcp, "nosuchhost", "true"));
@@ -262,6 +311,19 @@ fn an_empty_command_is_an_error_result_naming_the_argument() {
 }
 
 #[test]
+fn an_unknown_argument_is_an_error_result_naming_it() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "ls", "cwd": "/tmp" }),
+    );
+    let message = error_text(&result);
+    assert!(message.contains("cwd"), "{message}");
+}
+
+#[test]
 fn an_unknown_tool_is_a_json_rpc_error() {
     let (_dir, socket) = dead_socket();
     let mcp = McpClient::start(&socket);
@@ -286,6 +348,24 @@ fn without_a_daemon_exec_says_how_to_start_it() {
 }
 
 #[test]
+fn a_daemon_started_after_the_shim_serves_the_next_call() {
+    let fleet = Fleet::start(1);
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    error_text(&exec(&mcp, "host1", "true"));
+
+    let daemon = Daemon::start_with_config_text(&format!(
+        "[daemon]\nsocket = {}\n\n[ssh]\nconfig = {}\n",
+        json!(socket.display().to_string()),
+        json!(fleet.ssh_config_path().display().to_string()),
+    ));
+
+    let out = structured(&exec(&mcp, "host1", "echo up"), &daemon);
+    assert_eq!(out["stdout"], "up\n");
+}
+
+#[test]
 fn calls_after_a_daemon_restart_reconnect_transparently() {
     let (_fleet, daemon, mcp) = setup(1);
     let before = structured(&exec(&mcp, "host1", "echo before"), &daemon);
@@ -300,24 +380,8 @@ fn calls_after_a_daemon_restart_reconnect_transparently() {
 #[test]
 fn a_cancelled_call_kills_the_remote_command() {
     let (fleet, _daemon, mcp) = setup(1);
-    let digits = unique_digits();
-    let pattern = format!("sleep 1000[.]{digits}");
-    let call = json!({
-        "jsonrpc": "2.0",
-        "id": 4242,
-        "method": "tools/call",
-        "params": {
-            "name": "exec",
-            "arguments": { "host": "host1", "command": format!("sleep 1000.{digits}") },
-        },
-    });
-    mcp.send_raw(&call.to_string());
     let server = fleet.server(0);
-    wait_for(
-        || !server.pids_of_user_matching(&pattern).is_empty(),
-        REMOTE_TIMEOUT,
-        "the remote sleep to start",
-    );
+    let pattern = start_remote_sleep(&mcp, server, 4242);
 
     mcp.send_notification(
         "notifications/cancelled",
@@ -360,6 +424,27 @@ fn shim_exits_cleanly_when_stdin_closes_without_a_daemon() {
 }
 
 #[test]
+fn closing_stdin_mid_call_stops_the_remote_command_and_exits_cleanly() {
+    let (fleet, _daemon, mcp) = setup(1);
+    let server = fleet.server(0);
+    let pattern = start_remote_sleep(&mcp, server, 4343);
+
+    mcp.close_stdin();
+
+    let status = mcp.wait_exit(EXIT_TIMEOUT);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "shim exit status {status:?}; stderr:\n{}",
+        mcp.stderr()
+    );
+    wait_for(
+        || server.pids_of_user_matching(&pattern).is_empty(),
+        REMOTE_TIMEOUT,
+        "the remote sleep to end after the shim shut down",
+    );
+}
+
+#[test]
 fn concurrent_calls_share_pooled_connections() {
     const CALLS: usize = 20;
     /// OpenSSH's default `MaxSessions`: channels one connection carries.
@@ -381,7 +466,7 @@ fn concurrent_calls_share_pooled_connections() {
         let out = structured(result, &daemon);
         assert_eq!(out["stdout"], format!("{i}\n"), "call {i}: {out}");
     }
-    let logins = fleet.server(0).accepted_logins(); eprintln!("LOGINS {logins}\n{}", text(&mcp.call_tool("hosts", json!({}))));
+    let logins = fleet.server(0).accepted_logins();
     assert!(
         logins <= CALLS.div_ceil(SESSIONS_PER_CONNECTION),
         "{CALLS} concurrent calls made {logins} SSH logins"
