@@ -51,11 +51,10 @@ impl Drop for Agent {
     }
 }
 
-#[test]
-fn a_daemon_without_an_agent_authenticates_with_the_callers_agent() {
-    let fleet = Fleet::start(1);
+/// An alias for the fleet's server with no usable identity file: only an
+/// agent can log in to it.
+fn add_agent_only_alias(fleet: &Fleet) {
     let server = fleet.server(0);
-    // No usable identity file: only the agent can log in.
     fleet.append_ssh_config(&format!(
         "\nHost agentonly\n    HostName {}\n    Port {}\n    User {}\n    IdentityFile /nonexistent/key\n    UserKnownHostsFile {}\n",
         server.addr(),
@@ -63,6 +62,12 @@ fn a_daemon_without_an_agent_authenticates_with_the_callers_agent() {
         test_user().name(),
         fleet.known_hosts_path().display(),
     ));
+}
+
+#[test]
+fn a_daemon_without_an_agent_authenticates_with_the_callers_agent() {
+    let fleet = Fleet::start(1);
+    add_agent_only_alias(&fleet);
     let agent = Agent::start_with(fleet.key().path());
     let daemon = Daemon::start(&fleet, "");
     let mcp = McpClient::start_with(
@@ -89,14 +94,7 @@ fn a_daemon_without_an_agent_authenticates_with_the_callers_agent() {
 #[test]
 fn without_any_agent_the_same_host_fails_auth_with_advice() {
     let fleet = Fleet::start(1);
-    let server = fleet.server(0);
-    fleet.append_ssh_config(&format!(
-        "\nHost agentonly\n    HostName {}\n    Port {}\n    User {}\n    IdentityFile /nonexistent/key\n    UserKnownHostsFile {}\n",
-        server.addr(),
-        server.port(),
-        test_user().name(),
-        fleet.known_hosts_path().display(),
-    ));
+    add_agent_only_alias(&fleet);
     let daemon = Daemon::start(&fleet, "");
     let mcp = McpClient::start(daemon.socket());
     mcp.initialize();

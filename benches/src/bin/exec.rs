@@ -97,6 +97,16 @@ fn client_info() -> ClientInfo {
     }
 }
 
+async fn connect(daemon: &Daemon) -> DaemonClient {
+    DaemonClient::connect(
+        daemon.socket(),
+        client_info(),
+        sshmcp_proto::DEFAULT_MAX_FRAME,
+    )
+    .await
+    .expect("connect to sshmcpd")
+}
+
 fn exec_true(host: &str) -> Request {
     Request::Exec(ExecRequest {
         host: host.into(),
@@ -108,13 +118,7 @@ fn exec_true(host: &str) -> Request {
 }
 
 async fn bench_socket(daemon: &Daemon, iters: usize) -> Samples {
-    let client = DaemonClient::connect(
-        daemon.socket(),
-        client_info(),
-        sshmcp_proto::DEFAULT_MAX_FRAME,
-    )
-    .await
-    .expect("connect to sshmcpd");
+    let client = connect(daemon).await;
     let mut samples = Samples::default();
     for i in 0..iters + 20 {
         let start = Instant::now();
@@ -233,13 +237,7 @@ fn bench_cold_ssh(fleet: &Fleet, iters: usize) -> Samples {
 
 /// The first call to a host with no connection: drain it, then exec.
 async fn bench_cold_daemon(daemon: &Daemon, _fleet: &Fleet, iters: usize) -> Samples {
-    let client = DaemonClient::connect(
-        daemon.socket(),
-        client_info(),
-        sshmcp_proto::DEFAULT_MAX_FRAME,
-    )
-    .await
-    .expect("connect to sshmcpd");
+    let client = connect(daemon).await;
     let mut samples = Samples::default();
     for _ in 0..iters {
         let drained = client
