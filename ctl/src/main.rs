@@ -194,7 +194,7 @@ mod tests {
                 .as_deref(),
             Some(
                 "[{\"alias\":\"web1\",\"hostname\":\"10.0.0.5\",\"port\":22,\"user\":\"deploy\",\
-                 \"state\":\"Connected\",\"connections\":1,\"channels_busy\":0,\
+                 \"state\":\"connected\",\"connections\":1,\"channels_busy\":0,\
                  \"channels_idle\":10,\"last_error\":null}]\n"
             )
         );

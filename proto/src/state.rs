@@ -23,8 +23,10 @@ pub struct Status {
     pub degraded: Option<String>,
 }
 
-/// A host's connection state as a whole.
+/// A host's connection state as a whole. Named in text formats (JSON) as
+/// [`ConnState::as_str`] names it; bincode carries the variant index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ConnState {
     /// No connection and none being made.
     Cold,
