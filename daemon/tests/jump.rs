@@ -4,25 +4,12 @@ mod common;
 
 use common::{connect, exec, exec_request, request};
 use sshmcp_proto::{ErrorKind, Request, Response};
-use sshmcp_testkit::{Daemon, Fleet, test_user};
-
-fn add_alias_behind(fleet: &Fleet, alias: &str, target: usize, proxy_jump: &str) {
-    let server = fleet.server(target);
-    fleet.append_ssh_config(&format!(
-        "\nHost {alias}\n    HostName {}\n    Port {}\n    User {}\n    IdentityFile {}\n    \
-         IdentitiesOnly yes\n    UserKnownHostsFile {}\n    ProxyJump {proxy_jump}\n",
-        server.addr(),
-        server.port(),
-        test_user().name(),
-        fleet.key().path().display(),
-        fleet.known_hosts_path().display(),
-    ));
-}
+use sshmcp_testkit::{Daemon, Fleet};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_behind_a_jump_host_is_reached_through_the_jump_hosts_pooled_connection() {
     let fleet = Fleet::start(2);
-    add_alias_behind(&fleet, "behind", 1, "host1");
+    fleet.add_alias("behind", 1, &["ProxyJump host1"]);
     let daemon = Daemon::start(&fleet, "");
     let client = connect(daemon.socket()).await;
 
@@ -58,7 +45,7 @@ async fn a_host_behind_a_jump_host_is_reached_through_the_jump_hosts_pooled_conn
 #[tokio::test(flavor = "multi_thread")]
 async fn a_jump_host_that_cannot_reach_the_target_is_a_clear_error() {
     let fleet = Fleet::start(2);
-    add_alias_behind(&fleet, "behind", 1, "host1");
+    fleet.add_alias("behind", 1, &["ProxyJump host1"]);
     let daemon = Daemon::start(&fleet, "");
     fleet.server(1).stop();
     let client = connect(daemon.socket()).await;

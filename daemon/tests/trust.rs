@@ -5,28 +5,7 @@ mod common;
 
 use common::{connect, exec_err, exec_ok, exec_request};
 use sshmcp_proto::ErrorKind;
-use sshmcp_testkit::{ClientKey, Daemon, Fleet, test_user};
-
-/// A second alias for server `i` of `fleet`, with `StrictHostKeyChecking
-/// accept-new` (the kit's own alias says `yes`, and the first value wins).
-fn add_accept_new_alias(fleet: &Fleet, alias: &str, i: usize) {
-    let server = fleet.server(i);
-    fleet.append_ssh_config(&format!(
-        "Host {alias}\n\
-         \x20   HostName {addr}\n\
-         \x20   Port {port}\n\
-         \x20   User {user}\n\
-         \x20   IdentityFile {key}\n\
-         \x20   IdentitiesOnly yes\n\
-         \x20   UserKnownHostsFile {known_hosts}\n\
-         \x20   StrictHostKeyChecking accept-new\n",
-        addr = server.addr(),
-        port = server.port(),
-        user = test_user().name(),
-        key = fleet.key().path().display(),
-        known_hosts = fleet.known_hosts_path().display(),
-    ));
-}
+use sshmcp_testkit::{ClientKey, Daemon, Fleet};
 
 /// The base64 blob of an OpenSSH public key line `type blob [comment]`.
 fn key_blob(public: &str) -> String {
@@ -64,7 +43,8 @@ async fn unknown_host_key_is_refused_with_its_fingerprint() {
 async fn accept_new_records_an_unknown_host_key_and_connects() {
     let fleet = Fleet::start(1);
     std::fs::write(fleet.known_hosts_path(), "").expect("empty known_hosts");
-    add_accept_new_alias(&fleet, "trusting", 0);
+    // A second alias: the kit's own says `yes`, and the first value wins.
+    fleet.add_alias("trusting", 0, &["StrictHostKeyChecking accept-new"]);
     let daemon = Daemon::start(&fleet, "");
     let client = connect(daemon.socket()).await;
 
@@ -90,7 +70,8 @@ async fn accept_new_records_an_unknown_host_key_and_connects() {
 #[tokio::test(flavor = "multi_thread")]
 async fn changed_host_key_is_refused_loudly_every_time_even_with_accept_new() {
     let fleet = Fleet::start(1);
-    add_accept_new_alias(&fleet, "trusting", 0);
+    // A second alias: the kit's own says `yes`, and the first value wins.
+    fleet.add_alias("trusting", 0, &["StrictHostKeyChecking accept-new"]);
     let daemon = Daemon::start(&fleet, "");
     let client = connect(daemon.socket()).await;
     exec_ok(&daemon, &client, exec_request("host1", "true")).await;

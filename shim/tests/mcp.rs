@@ -4,14 +4,13 @@
 //! The kit's [`McpClient`] also checks on every call that the shim writes
 //! nothing but JSON-RPC to stdout.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sshmcp_testkit::{Daemon, Fleet, McpClient, SshServer, wait_for};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, SshServer, unique_digits, wait_for};
 
 /// How long a remote process may take to appear, or to disappear.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -101,21 +100,6 @@ fn host_state(mcp: &McpClient, daemon: &Daemon, alias: &str) -> String {
         .as_str()
         .expect("`state` is a string")
         .to_string()
-}
-
-/// Digits no other test (in this or a parallel test process) uses, to find
-/// a test's own remote processes.
-fn unique_digits() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{}{:09}{}",
-        std::process::id(),
-        nanos,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// Calls `exec` of `sleep 1000.<digits unique to the call>` on host1 as

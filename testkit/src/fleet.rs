@@ -136,27 +136,40 @@ impl Fleet {
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.known_hosts.display()));
     }
 
+    /// Appends a `Host alias` block that reaches server `i` as the kit's
+    /// own aliases do (test user, client key, the fleet's known_hosts),
+    /// followed by `extra` lines such as `StrictHostKeyChecking accept-new`
+    /// or `ProxyJump host1`.
+    pub fn add_alias(&self, alias: &str, i: usize, extra: &[&str]) {
+        self.append_ssh_config(&self.host_block(alias, &self.servers[i], extra));
+    }
+
+    fn host_block(&self, alias: &str, server: &SshServer, extra: &[&str]) -> String {
+        let mut block = format!(
+            "Host {alias}\n\
+             \x20   HostName {addr}\n\
+             \x20   Port {port}\n\
+             \x20   User {user}\n\
+             \x20   IdentityFile {key}\n\
+             \x20   IdentitiesOnly yes\n\
+             \x20   UserKnownHostsFile {known_hosts}\n",
+            addr = server.addr(),
+            port = server.port(),
+            user = test_user().name(),
+            key = self.key.path().display(),
+            known_hosts = self.known_hosts.display(),
+        );
+        for line in extra {
+            let _ = writeln!(block, "    {line}");
+        }
+        block
+    }
+
     fn write_ssh_config(&self) {
-        let user = test_user();
         let mut text = String::from("# Written by sshmcp-testkit.\n");
         for (i, server) in self.servers.iter().enumerate() {
-            let _ = write!(
-                text,
-                "\nHost {alias}\n\
-                 \x20   HostName {addr}\n\
-                 \x20   Port {port}\n\
-                 \x20   User {user}\n\
-                 \x20   IdentityFile {key}\n\
-                 \x20   IdentitiesOnly yes\n\
-                 \x20   UserKnownHostsFile {known_hosts}\n\
-                 \x20   StrictHostKeyChecking yes\n",
-                alias = alias(i),
-                addr = server.addr(),
-                port = server.port(),
-                user = user.name(),
-                key = self.key.path().display(),
-                known_hosts = self.known_hosts.display(),
-            );
+            text.push('\n');
+            text.push_str(&self.host_block(&alias(i), server, &["StrictHostKeyChecking yes"]));
         }
         fs::write(&self.ssh_config, text)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", self.ssh_config.display()));

@@ -56,4 +56,4 @@ pub use mcp::{McpClient, ShimOptions};
 pub use process::output_within;
 pub use sshd::{SshServer, SshServerOptions};
 pub use user::{TestUser, test_user};
-pub use wait::{free_port, wait_for};
+pub use wait::{free_port, unique_digits, wait_for};

@@ -1,8 +1,9 @@
 //! Small waiting and port helpers shared by the kit and by tests.
 
 use std::net::{IpAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Polls `cond` until it returns true, or panics after `timeout` with a
 /// message naming `what` was awaited.
@@ -54,4 +55,20 @@ impl Backoff {
         thread::sleep(self.pause);
         self.pause = (self.pause * 2).min(self.max);
     }
+}
+
+/// A string of digits no other test (in this or a parallel test process)
+/// uses, for finding a test's own remote processes with
+/// [`SshServer::pids_of_user_matching`](crate::SshServer::pids_of_user_matching).
+pub fn unique_digits() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{}{:09}{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }

@@ -6,14 +6,13 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{
     ClientInfo, Error, ExecOutput, ExecRequest, HostStats, Reply, Request, Response,
 };
-use sshmcp_testkit::{Daemon, SshServer};
+use sshmcp_testkit::{Daemon, SshServer, unique_digits};
 
 /// The longest any single reply from the daemon may take in these tests.
 /// Far above what any request needs; it only turns a hang into a failure.
@@ -110,21 +109,6 @@ pub async fn eventually(mut cond: impl FnMut() -> bool, limit: Duration, what: &
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(100));
     }
-}
-
-/// A string of digits no other test (in this or a parallel test process)
-/// uses, for finding a test's own remote processes with pgrep.
-pub fn unique_digits() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{}{:09}{}",
-        std::process::id(),
-        nanos,
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// A remote command that sleeps for a very long time and is found again
