@@ -181,8 +181,8 @@ fn spawn_warmup(daemon: &Arc<Daemon>) {
 
 fn spawn_reaper(daemon: &Arc<Daemon>) {
     let daemon = daemon.clone();
-    let every =
-        (daemon.pool_idle_timeout() / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let every = (Duration::from_secs(daemon.config.pool.idle_timeout_secs) / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -192,12 +192,6 @@ fn spawn_reaper(daemon: &Arc<Daemon>) {
             }
         }
     });
-}
-
-impl Daemon {
-    fn pool_idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.config.pool.idle_timeout_secs)
-    }
 }
 
 async fn wait_for_signal() {
