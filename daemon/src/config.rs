@@ -19,6 +19,7 @@ pub struct Config {
     pub ssh: SshSection,
     pub pool: PoolSection,
     pub limits: LimitsSection,
+    pub policy: PolicySection,
 }
 
 /// `[daemon]`: the process itself.
@@ -88,6 +89,9 @@ pub struct PoolSection {
     pub breaker_failures: u32,
     /// How long an open breaker fails calls fast before trying again.
     pub breaker_cooldown_secs: u64,
+    /// SFTP sessions a host may have open at once; file operations share
+    /// them, and parallel transfers spread over them.
+    pub sftp_sessions: u32,
     /// Per-host overrides, keyed by alias.
     pub hosts: BTreeMap<String, HostOverride>,
 }
@@ -101,6 +105,7 @@ impl Default for PoolSection {
             idle_timeout_secs: 600,
             breaker_failures: 3,
             breaker_cooldown_secs: 30,
+            sftp_sessions: 4,
             hosts: BTreeMap::new(),
         }
     }
@@ -135,6 +140,18 @@ impl Default for LimitsSection {
             queue_timeout_ms: 10_000,
         }
     }
+}
+
+/// `[policy]`: what clients may ask the daemon to do on this machine.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    /// Local directories that transfers and syncs may read and write.
+    /// Default: the user's home. `~/.ssh`, `~/.gnupg` and the daemon's own
+    /// config are refused even inside a root.
+    pub local_roots: Option<Vec<PathBuf>>,
+    /// More local paths to refuse, inside the roots.
+    pub local_deny: Vec<PathBuf>,
 }
 
 /// A config file that could not be used.
@@ -191,6 +208,7 @@ impl Config {
                 self.pool.sessions_per_connection,
             ),
             ("pool.max_per_host", self.pool.max_per_host),
+            ("pool.sftp_sessions", self.pool.sftp_sessions),
             ("limits.max_inflight", self.limits.max_inflight),
             (
                 "limits.max_inflight_per_host",
@@ -207,6 +225,20 @@ impl Config {
         }
         if self.ssh.connect_timeout_secs == 0 || self.ssh.channel_open_timeout_secs == 0 {
             return Err("ssh timeouts must be at least 1 second".into());
+        }
+        for path in self
+            .policy
+            .local_roots
+            .iter()
+            .flatten()
+            .chain(&self.policy.local_deny)
+        {
+            if !path.is_absolute() && !path.starts_with("~") {
+                return Err(format!(
+                    "policy: `{}` is not an absolute path; write it as /... or ~/...",
+                    path.display()
+                ));
+            }
         }
         for (alias, host) in &self.pool.hosts {
             if host.sessions_per_connection == Some(0) || host.max_per_host == Some(0) {

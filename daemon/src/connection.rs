@@ -20,6 +20,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::{Caller, dispatch};
+use crate::ops::progress::Reporter;
 use crate::state::Daemon;
 
 /// How long a new client has to send its Hello.
@@ -189,7 +190,8 @@ async fn serve_client(
                 let outgoing = outgoing.clone();
                 let inflight = inflight.clone();
                 tokio::spawn(async move {
-                    let reply = dispatch(&daemon, &caller, request, &token).await;
+                    let progress = Reporter::new(id, outgoing.clone());
+                    let reply = dispatch(&daemon, &caller, request, &token, &progress).await;
                     inflight
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())

@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
 use crate::ops;
+use crate::ops::progress::Reporter;
 use crate::state::Daemon;
 use crate::stats::names;
 
@@ -25,11 +26,12 @@ pub async fn dispatch(
     caller: &Caller,
     request: Request,
     cancel: &CancellationToken,
+    progress: &Reporter,
 ) -> Reply {
     let started = Instant::now();
     let op = request.op_name();
     let host = request.host().unwrap_or("-").to_string();
-    let reply = run(daemon, request, cancel).await;
+    let reply = run(daemon, request, cancel, progress).await;
     let elapsed = started.elapsed();
     metrics::histogram!(names::OP_DURATION_US, "op" => op, "host" => host.clone())
         .record(elapsed.as_micros() as f64);
@@ -45,7 +47,12 @@ pub async fn dispatch(
     reply
 }
 
-async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> Reply {
+async fn run(
+    daemon: &Daemon,
+    request: Request,
+    cancel: &CancellationToken,
+    progress: &Reporter,
+) -> Reply {
     // Admin requests skip the limits so an overloaded daemon can still be
     // inspected.
     match request {
@@ -89,6 +96,10 @@ async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> R
         Request::Status | Request::Stats | Request::Hosts | Request::Drain { .. } => {
             Err(Error::internal("admin request reached the limited path"))
         }
+        other => Err(Error::internal(format!(
+            "`{}` is not served by this daemon build yet",
+            other.op_name()
+        ))),
     }
 }
 

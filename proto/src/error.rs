@@ -46,6 +46,15 @@ pub enum ErrorKind {
     VersionMismatch,
     /// A bug or an unexpected failure inside the daemon.
     Internal,
+    /// The destination path exists and the request would not replace it.
+    AlreadyExists,
+    /// The filesystem (remote or local) is full or over quota.
+    NoSpace,
+    /// A path has the wrong type for the operation (not a directory, is a
+    /// directory, not a regular file).
+    WrongType,
+    /// A file operation failed for another reason; the message says which.
+    IoError,
 }
 
 impl ErrorKind {
@@ -67,6 +76,10 @@ impl ErrorKind {
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::VersionMismatch => "version_mismatch",
             ErrorKind::Internal => "internal",
+            ErrorKind::AlreadyExists => "already_exists",
+            ErrorKind::NoSpace => "no_space",
+            ErrorKind::WrongType => "wrong_type",
+            ErrorKind::IoError => "io_error",
         }
     }
 }

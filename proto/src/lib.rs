@@ -32,15 +32,22 @@ pub mod client;
 mod codec;
 mod error;
 mod exec;
+mod files;
 mod state;
 
 pub use codec::{CodecError, decode, encode, frame_codec};
 pub use error::{Error, ErrorKind};
 pub use exec::{ExecOutput, ExecRequest, OutputStream};
+pub use files::{
+    DirListing, Direction, FileContent, FileKind, FileStat, ListDirRequest, MkdirRequest,
+    ReadFileRequest, RemoveRequest, RemoveResult, RenameRequest, StatRequest, SyncAction,
+    SyncChange, SyncRequest, SyncResult, TransferRequest, TransferResult, WriteFileRequest,
+    WriteResult,
+};
 pub use state::{ConnState, HostState, HostStats, OpStats, Stats, Status};
 
 /// Bumped whenever a frame's layout changes; both ends must agree.
-pub const PROTO_VERSION: u32 = 1;
+pub const PROTO_VERSION: u32 = 2;
 
 /// Default upper bound on one frame's payload; larger data moves in chunks.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -156,6 +163,24 @@ pub enum Request {
     Warm { host: String },
     /// Close a host's idle connections; busy ones close when their work ends.
     Drain { host: String },
+    /// What a remote path is: type, size, mode, mtime.
+    Stat(StatRequest),
+    /// A remote directory's entries.
+    ListDir(ListDirRequest),
+    /// Bytes of a remote file.
+    ReadFile(ReadFileRequest),
+    /// Atomically replace (or append to) a remote file.
+    WriteFile(WriteFileRequest),
+    /// Make a remote directory.
+    Mkdir(MkdirRequest),
+    /// Delete a remote path.
+    Remove(RemoveRequest),
+    /// Move a remote path.
+    Rename(RenameRequest),
+    /// Copy files between this machine and a host.
+    Transfer(TransferRequest),
+    /// One-way directory sync between this machine and a host.
+    Sync(SyncRequest),
 }
 
 impl Request {
@@ -168,6 +193,15 @@ impl Request {
             Request::Exec(_) => "exec",
             Request::Warm { .. } => "warm",
             Request::Drain { .. } => "drain",
+            Request::Stat(_) => "stat",
+            Request::ListDir(_) => "list_dir",
+            Request::ReadFile(_) => "read_file",
+            Request::WriteFile(_) => "write_file",
+            Request::Mkdir(_) => "mkdir",
+            Request::Remove(_) => "remove",
+            Request::Rename(_) => "rename",
+            Request::Transfer(_) => "transfer",
+            Request::Sync(_) => "sync",
         }
     }
 
@@ -175,6 +209,15 @@ impl Request {
     pub fn host(&self) -> Option<&str> {
         match self {
             Request::Exec(req) => Some(&req.host),
+            Request::Stat(req) => Some(&req.host),
+            Request::ListDir(req) => Some(&req.host),
+            Request::ReadFile(req) => Some(&req.host),
+            Request::WriteFile(req) => Some(&req.host),
+            Request::Mkdir(req) => Some(&req.host),
+            Request::Remove(req) => Some(&req.host),
+            Request::Rename(req) => Some(&req.host),
+            Request::Transfer(req) => Some(&req.host),
+            Request::Sync(req) => Some(&req.host),
             Request::Warm { host } | Request::Drain { host } => Some(host),
             Request::Status | Request::Stats | Request::Hosts => None,
         }
@@ -188,8 +231,16 @@ pub enum Response {
     Stats(Stats),
     Hosts(Vec<HostState>),
     Exec(ExecOutput),
-    /// The request succeeded and has nothing to return (warm, drain).
+    /// The request succeeded and has nothing to return (warm, drain, mkdir,
+    /// rename).
     Ok,
+    Stat(FileStat),
+    ListDir(DirListing),
+    ReadFile(FileContent),
+    WriteFile(WriteResult),
+    Remove(RemoveResult),
+    Transfer(TransferResult),
+    Sync(SyncResult),
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 pub mod connect;
 mod jump;
+pub mod sftp;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub struct PoolSettings {
     /// How long a request may wait for a busy host's free slot.
     pub queue_timeout: Duration,
     pub warm: HashSet<String>,
+    /// SFTP sessions a host may have open at once.
+    pub sftp_sessions: u32,
     overrides: HashMap<String, (Option<u32>, Option<u32>)>,
 }
 
@@ -65,6 +68,7 @@ impl PoolSettings {
             channel_open_timeout: Duration::from_secs(config.ssh.channel_open_timeout_secs),
             queue_timeout: config.queue_timeout(),
             warm: config.pool.warm.iter().cloned().collect(),
+            sftp_sessions: config.pool.sftp_sessions,
             overrides: config
                 .pool
                 .hosts
@@ -107,6 +111,8 @@ pub struct Host {
     pub inflight: Semaphore,
     /// The ProxyJump host this one is reached through, or why it cannot be.
     via: Mutex<Option<Result<Arc<Host>, Error>>>,
+    /// Open SFTP sessions, shared by file operations.
+    sftp: sftp::SftpSlots,
     shared: Arc<Shared>,
 }
 
@@ -477,6 +483,7 @@ impl Host {
             state: Mutex::new(Slots::default()),
             changed: Notify::new(),
             via: Mutex::new(None),
+            sftp: sftp::SftpSlots::default(),
             resolved,
             shared,
         }
@@ -725,6 +732,7 @@ impl Host {
     }
 
     fn drain(&self) {
+        self.close_sftp();
         let conns = std::mem::take(&mut self.slots().conns);
         for conn in conns {
             conn.close();
@@ -733,6 +741,7 @@ impl Host {
     }
 
     fn reap_idle(&self, timeout: Duration, keep_one: bool) {
+        self.reap_idle_sftp(timeout);
         let mut slots = self.slots();
         let mut keep = if keep_one { 1 } else { 0 };
         let mut reaped = Vec::new();

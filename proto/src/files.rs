@@ -1,0 +1,318 @@
+//! The file side: SFTP operations on a host, transfers between this machine
+//! and a host, and one-way directory sync.
+//!
+//! Remote paths are as the SFTP server sees them: absolute, or relative to
+//! the remote user's home. Local paths (transfer, sync) must be absolute by
+//! the time they reach the daemon; the shim resolves relative ones against
+//! its own working directory. The daemon checks local paths against its
+//! `[policy] local_roots`.
+
+use serde::{Deserialize, Serialize};
+
+/// What a directory entry or path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    /// A device, socket or FIFO.
+    Other,
+}
+
+impl FileKind {
+    /// Stable lowercase name, as MCP results show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::File => "file",
+            FileKind::Dir => "dir",
+            FileKind::Symlink => "symlink",
+            FileKind::Other => "other",
+        }
+    }
+}
+
+/// `stat`: what a remote path is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatRequest {
+    pub host: String,
+    pub path: String,
+    /// Describe a symlink's target instead of the link itself.
+    pub follow_symlinks: bool,
+}
+
+/// The attributes of one path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStat {
+    /// The path as asked (stat) or relative to the listed directory (list_dir).
+    pub path: String,
+    pub kind: FileKind,
+    pub size: u64,
+    /// Permission bits (`0o644`), without the file-type bits.
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: u64,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Where a symlink points, when the path is one.
+    pub link_target: Option<String>,
+}
+
+/// `list_dir`: a directory's entries, optionally recursive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListDirRequest {
+    pub host: String,
+    pub path: String,
+    /// Descend into subdirectories (symlinked directories are listed, not entered).
+    pub recursive: bool,
+    /// Stop after this many entries and set `truncated`. Default 10 000.
+    pub max_entries: Option<u32>,
+}
+
+impl ListDirRequest {
+    /// Default `max_entries`.
+    pub const DEFAULT_MAX_ENTRIES: u32 = 10_000;
+}
+
+/// A directory listing. Entries are sorted by path; `.` and `..` are left out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirListing {
+    /// The directory as asked.
+    pub path: String,
+    pub entries: Vec<FileStat>,
+    /// `max_entries` was reached before the listing was complete.
+    pub truncated: bool,
+}
+
+/// `read_file`: bytes of a remote file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadFileRequest {
+    pub host: String,
+    pub path: String,
+    /// Where to start reading. Default 0.
+    pub offset: u64,
+    /// How many bytes to read at most. Default: up to `DEFAULT_MAX_READ`.
+    pub length: Option<u64>,
+}
+
+impl ReadFileRequest {
+    /// The most one `read_file` returns; `truncated` says when there is more.
+    pub const DEFAULT_MAX_READ: u64 = 1024 * 1024;
+}
+
+/// A remote file's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileContent {
+    pub path: String,
+    pub data: Vec<u8>,
+    /// The offset `data` starts at.
+    pub offset: u64,
+    /// The file's whole size.
+    pub size: u64,
+    /// The file goes on past the returned bytes.
+    pub truncated: bool,
+}
+
+/// `write_file`: replace (or append to) a remote file. Replacement is
+/// atomic: the bytes go to a temporary file in the same directory, which is
+/// renamed over the target only once complete, so a failed write leaves the
+/// old file intact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteFileRequest {
+    pub host: String,
+    pub path: String,
+    pub data: Vec<u8>,
+    /// Permission bits for the file; default: the old file's, else 0o644
+    /// (less the server's umask).
+    pub mode: Option<u32>,
+    /// Append to the file instead of replacing it. On failure the file is
+    /// cut back to its old length.
+    pub append: bool,
+    /// Create missing parent directories.
+    pub create_dirs: bool,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteResult {
+    pub path: String,
+    pub bytes_written: u64,
+    /// The file did not exist before.
+    pub created: bool,
+}
+
+/// `mkdir`: make a remote directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MkdirRequest {
+    pub host: String,
+    pub path: String,
+    /// Create missing parents too, and succeed when the directory exists.
+    pub parents: bool,
+    /// Permission bits; default 0o755 (less the server's umask).
+    pub mode: Option<u32>,
+}
+
+/// `remove`: delete a remote file, symlink or directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    pub host: String,
+    pub path: String,
+    /// Remove a directory and everything in it. Without it, only files,
+    /// symlinks and empty directories are removed.
+    pub recursive: bool,
+}
+
+/// What a remove did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveResult {
+    pub path: String,
+    /// Files and symlinks removed.
+    pub files: u64,
+    /// Directories removed.
+    pub dirs: u64,
+}
+
+/// `rename`: move a remote path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenameRequest {
+    pub host: String,
+    pub from: String,
+    pub to: String,
+    /// Replace `to` when it exists (atomically, where the server supports
+    /// `posix-rename@openssh.com`).
+    pub overwrite: bool,
+}
+
+/// Which way bytes move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    /// Local to remote.
+    Upload,
+    /// Remote to local.
+    Download,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Upload => "upload",
+            Direction::Download => "download",
+        }
+    }
+}
+
+/// `transfer`: copy a file (or, with `recursive`, a directory) between
+/// this machine and a host. Each file goes to a temporary name next to its
+/// destination and is renamed into place when complete; mode and mtime are
+/// preserved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferRequest {
+    pub host: String,
+    pub direction: Direction,
+    /// Absolute local path.
+    pub local_path: String,
+    pub remote_path: String,
+    /// Copy a directory and everything in it.
+    pub recursive: bool,
+    /// Continue a partial file left by an interrupted transfer.
+    pub resume: bool,
+    /// Compare SHA-256 of each file on both ends afterwards.
+    pub verify: bool,
+    /// Follow symlinks in the source instead of reporting and skipping them.
+    pub follow_symlinks: bool,
+}
+
+/// What a transfer did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferResult {
+    /// Files copied.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Bytes moved over the connection (less than the total on resume).
+    pub bytes: u64,
+    /// Bytes already in place from an earlier, interrupted transfer.
+    pub resumed_bytes: u64,
+    /// Symlinks and special files skipped, with why.
+    pub skipped: Vec<String>,
+    /// `Some(true)` when every file's SHA-256 matched; `None` when not asked.
+    pub verified: Option<bool>,
+    /// Notes for the caller, e.g. why verification could not run.
+    pub notes: Vec<String>,
+    pub duration_ms: u64,
+}
+
+/// `sync`: make the destination directory match the source, moving only
+/// what differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub host: String,
+    pub direction: Direction,
+    /// Absolute local directory.
+    pub local_dir: String,
+    pub remote_dir: String,
+    /// Delete destination files that are not in the source.
+    pub delete: bool,
+    /// Return the plan without changing anything.
+    pub dry_run: bool,
+    /// Compare SHA-256 instead of size and mtime.
+    pub checksum: bool,
+}
+
+/// One step of a sync plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncAction {
+    /// A directory missing at the destination.
+    Mkdir,
+    /// A file missing at the destination.
+    Create,
+    /// A file that differs.
+    Update,
+    /// A destination path not in the source (with `delete`).
+    Delete,
+}
+
+impl SyncAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncAction::Mkdir => "mkdir",
+            SyncAction::Create => "create",
+            SyncAction::Update => "update",
+            SyncAction::Delete => "delete",
+        }
+    }
+}
+
+/// A planned or done change, by path relative to the synced directories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncChange {
+    pub action: SyncAction,
+    pub path: String,
+    /// Bytes to move (create, update); 0 otherwise.
+    pub bytes: u64,
+}
+
+impl SyncResult {
+    /// The most changes one result lists; the counts cover them all.
+    pub const MAX_LISTED_CHANGES: usize = 1000;
+}
+
+/// What a sync did, or with `dry_run` would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResult {
+    pub dry_run: bool,
+    /// The changes, in the order made; at most `MAX_LISTED_CHANGES`.
+    pub changes: Vec<SyncChange>,
+    /// More changes were made than `changes` lists.
+    pub changes_truncated: bool,
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub dirs_created: u64,
+    /// Files already the same at both ends.
+    pub unchanged: u64,
+    /// Bytes moved (or to move).
+    pub bytes: u64,
+    /// Symlinks and special files skipped, with why.
+    pub skipped: Vec<String>,
+    pub duration_ms: u64,
+}
