@@ -96,6 +96,27 @@ async fn run(
         Request::Status | Request::Stats | Request::Hosts | Request::Drain { .. } => {
             Err(Error::internal("admin request reached the limited path"))
         }
+        Request::Stat(req) => ops::files::stat(&daemon.pool, req)
+            .await
+            .map(Response::Stat),
+        Request::ListDir(req) => ops::files::list_dir(&daemon.pool, req)
+            .await
+            .map(Response::ListDir),
+        Request::ReadFile(req) => ops::files::read_file(&daemon.pool, req, daemon.config.daemon.max_frame)
+            .await
+            .map(Response::ReadFile),
+        Request::WriteFile(req) => ops::files::write_file(&daemon.pool, req)
+            .await
+            .map(Response::WriteFile),
+        Request::Mkdir(req) => ops::files::mkdir(&daemon.pool, req)
+            .await
+            .map(|()| Response::Ok),
+        Request::Remove(req) => ops::files::remove(&daemon.pool, req)
+            .await
+            .map(Response::Remove),
+        Request::Rename(req) => ops::files::rename(&daemon.pool, req)
+            .await
+            .map(|()| Response::Ok),
         other => Err(Error::internal(format!(
             "`{}` is not served by this daemon build yet",
             other.op_name()

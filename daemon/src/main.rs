@@ -5,6 +5,7 @@
 mod config;
 mod connection;
 mod dispatch;
+mod files;
 mod hosts;
 mod ops;
 mod pool;
@@ -128,7 +129,9 @@ fn run(args: Args) -> Result<(), String> {
     runtime.block_on(async move {
         let listener = server::bind(&socket).map_err(|e| e.to_string())?;
         let pool = HostPool::new(&table, PoolSettings::from_config(&config), registry.clone());
+        let policy = files::policy::LocalPolicy::from_config(&config, config_path.as_deref());
         let daemon = Arc::new(Daemon {
+            policy,
             inflight: Semaphore::new(config.limits.max_inflight as usize),
             config,
             config_path,

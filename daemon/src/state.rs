@@ -9,12 +9,15 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::files::policy::LocalPolicy;
 use crate::pool::HostPool;
 use crate::stats::Registry;
 
 /// The daemon's shared state, one per process.
 pub struct Daemon {
     pub config: Config,
+    /// Which local paths clients may have the daemon read and write.
+    pub policy: LocalPolicy,
     /// The config file in force; `None` for built-in defaults.
     pub config_path: Option<PathBuf>,
     pub socket: PathBuf,

@@ -2,6 +2,7 @@
 //! the dispatcher wraps them all alike.
 
 pub mod exec;
+pub mod files;
 pub mod hosts;
 pub mod progress;
 pub mod status;

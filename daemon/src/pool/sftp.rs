@@ -102,6 +102,16 @@ impl std::ops::Deref for Sftp {
     }
 }
 
+impl Sftp {
+    /// Another share of the same session (e.g. for a background close).
+    pub fn share(&self) -> Sftp {
+        self.session.users.fetch_add(1, Ordering::AcqRel);
+        Sftp {
+            session: self.session.clone(),
+        }
+    }
+}
+
 impl Drop for Sftp {
     fn drop(&mut self) {
         let s = &self.session;

@@ -1,0 +1,665 @@
+//! The remote side of file work: SFTP requests with errors that name the
+//! host, the path and what to do, plus the building blocks every file op
+//! shares (stat, listing, walking, pipelined reads and writes, atomic
+//! replace).
+
+use std::collections::VecDeque;
+use std::future::Future;
+
+use futures_util::StreamExt;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+use sshmcp_proto::{Error, ErrorKind, FileKind, FileStat};
+
+use crate::pool::sftp::Sftp;
+
+/// Requests kept in flight on one file: enough to keep a loopback or LAN
+/// link busy (64 × 64 KiB = 4 MiB in flight) without hogging the session.
+pub const PIPELINE_DEPTH: usize = 64;
+
+/// One host's SFTP session, with the host's name for messages.
+pub struct Remote<'a> {
+    pub sftp: &'a Sftp,
+    pub host: &'a str,
+}
+
+/// A file handle that is closed when done with. `close` reports errors;
+/// a handle dropped unclosed is closed in the background.
+pub struct Handle<'a> {
+    remote: &'a Remote<'a>,
+    pub id: String,
+    closed: bool,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Handle<'_> {
+    pub async fn close(mut self) -> Result<(), SftpError> {
+        self.closed = true;
+        self.remote.sftp.raw().close(self.id.clone()).await.map(drop)
+    }
+}
+
+impl Drop for Handle<'_> {
+    fn drop(&mut self) {
+        if !self.closed {
+            // Close without waiting for the reply.
+            let share = self.remote.sftp.share();
+            let id = std::mem::take(&mut self.id);
+            tokio::spawn(async move {
+                let _ = share.raw().close(id).await;
+            });
+        }
+    }
+}
+
+impl<'a> Remote<'a> {
+    pub fn new(sftp: &'a Sftp, host: &'a str) -> Self {
+        Remote { sftp, host }
+    }
+
+    /// Turn an SFTP failure on `path` during `what` into an error that says
+    /// what to do. Session-level failures mark the session broken so the
+    /// next request gets a fresh one.
+    pub fn error(&self, what: &str, path: &str, error: SftpError) -> Error {
+        let host = self.host;
+        match error {
+            SftpError::Status(status) => match status.status_code {
+                StatusCode::NoSuchFile => Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "{what}: {host}:{path} does not exist (or a parent is not a directory); check the path with list_dir on its parent"
+                    ),
+                ),
+                StatusCode::PermissionDenied => Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "{what}: permission denied on {host}:{path}; the remote user cannot do this there, pick a path it owns"
+                    ),
+                ),
+                StatusCode::OpUnsupported => Error::new(
+                    ErrorKind::IoError,
+                    format!("{what}: the SFTP server on {host} does not support this ({path})"),
+                ),
+                StatusCode::Eof => Error::new(
+                    ErrorKind::IoError,
+                    format!("{what}: unexpected end of file on {host}:{path}"),
+                ),
+                _ => {
+                    let detail = if status.error_message.is_empty()
+                        || status.error_message == "Failure"
+                    {
+                        String::from("the server gave no reason")
+                    } else {
+                        status.error_message.clone()
+                    };
+                    Error::new(
+                        ErrorKind::IoError,
+                        format!(
+                            "{what}: {host}:{path} failed ({detail}); it may be the wrong type, already exist, or the disk may be full"
+                        ),
+                    )
+                }
+            },
+            SftpError::Timeout => {
+                self.sftp.mark_broken();
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "{what}: {host} did not answer an SFTP request for {path} within {}s; the connection may be stalled, retry",
+                        crate::pool::sftp::REQUEST_TIMEOUT.as_secs()
+                    ),
+                )
+            }
+            SftpError::Limited(why) => Error::new(
+                ErrorKind::IoError,
+                format!("{what}: {host}:{path}: the server's SFTP limits refused it ({why})"),
+            ),
+            other => {
+                self.sftp.mark_broken();
+                Error::new(
+                    ErrorKind::Unreachable,
+                    format!("{what}: lost the SFTP session to {host} while working on {path} ({other}); retry"),
+                )
+            }
+        }
+    }
+
+    /// `lstat`, or `stat` when following symlinks; `Ok(None)` when the path
+    /// does not exist.
+    pub async fn try_stat(&self, path: &str, follow: bool) -> Result<Option<FileAttributes>, Error> {
+        let raw = self.sftp.raw();
+        let result = if follow {
+            raw.stat(path).await
+        } else {
+            raw.lstat(path).await
+        };
+        match result {
+            Ok(attrs) => Ok(Some(attrs.attrs)),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(None),
+            Err(e) => Err(self.error("stat", path, e)),
+        }
+    }
+
+    /// The attributes of `path`, which must exist.
+    pub async fn stat(&self, path: &str, follow: bool) -> Result<FileAttributes, Error> {
+        match self.try_stat(path, follow).await? {
+            Some(attrs) => Ok(attrs),
+            None => Err(self.error(
+                "stat",
+                path,
+                SftpError::Status(russh_sftp::protocol::Status {
+                    id: 0,
+                    status_code: StatusCode::NoSuchFile,
+                    error_message: String::new(),
+                    language_tag: String::new(),
+                }),
+            )),
+        }
+    }
+
+    /// Where a symlink points.
+    pub async fn readlink(&self, path: &str) -> Option<String> {
+        let name = self.sftp.raw().readlink(path).await.ok()?;
+        name.files.into_iter().next().map(|f| f.filename)
+    }
+
+    /// The entries of directory `path` (without `.` and `..`), unsorted.
+    pub async fn read_dir(&self, path: &str) -> Result<Vec<(String, FileAttributes)>, Error> {
+        let raw = self.sftp.raw();
+        let _permit = self.handle_permit().await?;
+        let handle = match raw.opendir(path).await {
+            Ok(handle) => handle.handle,
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
+                return Err(self.not_a_dir_or_missing(path).await);
+            }
+            Err(e) => return Err(self.error("list", path, e)),
+        };
+        let mut entries = Vec::new();
+        let result = loop {
+            match raw.readdir(handle.clone()).await {
+                Ok(name) => entries.extend(
+                    name.files
+                        .into_iter()
+                        .filter(|f| f.filename != "." && f.filename != "..")
+                        .map(|f| (f.filename, f.attrs)),
+                ),
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
+                Err(e) => break Err(self.error("list", path, e)),
+            }
+        };
+        let _ = raw.close(handle).await;
+        result.map(|()| entries)
+    }
+
+    /// NotFound for a missing path, WrongType for one that is not a directory.
+    async fn not_a_dir_or_missing(&self, path: &str) -> Error {
+        match self.try_stat(path, true).await {
+            Ok(Some(attrs)) if kind_of(&attrs) != FileKind::Dir => Error::new(
+                ErrorKind::WrongType,
+                format!(
+                    "{}:{path} is a {}, not a directory; use stat or read_file for it",
+                    self.host,
+                    kind_of(&attrs).as_str()
+                ),
+            ),
+            Ok(_) => Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{}:{path} does not exist; check the path with list_dir on its parent",
+                    self.host
+                ),
+            ),
+            Err(e) => e,
+        }
+    }
+
+    /// Every path under `root` (relative, `/`-separated), directories
+    /// before their contents, symlinks not followed. Stops after `limit`
+    /// entries and says so. Directories are listed concurrently.
+    pub async fn walk(
+        &self,
+        root: &str,
+        limit: usize,
+    ) -> Result<(Vec<(String, FileAttributes)>, bool), Error> {
+        let mut out = Vec::new();
+        let mut pending: VecDeque<String> = VecDeque::from([String::new()]);
+        let mut listing = FuturesUnordered::new();
+        let mut truncated = false;
+        loop {
+            while listing.len() < 8
+                && let Some(rel) = pending.pop_front()
+            {
+                let dir = join(root, &rel);
+                listing.push(async move { (rel, self.read_dir(&dir).await) });
+            }
+            let Some((rel, entries)) = listing.next().await else {
+                break;
+            };
+            let mut entries = entries?;
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, attrs) in entries {
+                if out.len() >= limit {
+                    truncated = true;
+                    break;
+                }
+                let path = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                if kind_of(&attrs) == FileKind::Dir {
+                    pending.push_back(path.clone());
+                }
+                out.push((path, attrs));
+            }
+            if truncated {
+                break;
+            }
+        }
+        Ok((out, truncated))
+    }
+
+    /// Wait for a free file handle on this session.
+    pub async fn handle_permit(&self) -> Result<tokio::sync::SemaphorePermit<'a>, Error> {
+        self.sftp
+            .handles
+            .acquire()
+            .await
+            .map_err(|_| Error::internal("SFTP session closed while waiting for a file handle"))
+    }
+
+    /// Open `path` with `flags`, creating it with `attrs` when asked.
+    pub async fn open(
+        &'a self,
+        what: &str,
+        path: &str,
+        flags: OpenFlags,
+        attrs: FileAttributes,
+    ) -> Result<Handle<'a>, Error> {
+        let permit = self.handle_permit().await?;
+        match self.sftp.raw().open(path, flags, attrs).await {
+            Ok(handle) => Ok(Handle {
+                remote: self,
+                id: handle.handle,
+                closed: false,
+                _permit: permit,
+            }),
+            Err(e) => Err(self.error(what, path, e)),
+        }
+    }
+
+    /// Read `len` bytes from `offset` (fewer at end of file), pipelined,
+    /// handing each piece to `sink` in order.
+    pub async fn read_range(
+        &self,
+        handle: &Handle<'_>,
+        path: &str,
+        offset: u64,
+        len: u64,
+        mut sink: impl FnMut(u64, Vec<u8>) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        let raw = self.sftp.raw();
+        let chunk = self.sftp.read_len as u64;
+        let end = offset.saturating_add(len);
+        let read = |at: u64, want: u64| {
+            let request = raw.read(handle.id.clone(), at, want as u32);
+            async move { (at, want, request.await) }
+        };
+        let mut next = offset;
+        let mut inflight = FuturesOrdered::new();
+        let mut done = 0u64;
+        let mut eof = false;
+        loop {
+            while !eof && inflight.len() < PIPELINE_DEPTH && next < end {
+                let want = chunk.min(end - next);
+                inflight.push_back(read(next, want));
+                next += want;
+            }
+            let Some((at, want, result)) = inflight.next().await else {
+                break;
+            };
+            match result {
+                Ok(data) => {
+                    let got = data.data.len() as u64;
+                    if got == 0 {
+                        eof = true;
+                        continue;
+                    }
+                    done += got;
+                    sink(at, data.data)?;
+                    if got < want && !eof {
+                        // A short read, not at EOF: ask for the rest before
+                        // anything later is handed on, to keep order.
+                        inflight.push_front(read(at + got, want - got));
+                    }
+                }
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => eof = true,
+                Err(e) => return Err(self.error("read", path, e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Write everything `source` yields (offset, bytes) to `handle`, with up
+    /// to [`PIPELINE_DEPTH`] writes in flight. Returns bytes written.
+    pub async fn write_stream<S, F>(
+        &self,
+        handle: &Handle<'_>,
+        path: &str,
+        mut source: S,
+    ) -> Result<u64, Error>
+    where
+        S: FnMut() -> F,
+        F: Future<Output = Result<Option<(u64, Vec<u8>)>, Error>>,
+    {
+        let raw = self.sftp.raw();
+        let mut inflight = FuturesUnordered::new();
+        let mut written = 0u64;
+        let mut exhausted = false;
+        loop {
+            while !exhausted && inflight.len() < PIPELINE_DEPTH {
+                match source().await? {
+                    Some((offset, data)) => {
+                        let len = data.len() as u64;
+                        let write = raw.write(handle.id.clone(), offset, data);
+                        inflight.push(async move { write.await.map(|_| len) });
+                    }
+                    None => exhausted = true,
+                }
+            }
+            match inflight.next().await {
+                Some(Ok(len)) => written += len,
+                Some(Err(e)) => return Err(self.write_error(path, e).await),
+                None => break,
+            }
+        }
+        Ok(written)
+    }
+
+    /// A failed write, with a check for a full disk (OpenSSH reports ENOSPC
+    /// only as a generic failure).
+    pub async fn write_error(&self, path: &str, error: SftpError) -> Error {
+        if let SftpError::Status(s) = &error
+            && s.status_code == StatusCode::Failure
+            && let Some(free) = self.free_bytes(parent(path)).await
+            && free < 1024 * 1024
+        {
+            return Error::new(
+                ErrorKind::NoSpace,
+                format!(
+                    "write: no space left on {}'s filesystem for {path} ({free} bytes free); free some space or write elsewhere",
+                    self.host
+                ),
+            );
+        }
+        self.error("write", path, error)
+    }
+
+    /// Bytes free to the user on the filesystem holding `path`, when the
+    /// server can tell (`statvfs@openssh.com`).
+    pub async fn free_bytes(&self, path: &str) -> Option<u64> {
+        if !self.sftp.statvfs {
+            return None;
+        }
+        let vfs = self.sftp.raw().statvfs(path).await.ok()?;
+        Some(vfs.blocks_avail.saturating_mul(vfs.fragment_size))
+    }
+
+    /// Rename `from` to `to`, replacing `to` atomically where the server
+    /// supports `posix-rename@openssh.com`.
+    pub async fn rename_over(&self, from: &str, to: &str) -> Result<(), Error> {
+        let raw = self.sftp.raw();
+        if self.sftp.posix_rename {
+            let mut data = Vec::with_capacity(8 + from.len() + to.len());
+            for s in [from, to] {
+                data.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                data.extend_from_slice(s.as_bytes());
+            }
+            return match raw.extended("posix-rename@openssh.com", data).await {
+                Ok(Packet::Status(s)) if s.status_code == StatusCode::Ok => Ok(()),
+                Ok(Packet::Status(s)) => Err(self.error("rename", to, SftpError::Status(s))),
+                Ok(_) => Err(Error::internal(format!(
+                    "rename: unexpected reply from {}'s SFTP server",
+                    self.host
+                ))),
+                Err(e) => Err(self.error("rename", to, e)),
+            };
+        }
+        // Plain SFTP rename refuses an existing target: remove it first
+        // (not atomic; only servers without posix-rename take this path).
+        if let Err(SftpError::Status(s)) = raw.rename(from, to).await {
+            if s.status_code == StatusCode::NoSuchFile {
+                return Err(self.error("rename", from, SftpError::Status(s)));
+            }
+            let _ = raw.remove(to).await;
+            raw.rename(from, to)
+                .await
+                .map_err(|e| self.error("rename", to, e))?;
+        }
+        Ok(())
+    }
+
+    /// Create `path` and any missing parents; existing directories are fine.
+    pub async fn mkdir_all(&self, path: &str, mode: Option<u32>) -> Result<u64, Error> {
+        let mut missing = Vec::new();
+        let mut at = path.trim_end_matches('/').to_string();
+        loop {
+            match self.try_stat(&at, true).await? {
+                Some(attrs) if kind_of(&attrs) == FileKind::Dir => break,
+                Some(attrs) => {
+                    return Err(Error::new(
+                        ErrorKind::WrongType,
+                        format!(
+                            "mkdir: {}:{at} exists and is a {}, not a directory",
+                            self.host,
+                            kind_of(&attrs).as_str()
+                        ),
+                    ));
+                }
+                None => missing.push(at.clone()),
+            }
+            match at.rfind('/') {
+                Some(0) | None => break,
+                Some(i) => at.truncate(i),
+            }
+        }
+        let made = missing.len() as u64;
+        for dir in missing.into_iter().rev() {
+            self.mkdir(&dir, mode).await.or_else(|e| {
+                // Lost a race with another creator: fine.
+                if e.kind == ErrorKind::IoError {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+        }
+        Ok(made)
+    }
+
+    /// Create one directory.
+    pub async fn mkdir(&self, path: &str, mode: Option<u32>) -> Result<(), Error> {
+        let mut attrs = FileAttributes::empty();
+        attrs.permissions = mode;
+        self.sftp
+            .raw()
+            .mkdir(path, attrs)
+            .await
+            .map(drop)
+            .map_err(|e| self.error("mkdir", path, e))
+    }
+
+    /// Remove a file or symlink.
+    pub async fn remove_file(&self, path: &str) -> Result<(), Error> {
+        self.sftp
+            .raw()
+            .remove(path)
+            .await
+            .map(drop)
+            .map_err(|e| self.error("remove", path, e))
+    }
+
+    /// Remove an empty directory.
+    pub async fn remove_dir(&self, path: &str) -> Result<(), Error> {
+        self.sftp
+            .raw()
+            .rmdir(path)
+            .await
+            .map(drop)
+            .map_err(|e| self.error("remove", path, e))
+    }
+
+    /// Remove `path` and, when it is a directory, everything in it
+    /// (symlinks are removed, never followed). Returns (files, dirs).
+    pub async fn remove_tree(&self, path: &str) -> Result<(u64, u64), Error> {
+        let (entries, _) = self.walk(path, usize::MAX).await?;
+        let mut files = 0;
+        let mut removals = FuturesUnordered::new();
+        let mut dirs = Vec::new();
+        for (rel, attrs) in &entries {
+            let full = join(path, rel);
+            if kind_of(attrs) == FileKind::Dir {
+                dirs.push(full);
+            } else {
+                files += 1;
+                removals.push(async move { self.remove_file(&full).await });
+                if removals.len() >= PIPELINE_DEPTH {
+                    if let Some(result) = removals.next().await {
+                        result?;
+                    }
+                }
+            }
+        }
+        while let Some(result) = removals.next().await {
+            result?;
+        }
+        // Deepest first.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
+        for dir in &dirs {
+            self.remove_dir(dir).await?;
+        }
+        self.remove_dir(path).await?;
+        Ok((files, dirs.len() as u64 + 1))
+    }
+
+    /// Set mode and/or mtime on a path.
+    pub async fn set_times_mode(
+        &self,
+        path: &str,
+        mode: Option<u32>,
+        mtime: Option<u32>,
+    ) -> Result<(), Error> {
+        let mut attrs = FileAttributes::empty();
+        attrs.permissions = mode;
+        if let Some(mtime) = mtime {
+            attrs.atime = Some(mtime);
+            attrs.mtime = Some(mtime);
+        }
+        self.sftp
+            .raw()
+            .setstat(path, attrs)
+            .await
+            .map(drop)
+            .map_err(|e| self.error("setstat", path, e))
+    }
+}
+
+/// What kind of file the attributes describe.
+pub fn kind_of(attrs: &FileAttributes) -> FileKind {
+    match attrs.permissions.map(|p| p & 0o170000) {
+        Some(0o040000) => FileKind::Dir,
+        Some(0o100000) => FileKind::File,
+        Some(0o120000) => FileKind::Symlink,
+        Some(_) => FileKind::Other,
+        None => FileKind::Other,
+    }
+}
+
+/// SFTP attributes as the protocol's [`FileStat`].
+pub fn file_stat(path: String, attrs: &FileAttributes, link_target: Option<String>) -> FileStat {
+    FileStat {
+        path,
+        kind: kind_of(attrs),
+        size: attrs.size.unwrap_or(0),
+        mode: attrs.permissions.unwrap_or(0) & 0o7777,
+        mtime: attrs.mtime.unwrap_or(0) as u64,
+        uid: attrs.uid,
+        gid: attrs.gid,
+        link_target,
+    }
+}
+
+/// `root` and a relative path, joined with `/`.
+pub fn join(root: &str, rel: &str) -> String {
+    if rel.is_empty() {
+        root.to_string()
+    } else if root.is_empty() {
+        rel.to_string()
+    } else if root.ends_with('/') {
+        format!("{root}{rel}")
+    } else {
+        format!("{root}/{rel}")
+    }
+}
+
+/// The directory holding `path` (`.` for a bare name).
+pub fn parent(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    match trimmed.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &trimmed[..i],
+        None => ".",
+    }
+}
+
+/// The last component of `path`.
+pub fn file_name(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    trimmed.rsplit('/').next().unwrap_or(trimmed)
+}
+
+/// A temporary name next to `path`, unique to this daemon and call.
+pub fn temp_name(path: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = parent(path);
+    let name = file_name(path);
+    join(
+        if dir == "." { "" } else { dir },
+        &format!(".{name}.sshmcp-{}-{n}.tmp", std::process::id()),
+    )
+}
+
+/// The name a transfer's partial file has next to `path`: fixed, so that
+/// `resume` can find what an interrupted transfer left.
+pub fn partial_name(path: &str) -> String {
+    let dir = parent(path);
+    let name = file_name(path);
+    join(
+        if dir == "." { "" } else { dir },
+        &format!(".{name}.sshmcp-partial"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_and_join() {
+        assert_eq!(parent("/a/b/c.txt"), "/a/b");
+        assert_eq!(parent("/c.txt"), "/");
+        assert_eq!(parent("c.txt"), ".");
+        assert_eq!(parent("a/b/"), "a");
+        assert_eq!(file_name("/a/b/c.txt"), "c.txt");
+        assert_eq!(file_name("a/b/"), "b");
+        assert_eq!(join("/a", "b/c"), "/a/b/c");
+        assert_eq!(join("/", "b"), "/b");
+        assert_eq!(join("/a", ""), "/a");
+        assert_eq!(partial_name("/x/y.bin"), "/x/.y.bin.sshmcp-partial");
+        assert_eq!(partial_name("y.bin"), ".y.bin.sshmcp-partial");
+        assert!(temp_name("/x/y").starts_with("/x/.y.sshmcp-"));
+    }
+}
