@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sshmcp_proto::client::{Call, ClientError, DaemonClient, Event};
-use sshmcp_proto::{ClientInfo, DEFAULT_MAX_FRAME, Error, ErrorKind, Reply, Request};
+use sshmcp_proto::{ClientInfo, DEFAULT_MAX_FRAME, Error, ErrorKind, Progress, Reply, Request};
 use tokio::sync::Mutex;
 
 /// How long a cancelled call waits for the daemon to confirm the cancel.
@@ -89,19 +89,25 @@ impl Daemon {
     }
 }
 
-/// Wait for `call`'s reply, or, if `cancelled` completes first, tell the
-/// daemon to abandon the call (a cancelled exec kills its remote process)
-/// and give it [`CANCEL_GRACE`] to confirm. Either way the call is finished
-/// when this returns: nothing is left waiting on the connection.
+/// Wait for `call`'s reply, handing each progress event to `on_progress`
+/// as it arrives, or, if `cancelled` completes first, tell the daemon to
+/// abandon the call (a cancelled exec kills its remote process, a cancelled
+/// transfer stops) and give it [`CANCEL_GRACE`] to confirm. Either way the
+/// call is finished when this returns: nothing is left waiting on the
+/// connection.
+///
+/// `on_progress` runs on the path that reads the reply, so it must not
+/// wait: hand the event on (a channel, a watch) and return.
 pub async fn finish(
     mut call: Call,
     cancelled: impl Future<Output = ()>,
+    mut on_progress: impl FnMut(Progress),
 ) -> Result<Reply, ClientError> {
     tokio::select! {
-        reply = done(&mut call) => reply,
+        reply = done(&mut call, &mut on_progress) => reply,
         () = cancelled => {
             call.cancel();
-            match tokio::time::timeout(CANCEL_GRACE, done(&mut call)).await {
+            match tokio::time::timeout(CANCEL_GRACE, done(&mut call, &mut on_progress)).await {
                 Ok(reply) => reply,
                 Err(_) => Ok(Err(Error::new(
                     ErrorKind::Cancelled,
@@ -112,11 +118,16 @@ pub async fn finish(
     }
 }
 
-/// The call's final reply, skipping progress and output events.
-async fn done(call: &mut Call) -> Result<Reply, ClientError> {
+/// The call's final reply, passing progress events on and skipping output.
+async fn done(
+    call: &mut Call,
+    on_progress: &mut impl FnMut(Progress),
+) -> Result<Reply, ClientError> {
     loop {
-        if let Event::Done(reply) = call.next_event().await? {
-            return Ok(reply);
+        match call.next_event().await? {
+            Event::Done(reply) => return Ok(reply),
+            Event::Progress(progress) => on_progress(progress),
+            Event::Output { .. } => {}
         }
     }
 }

@@ -6,22 +6,27 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::service::RequestContext;
+use rmcp::model::{
+    Implementation, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, ServerHandler, tool_handler};
 use sshmcp_proto::client::ClientError;
-use sshmcp_proto::{Error, ErrorKind, Reply, Request};
-use tokio::sync::mpsc;
+use sshmcp_proto::{Error, ErrorKind, Progress, Reply, Request};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{self, Daemon};
 
 /// Told to the model at `initialize`: what this server is for, in brief.
 const INSTRUCTIONS: &str = "\
-sshmcp runs commands on the user's SSH hosts (those in ~/.ssh/config) through a local daemon \
-that keeps connections warm. Call `hosts` to see which hosts exist, then `exec` with one of \
-their aliases. Commands run with the remote user's privileges: prefer read-only commands \
-unless the user asked for a change.";
+sshmcp runs commands and works with files on the user's SSH hosts (those in ~/.ssh/config) \
+through a local daemon that keeps connections warm. Call `hosts` to see which hosts exist, \
+then pass one of their aliases as `host`. `exec` runs a command. `stat`, `list_dir` and \
+`read_file` inspect remote files; `write_file`, `mkdir`, `remove` and `rename` change them. \
+`transfer` copies files or directory trees between this machine and a host, and `sync` makes \
+one directory match another, moving only what differs (try `dry_run` first). Everything runs \
+with the remote user's privileges: prefer read-only tools unless the user asked for a change.";
 
 /// How long calls still in flight when stdin closes may go on before they
 /// are cancelled. A quick command finishes and is answered; a long one is
@@ -50,7 +55,17 @@ impl SshMcp {
     ) -> Self {
         SshMcp {
             daemon: Daemon::new(socket),
-            tool_router: Self::hosts_router() + Self::exec_router(),
+            tool_router: Self::hosts_router()
+                + Self::exec_router()
+                + Self::stat_router()
+                + Self::list_dir_router()
+                + Self::read_file_router()
+                + Self::write_file_router()
+                + Self::mkdir_router()
+                + Self::remove_router()
+                + Self::rename_router()
+                + Self::transfer_router()
+                + Self::sync_router(),
             stdin_closed,
             _running: running,
         }
@@ -59,7 +74,9 @@ impl SshMcp {
     /// Send `request` to the daemon and wait for its reply. When the MCP
     /// client cancels the tool call, or shuts the shim down by closing stdin
     /// and the call does not finish within [`STDIN_CLOSED_GRACE`], the
-    /// daemon's request is cancelled too.
+    /// daemon's request is cancelled too. When the tool call carries a
+    /// `progressToken`, the daemon's progress events for the request become
+    /// MCP `notifications/progress`.
     pub(crate) async fn forward(
         &self,
         request: Request,
@@ -77,7 +94,31 @@ impl SshMcp {
                 return Ok(Err(Error::new(ErrorKind::Cancelled, "the call was cancelled")));
             }
         };
-        daemon::finish(call, self.abandoned(context)).await
+        let Some(token) = context.meta.get_progress_token() else {
+            return daemon::finish(call, self.abandoned(context), |_| {}).await;
+        };
+        // Only the latest progress is kept: a client slow to read its
+        // notifications sees fewer of them, and never delays the reply.
+        let (latest, updates) = watch::channel(None);
+        let reply = daemon::finish(call, self.abandoned(context), move |progress| {
+            latest.send_replace(Some(progress));
+        });
+        let (reply, ()) =
+            tokio::join!(reply, notify_progress(context.peer.clone(), token, updates));
+        reply
+    }
+
+    /// [`forward`](Self::forward) for requests that change nothing: one
+    /// cut off by a daemon restart is simply asked again on a new connection.
+    pub(crate) async fn forward_read_only(
+        &self,
+        request: Request,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<Reply, ClientError> {
+        match self.forward(request.clone(), context).await {
+            Err(ClientError::Disconnected(_)) => self.forward(request, context).await,
+            reply => reply,
+        }
     }
 
     /// Completes when nobody wants the call's answer any more.
@@ -92,6 +133,38 @@ impl SshMcp {
                     tokio::time::sleep(STDIN_CLOSED_GRACE).await;
                 } => {}
             }
+        }
+    }
+}
+
+/// Send each progress update of one call to the MCP client as
+/// `notifications/progress`, until the call is done (its sender dropped).
+/// MCP wants `progress` to grow with every notification, so an update that
+/// does not advance is left out.
+async fn notify_progress(
+    peer: Peer<RoleServer>,
+    token: ProgressToken,
+    mut updates: watch::Receiver<Option<Progress>>,
+) {
+    let mut sent: Option<u64> = None;
+    while updates.changed().await.is_ok() {
+        let Some(progress) = updates.borrow_and_update().clone() else {
+            continue;
+        };
+        if sent.is_some_and(|sent| progress.done <= sent) {
+            continue;
+        }
+        sent = Some(progress.done);
+        let mut param = ProgressNotificationParam::new(token.clone(), progress.done as f64);
+        if let Some(total) = progress.total {
+            param = param.with_total(total as f64);
+        }
+        if let Some(message) = progress.message {
+            param = param.with_message(message);
+        }
+        // The client is gone: nobody is left to tell.
+        if peer.notify_progress(param).await.is_err() {
+            return;
         }
     }
 }
