@@ -143,7 +143,7 @@ fn initialize_names_the_server_and_offers_tools() {
 }
 
 #[test]
-fn tools_list_has_hosts_and_exec_with_schemas_and_annotations() {
+fn tools_list_has_every_tool_with_schemas_and_annotations() {
     let (_dir, socket) = dead_socket();
     let mcp = McpClient::start(&socket);
     mcp.initialize();
@@ -156,7 +156,23 @@ fn tools_list_has_hosts_and_exec_with_schemas_and_annotations() {
         .filter_map(|t| t["name"].as_str())
         .collect();
     names.sort_unstable();
-    assert_eq!(names, ["exec", "hosts"], "{tools}");
+    assert_eq!(
+        names,
+        [
+            "exec",
+            "hosts",
+            "list_dir",
+            "mkdir",
+            "read_file",
+            "remove",
+            "rename",
+            "stat",
+            "sync",
+            "transfer",
+            "write_file"
+        ],
+        "{tools}"
+    );
 
     for name in names {
         let tool = tool(&tools, name);

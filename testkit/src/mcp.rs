@@ -153,6 +153,38 @@ impl McpClient {
         self.expect_result("tools/call", json!({ "name": name, "arguments": args }))
     }
 
+    /// Calls tool `name` with `args` and `_meta.progressToken` set to
+    /// `token`, and returns the `result` object together with the params of
+    /// every `notifications/progress` for that token that arrived before it,
+    /// in order. Other messages stay queued for
+    /// [`McpClient::next_message_timeout`].
+    pub fn call_tool_with_progress(
+        &self,
+        name: &str,
+        args: Value,
+        token: Value,
+    ) -> (Value, Vec<Value>) {
+        let result = self.expect_result(
+            "tools/call",
+            json!({ "name": name, "arguments": args, "_meta": { "progressToken": token } }),
+        );
+        // The shim writes each notification before the response that ends
+        // its call, and the reader thread queues lines in order, so every
+        // one of them is queued by now.
+        let mut state = lock(&self.inbox.state);
+        let (progress, others): (VecDeque<Value>, VecDeque<Value>) =
+            state.messages.drain(..).partition(|message| {
+                message["method"] == "notifications/progress"
+                    && message["params"]["progressToken"] == token
+            });
+        state.messages = others;
+        let progress = progress
+            .into_iter()
+            .map(|mut message| message["params"].take())
+            .collect();
+        (result, progress)
+    }
+
     /// Sends a request and returns the whole response, `error` included.
     /// `params` of `Value::Null` are left out.
     pub fn request(&self, method: &str, params: Value) -> Value {

@@ -6,6 +6,12 @@
 //! own working directory and `~` against its `$HOME`. It does not
 //! canonicalize: the daemon checks its policy on the real path itself, and
 //! resolving symlinks here would hide what the caller named.
+//!
+//! The daemon refuses `.` and `..` in local paths. `.` is dropped here.
+//! A leading `..` of a relative path steps out of the working directory,
+//! which is a physical path (getcwd has no symlinks in it), so it is
+//! resolved here; any other `..` is left for the daemon to refuse, since
+//! the directory before it may be a symlink.
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -60,12 +66,19 @@ fn resolve_in(
         })?;
         (cwd, path)
     };
+    let from_cwd = !path.starts_with('~');
     let mut resolved = base;
+    let mut leading = true;
     for component in Path::new(rest).components() {
-        // `.` adds nothing; `..` is kept, since removing it by hand would be
-        // wrong when the directory before it is a symlink.
-        if component != Component::CurDir {
-            resolved.push(component);
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if leading && from_cwd => {
+                resolved.pop();
+            }
+            other => {
+                leading = false;
+                resolved.push(other);
+            }
         }
     }
     resolved.into_os_string().into_string().map_err(|resolved| {
