@@ -102,9 +102,11 @@ async fn run(
         Request::ListDir(req) => ops::files::list_dir(&daemon.pool, req)
             .await
             .map(Response::ListDir),
-        Request::ReadFile(req) => ops::files::read_file(&daemon.pool, req, daemon.config.daemon.max_frame)
-            .await
-            .map(Response::ReadFile),
+        Request::ReadFile(req) => {
+            ops::files::read_file(&daemon.pool, req, daemon.config.daemon.max_frame)
+                .await
+                .map(Response::ReadFile)
+        }
         Request::WriteFile(req) => ops::files::write_file(&daemon.pool, req)
             .await
             .map(Response::WriteFile),
@@ -117,10 +119,12 @@ async fn run(
         Request::Rename(req) => ops::files::rename(&daemon.pool, req)
             .await
             .map(|()| Response::Ok),
-        other => Err(Error::internal(format!(
-            "`{}` is not served by this daemon build yet",
-            other.op_name()
-        ))),
+        Request::Transfer(req) => ops::transfer::run(daemon, req, cancel, progress)
+            .await
+            .map(Response::Transfer),
+        Request::Sync(req) => ops::sync::run(daemon, req, cancel, progress)
+            .await
+            .map(Response::Sync),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The single-path file operations end to end: a real sshd's sftp-server,
 //! the real daemon, the wire protocol.
 
+#![allow(clippy::unwrap_used)] // Test helpers: a failed unwrap is a failed test.
+
 mod common;
 
 use common::{connect, exec_ok, exec_request, request};

@@ -159,12 +159,19 @@ mod tests {
         let ok = |p: &Path| policy.check(p.to_str().unwrap(), "upload");
 
         assert!(ok(&root.join("work/a.txt")).is_ok());
-        assert!(ok(&root.join("work/new/dir/b.txt")).is_ok(), "missing parts are fine");
+        assert!(
+            ok(&root.join("work/new/dir/b.txt")).is_ok(),
+            "missing parts are fine"
+        );
         let err = ok(&root.join(".ssh/id_ed25519")).unwrap_err();
         assert_eq!(err.kind, ErrorKind::PolicyDenied);
         assert!(err.message.contains(".ssh"), "{}", err.message);
         let err = ok(&root.join("work/keys/id_ed25519")).unwrap_err();
-        assert_eq!(err.kind, ErrorKind::PolicyDenied, "a symlink into .ssh is followed");
+        assert_eq!(
+            err.kind,
+            ErrorKind::PolicyDenied,
+            "a symlink into .ssh is followed"
+        );
         let err = ok(Path::new("/etc/passwd")).unwrap_err();
         assert!(err.message.contains("local_roots"), "{}", err.message);
         let err = policy.check("work/a.txt", "upload").unwrap_err();
@@ -183,7 +190,10 @@ mod tests {
         if let Some(home) = home_dir() {
             let key = home.join(".ssh/id_ed25519");
             assert_eq!(
-                policy.check(key.to_str().unwrap(), "upload").unwrap_err().kind,
+                policy
+                    .check(key.to_str().unwrap(), "upload")
+                    .unwrap_err()
+                    .kind,
                 ErrorKind::PolicyDenied
             );
             let gpg = home.join(".gnupg/private-keys-v1.d/x");

@@ -6,8 +6,8 @@
 use std::collections::VecDeque;
 use std::future::Future;
 
-use futures_util::StreamExt;
 use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use futures_util::{Stream, StreamExt};
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use sshmcp_proto::{Error, ErrorKind, FileKind, FileStat};
@@ -36,7 +36,12 @@ pub struct Handle<'a> {
 impl Handle<'_> {
     pub async fn close(mut self) -> Result<(), SftpError> {
         self.closed = true;
-        self.remote.sftp.raw().close(self.id.clone()).await.map(drop)
+        self.remote
+            .sftp
+            .raw()
+            .close(self.id.clone())
+            .await
+            .map(drop)
     }
 }
 
@@ -86,13 +91,12 @@ impl<'a> Remote<'a> {
                     format!("{what}: unexpected end of file on {host}:{path}"),
                 ),
                 _ => {
-                    let detail = if status.error_message.is_empty()
-                        || status.error_message == "Failure"
-                    {
-                        String::from("the server gave no reason")
-                    } else {
-                        status.error_message.clone()
-                    };
+                    let detail =
+                        if status.error_message.is_empty() || status.error_message == "Failure" {
+                            String::from("the server gave no reason")
+                        } else {
+                            status.error_message.clone()
+                        };
                     Error::new(
                         ErrorKind::IoError,
                         format!(
@@ -119,7 +123,9 @@ impl<'a> Remote<'a> {
                 self.sftp.mark_broken();
                 Error::new(
                     ErrorKind::Unreachable,
-                    format!("{what}: lost the SFTP session to {host} while working on {path} ({other}); retry"),
+                    format!(
+                        "{what}: lost the SFTP session to {host} while working on {path} ({other}); retry"
+                    ),
                 )
             }
         }
@@ -127,7 +133,11 @@ impl<'a> Remote<'a> {
 
     /// `lstat`, or `stat` when following symlinks; `Ok(None)` when the path
     /// does not exist.
-    pub async fn try_stat(&self, path: &str, follow: bool) -> Result<Option<FileAttributes>, Error> {
+    pub async fn try_stat(
+        &self,
+        path: &str,
+        follow: bool,
+    ) -> Result<Option<FileAttributes>, Error> {
         let raw = self.sftp.raw();
         let result = if follow {
             raw.stat(path).await
@@ -290,22 +300,21 @@ impl<'a> Remote<'a> {
     }
 
     /// Read `len` bytes from `offset` (fewer at end of file), pipelined,
-    /// handing each piece to `sink` in order.
-    pub async fn read_range(
+    /// handing each piece to `sink` in order. Returns bytes read.
+    pub async fn read_range<F>(
         &self,
         handle: &Handle<'_>,
         path: &str,
         offset: u64,
         len: u64,
-        mut sink: impl FnMut(u64, Vec<u8>) -> Result<(), Error>,
-    ) -> Result<u64, Error> {
+        mut sink: impl FnMut(u64, Vec<u8>) -> F,
+    ) -> Result<u64, Error>
+    where
+        F: Future<Output = Result<(), Error>>,
+    {
         let raw = self.sftp.raw();
         let chunk = self.sftp.read_len as u64;
         let end = offset.saturating_add(len);
-        let read = |at: u64, want: u64| {
-            let request = raw.read(handle.id.clone(), at, want as u32);
-            async move { (at, want, request.await) }
-        };
         let mut next = offset;
         let mut inflight = FuturesOrdered::new();
         let mut done = 0u64;
@@ -313,7 +322,7 @@ impl<'a> Remote<'a> {
         loop {
             while !eof && inflight.len() < PIPELINE_DEPTH && next < end {
                 let want = chunk.min(end - next);
-                inflight.push_back(read(next, want));
+                inflight.push_back(read_at(raw, &handle.id, next, want));
                 next += want;
             }
             let Some((at, want, result)) = inflight.next().await else {
@@ -327,11 +336,11 @@ impl<'a> Remote<'a> {
                         continue;
                     }
                     done += got;
-                    sink(at, data.data)?;
+                    sink(at, data.data).await?;
                     if got < want && !eof {
                         // A short read, not at EOF: ask for the rest before
                         // anything later is handed on, to keep order.
-                        inflight.push_front(read(at + got, want - got));
+                        inflight.push_front(read_at(raw, &handle.id, at + got, want - got));
                     }
                 }
                 Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => eof = true,
@@ -342,39 +351,47 @@ impl<'a> Remote<'a> {
     }
 
     /// Write everything `source` yields (offset, bytes) to `handle`, with up
-    /// to [`PIPELINE_DEPTH`] writes in flight. Returns bytes written.
-    pub async fn write_stream<S, F>(
+    /// to [`PIPELINE_DEPTH`] writes in flight; `written` hears of each
+    /// acknowledged piece. Returns bytes written.
+    pub async fn write_stream<S>(
         &self,
         handle: &Handle<'_>,
         path: &str,
         mut source: S,
+        written: &(dyn Fn(u64) + Sync),
     ) -> Result<u64, Error>
     where
-        S: FnMut() -> F,
-        F: Future<Output = Result<Option<(u64, Vec<u8>)>, Error>>,
+        S: Stream<Item = Result<(u64, Vec<u8>), Error>> + Unpin,
     {
         let raw = self.sftp.raw();
         let mut inflight = FuturesUnordered::new();
-        let mut written = 0u64;
+        let mut total = 0u64;
         let mut exhausted = false;
         loop {
-            while !exhausted && inflight.len() < PIPELINE_DEPTH {
-                match source().await? {
-                    Some((offset, data)) => {
+            // Acknowledgements first, so new writes are sent (polled) as
+            // soon as they are queued and the window stays full.
+            tokio::select! {
+                biased;
+                Some(result) = inflight.next(), if !inflight.is_empty() => match result {
+                    Ok(len) => {
+                        total += len;
+                        written(len);
+                    }
+                    Err(e) => return Err(self.write_error(path, e).await),
+                },
+                item = source.next(), if !exhausted && inflight.len() < PIPELINE_DEPTH => match item {
+                    Some(Ok((offset, data))) => {
                         let len = data.len() as u64;
                         let write = raw.write(handle.id.clone(), offset, data);
                         inflight.push(async move { write.await.map(|_| len) });
                     }
+                    Some(Err(e)) => return Err(e),
                     None => exhausted = true,
-                }
-            }
-            match inflight.next().await {
-                Some(Ok(len)) => written += len,
-                Some(Err(e)) => return Err(self.write_error(path, e).await),
-                None => break,
+                },
+                else => break,
             }
         }
-        Ok(written)
+        Ok(total)
     }
 
     /// A failed write, with a check for a full disk (OpenSSH reports ENOSPC
@@ -524,10 +541,10 @@ impl<'a> Remote<'a> {
             } else {
                 files += 1;
                 removals.push(async move { self.remove_file(&full).await });
-                if removals.len() >= PIPELINE_DEPTH {
-                    if let Some(result) = removals.next().await {
-                        result?;
-                    }
+                if removals.len() >= PIPELINE_DEPTH
+                    && let Some(result) = removals.next().await
+                {
+                    result?;
                 }
             }
         }
@@ -563,6 +580,16 @@ impl<'a> Remote<'a> {
             .map(drop)
             .map_err(|e| self.error("setstat", path, e))
     }
+}
+
+/// One read request, remembering where it was for.
+async fn read_at(
+    raw: &russh_sftp::client::RawSftpSession,
+    handle: &str,
+    at: u64,
+    want: u64,
+) -> (u64, u64, Result<russh_sftp::protocol::Data, SftpError>) {
+    (at, want, raw.read(handle, at, want as u32).await)
 }
 
 /// What kind of file the attributes describe.

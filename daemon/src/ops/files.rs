@@ -91,9 +91,7 @@ pub async fn list_dir(pool: &HostPool, req: ListDirRequest) -> Result<DirListing
         let mut out = Vec::with_capacity(entries.len());
         for (rel, attrs) in entries {
             let link = if kind_of(&attrs) == FileKind::Symlink {
-                remote
-                    .readlink(&remote::join(&req.path, &rel))
-                    .await
+                remote.readlink(&remote::join(&req.path, &rel)).await
             } else {
                 None
             };
@@ -132,7 +130,12 @@ pub async fn read_file(
             ));
         }
         let handle = remote
-            .open("read_file", &req.path, OpenFlags::READ, FileAttributes::empty())
+            .open(
+                "read_file",
+                &req.path,
+                OpenFlags::READ,
+                FileAttributes::empty(),
+            )
             .await?;
         let size = match remote.sftp.raw().fstat(handle.id.clone()).await {
             Ok(a) => a.attrs.size.unwrap_or(0),
@@ -143,7 +146,7 @@ pub async fn read_file(
             remote
                 .read_range(&handle, &req.path, req.offset, want, |_, piece| {
                     data.extend_from_slice(&piece);
-                    Ok(())
+                    std::future::ready(Ok(()))
                 })
                 .await?;
         }
@@ -175,7 +178,9 @@ pub async fn write_file(pool: &HostPool, req: WriteFileRequest) -> Result<WriteR
         )));
     }
     // Not retried: a write that reached the server must not run twice.
-    on_sftp!(pool, &req.host, retry = false, |remote| write_on(&remote, &req))
+    on_sftp!(pool, &req.host, retry = false, |remote| write_on(
+        &remote, &req
+    ))
 }
 
 async fn write_on(remote: &Remote<'_>, req: &WriteFileRequest) -> Result<WriteResult, Error> {
@@ -215,7 +220,12 @@ async fn write_on(remote: &Remote<'_>, req: &WriteFileRequest) -> Result<WriteRe
     }
     let mode = req
         .mode
-        .or_else(|| existing.as_ref().and_then(|a| a.permissions).map(|p| p & 0o7777))
+        .or_else(|| {
+            existing
+                .as_ref()
+                .and_then(|a| a.permissions)
+                .map(|p| p & 0o7777)
+        })
         .unwrap_or(0o644);
     let temp = remote::temp_name(&target);
     let mut attrs = FileAttributes::empty();
@@ -231,14 +241,18 @@ async fn write_on(remote: &Remote<'_>, req: &WriteFileRequest) -> Result<WriteRe
         .map_err(|e| in_dir_error(e, remote, &target))?;
     let written = async {
         let chunk = remote.sftp.write_len as usize;
-        let mut pieces = req.data.chunks(chunk).enumerate();
+        let pieces = req
+            .data
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, piece)| Ok(((i * chunk) as u64, piece.to_vec())));
         let n = remote
-            .write_stream(&handle, &target, || {
-                let next = pieces
-                    .next()
-                    .map(|(i, piece)| ((i * chunk) as u64, piece.to_vec()));
-                async move { Ok(next) }
-            })
+            .write_stream(
+                &handle,
+                &target,
+                futures_util::stream::iter(pieces),
+                &|_| {},
+            )
             .await?;
         let mut attrs = FileAttributes::empty();
         attrs.permissions = Some(mode);

@@ -6,4 +6,6 @@ pub mod files;
 pub mod hosts;
 pub mod progress;
 pub mod status;
+pub mod sync;
+pub mod transfer;
 pub mod warm;

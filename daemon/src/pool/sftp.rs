@@ -159,7 +159,9 @@ impl HostPool {
         let lost = |what: &str, e: &dyn std::fmt::Display| {
             Error::new(
                 ErrorKind::Unreachable,
-                format!("cannot start SFTP on {alias} ({what}: {e}); retry, and check that the server enables the sftp subsystem"),
+                format!(
+                    "cannot start SFTP on {alias} ({what}: {e}); retry, and check that the server enables the sftp subsystem"
+                ),
             )
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -202,7 +204,13 @@ impl HostPool {
             raw.set_limits(Limits::from(limits));
         }
         let id = self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(host = alias, sftp = id, read_len, write_len, "SFTP session open");
+        tracing::debug!(
+            host = alias,
+            sftp = id,
+            read_len,
+            write_len,
+            "SFTP session open"
+        );
         let epoch = Instant::now();
         Ok(SftpSession {
             raw,
@@ -224,10 +232,7 @@ impl HostPool {
 
 impl Host {
     fn sftp_sessions(&self) -> std::sync::MutexGuard<'_, Vec<Arc<SftpSession>>> {
-        self.sftp
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.sftp.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The least used live session when one is free or no more may be
@@ -273,10 +278,5 @@ impl Host {
                 let _ = session.raw.close_session();
             }
         }
-    }
-
-    /// Open SFTP sessions, for listings.
-    pub(super) fn sftp_count(&self) -> u32 {
-        self.sftp_sessions().iter().filter(|s| s.is_usable()).count() as u32
     }
 }

@@ -1,0 +1,307 @@
+//! The local side of transfers: walking trees, reading and writing files on
+//! blocking threads (so disk waits never stall the runtime), and local
+//! errors that name the path and what to do.
+
+use std::fs::{File, FileTimes, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
+
+use sshmcp_proto::{Error, ErrorKind, FileKind};
+use tokio::sync::mpsc;
+
+use super::policy::LocalPolicy;
+
+/// One entry of a local tree.
+#[derive(Debug, Clone)]
+pub struct LocalEntry {
+    /// Relative to the walked root, `/`-separated.
+    pub rel: String,
+    pub kind: FileKind,
+    pub size: u64,
+    pub mode: u32,
+    pub mtime: u64,
+}
+
+/// A local I/O failure as a protocol error.
+pub fn error(what: &str, path: &Path, e: &std::io::Error) -> Error {
+    let shown = path.display();
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Error::new(
+            ErrorKind::NotFound,
+            format!("{what}: local path {shown} does not exist; check the path"),
+        ),
+        std::io::ErrorKind::PermissionDenied => Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{what}: permission denied on local path {shown}; the daemon's user cannot do this there"
+            ),
+        ),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => Error::new(
+            ErrorKind::NoSpace,
+            format!(
+                "{what}: no space left for local path {shown}; free some space or pick another destination"
+            ),
+        ),
+        std::io::ErrorKind::NotADirectory | std::io::ErrorKind::IsADirectory => Error::new(
+            ErrorKind::WrongType,
+            format!("{what}: local path {shown} has the wrong type ({e})"),
+        ),
+        _ => Error::new(
+            ErrorKind::IoError,
+            format!("{what}: local path {shown}: {e}"),
+        ),
+    }
+}
+
+/// Kind and attributes of `meta`.
+pub fn entry(rel: String, meta: &std::fs::Metadata) -> LocalEntry {
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        FileKind::Dir
+    } else if ft.is_file() {
+        FileKind::File
+    } else if ft.is_symlink() {
+        FileKind::Symlink
+    } else {
+        FileKind::Other
+    };
+    LocalEntry {
+        rel,
+        kind,
+        size: meta.len(),
+        mode: meta.mode() & 0o7777,
+        mtime: meta.mtime().max(0) as u64,
+    }
+}
+
+/// Every entry under `root` (directories before their contents, sorted),
+/// symlinks followed only with `follow` (and then checked against the
+/// policy). Symlinks not followed and special files come back as such;
+/// callers report and skip them.
+pub fn walk(
+    root: &Path,
+    follow: bool,
+    policy: &LocalPolicy,
+    what: &str,
+) -> Result<Vec<LocalEntry>, Error> {
+    let mut out = Vec::new();
+    let mut stack = vec![String::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&rel)
+        };
+        let mut names = Vec::new();
+        for item in std::fs::read_dir(&dir).map_err(|e| error(what, &dir, &e))? {
+            let item = item.map_err(|e| error(what, &dir, &e))?;
+            let Some(name) = item.file_name().to_str().map(str::to_string) else {
+                return Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "{what}: {} holds a name that is not UTF-8 ({:?}); rename it first",
+                        dir.display(),
+                        item.file_name()
+                    ),
+                ));
+            };
+            names.push(name);
+        }
+        names.sort();
+        let mut subdirs = Vec::new();
+        for name in names {
+            let path = dir.join(&name);
+            let rel = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let mut meta = std::fs::symlink_metadata(&path).map_err(|e| error(what, &path, &e))?;
+            if meta.file_type().is_symlink() && follow {
+                let target = path.canonicalize().map_err(|e| error(what, &path, &e))?;
+                policy.check_resolved(&target, &path.display().to_string(), what)?;
+                meta = std::fs::metadata(&path).map_err(|e| error(what, &path, &e))?;
+            }
+            let e = entry(rel.clone(), &meta);
+            if e.kind == FileKind::Dir {
+                subdirs.push(rel);
+            }
+            out.push(e);
+        }
+        // Depth first, in name order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(out)
+}
+
+/// Stream `path` from `start` in `chunk`-byte pieces on a blocking
+/// thread; the receiver yields (offset, bytes) in order, then ends.
+pub fn read_chunks(
+    path: PathBuf,
+    start: u64,
+    chunk: usize,
+    depth: usize,
+) -> mpsc::Receiver<Result<(u64, Vec<u8>), Error>> {
+    let (tx, rx) = mpsc::channel(depth);
+    tokio::task::spawn_blocking(move || {
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(error("upload", &path, &e)));
+                return;
+            }
+        };
+        let mut offset = start;
+        if start > 0 {
+            use std::io::Seek;
+            if let Err(e) = file.seek(std::io::SeekFrom::Start(start)) {
+                let _ = tx.blocking_send(Err(error("upload", &path, &e)));
+                return;
+            }
+        }
+        loop {
+            let mut buf = vec![0u8; chunk];
+            let mut filled = 0;
+            while filled < chunk {
+                match file.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(error("upload", &path, &e)));
+                        return;
+                    }
+                }
+            }
+            if filled == 0 {
+                return;
+            }
+            buf.truncate(filled);
+            let len = filled as u64;
+            if tx.blocking_send(Ok((offset, buf))).is_err() {
+                return; // The transfer stopped.
+            }
+            offset += len;
+            if filled < chunk {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// A local file being written on a blocking thread: pieces go in by
+/// channel, the thread writes each at its offset.
+pub struct Writer {
+    tx: Option<mpsc::Sender<(u64, Vec<u8>)>>,
+    done: tokio::task::JoinHandle<Result<File, Error>>,
+}
+
+impl Writer {
+    /// Open `path` for writing: appended to from `start` when resuming,
+    /// else created empty (mode 0600 until finished).
+    pub fn open(path: PathBuf, start: u64, depth: usize) -> Result<Writer, Error> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(start == 0)
+            .mode_0600()
+            .open(&path)
+            .map_err(|e| error("download", &path, &e))?;
+        if start > 0 {
+            file.set_len(start)
+                .map_err(|e| error("download", &path, &e))?;
+        }
+        let (tx, mut rx) = mpsc::channel::<(u64, Vec<u8>)>(depth);
+        let done = tokio::task::spawn_blocking(move || {
+            while let Some((offset, data)) = rx.blocking_recv() {
+                file.write_all_at(&data, offset)
+                    .map_err(|e| error("download", &path, &e))?;
+            }
+            Ok(file)
+        });
+        Ok(Writer { tx: Some(tx), done })
+    }
+
+    /// Queue `data` for `offset`; waits when the disk is behind.
+    pub async fn write(&self, offset: u64, data: Vec<u8>) -> Result<(), Error> {
+        match &self.tx {
+            Some(tx) if tx.send((offset, data)).await.is_ok() => Ok(()),
+            // The thread stopped: its result says why.
+            _ => Err(Error::new(
+                ErrorKind::IoError,
+                "download: the local writer stopped early",
+            )),
+        }
+    }
+
+    /// Wait for every queued piece to be written; the file comes back.
+    pub async fn finish(mut self) -> Result<File, Error> {
+        self.tx.take();
+        match (&mut self.done).await {
+            Ok(result) => result,
+            Err(e) => Err(Error::internal(format!("local writer thread failed: {e}"))),
+        }
+    }
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(0o600)
+    }
+}
+
+/// Give a finished local file its mode and times.
+pub fn finish_file(file: &File, path: &Path, mode: u32, mtime: u64) -> Result<(), Error> {
+    let when = UNIX_EPOCH + Duration::from_secs(mtime);
+    file.set_times(FileTimes::new().set_modified(when).set_accessed(when))
+        .map_err(|e| error("download", path, &e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| error("download", path, &e))
+}
+
+/// Set a local directory's mode and mtime.
+pub fn finish_dir(path: &Path, mode: Option<u32>, mtime: Option<u64>) -> Result<(), Error> {
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| error("download", path, &e))?;
+    }
+    if let Some(mtime) = mtime {
+        let when = UNIX_EPOCH + Duration::from_secs(mtime);
+        let dir = File::open(path).map_err(|e| error("download", path, &e))?;
+        dir.set_times(FileTimes::new().set_modified(when).set_accessed(when))
+            .map_err(|e| error("download", path, &e))?;
+    }
+    Ok(())
+}
+
+/// SHA-256 of a local file, hex.
+pub fn sha256_file(path: &Path) -> Result<String, Error> {
+    use sha2::{Digest, Sha256};
+    let mut file = File::open(path).map_err(|e| error("verify", path, &e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| error("verify", path, &e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
