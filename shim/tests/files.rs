@@ -2,18 +2,19 @@
 //! the real shim's stdio, the real daemon behind it, a real sshd (and its
 //! SFTP server) behind that.
 //!
-//! Each test gets one local directory, which is both the daemon's only
-//! allowed local root and the shim's working directory, and one scratch
-//! directory on the host.
+//! Each test gets one local directory, which is the daemon's only allowed
+//! local root and the shim's working directory and `$HOME`, and one
+//! scratch directory on the host.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sshmcp_testkit::{Daemon, Fleet, McpClient, ShimOptions, test_user};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, ShimOptions, test_user, wait_for};
 use tempfile::TempDir;
 
 /// A host, a daemon that may touch only `local`, and a shim working in
@@ -43,6 +44,7 @@ fn setup() -> Setup {
         daemon.socket(),
         ShimOptions {
             cwd: Some(local.path().to_path_buf()),
+            env: vec![("HOME".into(), local.path().display().to_string())],
             ..ShimOptions::default()
         },
     );
@@ -374,6 +376,24 @@ fn a_tree_uploads_and_downloads_with_relative_local_paths() {
         "top\n"
     );
     assert!(s.local("back/bin/empty/.keep").is_file());
+
+    let single = s.call(
+        "transfer",
+        json!({
+            "direction": "download", "local_path": "~/single.txt",
+            "remote_path": s.remote("up/top.txt"),
+        }),
+    );
+    assert_eq!(single["files"], 1, "{single}");
+    assert_eq!(
+        single["local_path"],
+        s.local("single.txt").display().to_string(),
+        "~/ resolves against the shim's HOME: {single}"
+    );
+    assert_eq!(
+        fs::read_to_string(s.local("single.txt")).expect("downloaded"),
+        "top\n"
+    );
 }
 
 #[test]
@@ -464,6 +484,51 @@ fn a_large_upload_sends_progress_notifications() {
         }
     }
     assert_eq!(fs::read(s.remote("big.bin")).expect("uploaded"), data);
+}
+
+#[test]
+fn a_cancelled_transfer_stops_and_leaves_nothing_behind() {
+    /// Large enough that the upload is still running when the cancel
+    /// arrives; sparse, so it costs no local disk.
+    const SIZE: u64 = 2 * 1024 * 1024 * 1024;
+    const WAIT: Duration = Duration::from_secs(30);
+    let s = setup();
+    fs::File::create(s.local("huge.bin"))
+        .and_then(|file| file.set_len(SIZE))
+        .expect("create a sparse local file");
+
+    let call = json!({
+        "jsonrpc": "2.0",
+        "id": 7001,
+        "method": "tools/call",
+        "params": {
+            "name": "transfer",
+            "arguments": with_host(json!({
+                "direction": "upload", "local_path": "huge.bin",
+                "remote_path": s.remote("huge.bin"),
+            })),
+            "_meta": { "progressToken": "huge" },
+        },
+    });
+    s.mcp.send_raw(&call.to_string());
+    // Something appears on the host once the upload is under way.
+    let scratch = s.remote.path();
+    let has_files = || fs::read_dir(scratch).is_ok_and(|mut entries| entries.next().is_some());
+    wait_for(has_files, WAIT, "the upload to start writing on the host");
+
+    s.mcp.send_notification(
+        "notifications/cancelled",
+        json!({ "requestId": 7001, "reason": "the test cancelled it" }),
+    );
+
+    wait_for(
+        || !has_files(),
+        WAIT,
+        "the cancelled upload's files to be gone from the host",
+    );
+    // The connection the cancelled call used still serves calls.
+    let listing = s.call("list_dir", json!({ "path": s.remote("") }));
+    assert_eq!(listing["entries"], json!([]), "{listing}");
 }
 
 #[test]
