@@ -454,6 +454,28 @@ fn sync_plans_on_dry_run_applies_and_then_finds_nothing_to_do() {
 }
 
 #[test]
+fn a_download_dry_run_changes_nothing_locally() {
+    let s = setup();
+    s.call(
+        "write_file",
+        json!({ "path": s.remote("pages/index.html"), "content": "hi", "create_dirs": true }),
+    );
+    let plan = s.call(
+        "sync",
+        json!({
+            "direction": "download", "local_dir": "pages", "remote_dir": s.remote("pages"),
+            "dry_run": true,
+        }),
+    );
+    assert_eq!(plan["created"], 1, "{plan}");
+    assert_eq!(plan["changes"][0]["path"], "index.html", "{plan}");
+    assert!(
+        !s.local("pages").exists(),
+        "a dry run made the local directory"
+    );
+}
+
+#[test]
 fn a_large_upload_sends_progress_notifications() {
     const SIZE: usize = 6 * 1024 * 1024;
     let s = setup();

@@ -10,6 +10,8 @@ use sshmcp_proto::{Error, FileKind};
 /// What a path is, as the JSON names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+// Inline in the schemas: some MCP clients do not follow `$ref`.
+#[schemars(inline)]
 pub enum FileType {
     /// A regular file.
     File,

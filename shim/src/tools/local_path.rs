@@ -111,10 +111,10 @@ mod tests {
     fn relative_paths_resolve_against_the_working_directory() {
         assert_eq!(resolve_at("build/out").unwrap(), "/work/project/build/out");
         assert_eq!(resolve_at("./a/./b/").unwrap(), "/work/project/a/b");
-        assert_eq!(
-            resolve_at("../sibling").unwrap(),
-            "/work/project/../sibling"
-        );
+        assert_eq!(resolve_at("../sibling").unwrap(), "/work/sibling");
+        assert_eq!(resolve_at("./../../x").unwrap(), "/x");
+        assert_eq!(resolve_at("a/../b").unwrap(), "/work/project/a/../b");
+        assert_eq!(resolve_at("~/../x").unwrap(), "/home/alice/../x");
         assert_eq!(resolve_at(".").unwrap(), "/work/project");
     }
 

@@ -38,6 +38,8 @@ const MAX_FRAME_DATA: usize = DEFAULT_MAX_FRAME - 64 * 1024;
 /// caller asks for it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+// Inline in the schemas: some MCP clients do not follow `$ref`.
+#[schemars(inline)]
 pub enum ContentEncoding {
     /// Text, as UTF-8.
     #[default]
@@ -49,6 +51,8 @@ pub enum ContentEncoding {
 /// Which way `transfer` and `sync` move files, as their arguments name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+// Inline in the schemas: some MCP clients do not follow `$ref`.
+#[schemars(inline)]
 pub enum TransferDirection {
     /// From this machine to the host.
     Upload,

@@ -61,6 +61,8 @@ impl SyncArgs {
 /// What a sync step does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+// Inline in the schemas: some MCP clients do not follow `$ref`.
+#[schemars(inline)]
 pub enum Action {
     /// A directory missing at the destination is made.
     Mkdir,
