@@ -98,7 +98,8 @@ impl SshMcp {
             return daemon::finish(call, self.abandoned(context), |_| {}).await;
         };
         // Only the latest progress is kept: a client slow to read its
-        // notifications sees fewer of them, and never delays the reply.
+        // notifications sees fewer of them, and the reply waits at most for
+        // the one notification being written when it arrives.
         let (latest, updates) = watch::channel(None);
         let reply = daemon::finish(call, self.abandoned(context), move |progress| {
             latest.send_replace(Some(progress));
