@@ -140,6 +140,13 @@ fn response_name(response: &Response) -> &'static str {
         Response::Hosts(_) => "Hosts",
         Response::Exec(_) => "Exec",
         Response::Ok => "Ok",
+        Response::Stat(_) => "Stat",
+        Response::ListDir(_) => "ListDir",
+        Response::ReadFile(_) => "ReadFile",
+        Response::WriteFile(_) => "WriteFile",
+        Response::Remove(_) => "Remove",
+        Response::Transfer(_) => "Transfer",
+        Response::Sync(_) => "Sync",
     }
 }
 

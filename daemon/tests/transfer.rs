@@ -465,13 +465,17 @@ async fn sync_moves_only_what_differs() {
             ..req.clone()
         })
         .await;
-    assert_eq!((plan.created, plan.dirs_created), (300, 7), "{plan:?}");
+    assert_eq!((plan.created, plan.dirs_created), (300, 8), "{plan:?}");
     assert!(plan.dry_run);
+    assert_eq!(plan.changes[0].path, ".", "the root is created first");
     assert_eq!(
-        s.sh(&format!("find '{}' -type f | wc -l", s.r("site")))
-            .await
-            .trim(),
-        "0"
+        s.sh(&format!(
+            "test -e '{}' && echo exists || echo absent",
+            s.r("site")
+        ))
+        .await,
+        "absent\n",
+        "a dry run touches nothing"
     );
 
     let done = s.sync_ok(req.clone()).await;

@@ -468,7 +468,11 @@ fn a_download_dry_run_changes_nothing_locally() {
         }),
     );
     assert_eq!(plan["created"], 1, "{plan}");
-    assert_eq!(plan["changes"][0]["path"], "index.html", "{plan}");
+    assert_eq!(
+        plan["changes"][0]["path"], ".",
+        "the root comes first: {plan}"
+    );
+    assert_eq!(plan["changes"][1]["path"], "index.html", "{plan}");
     assert!(
         !s.local("pages").exists(),
         "a dry run made the local directory"

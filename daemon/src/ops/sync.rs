@@ -88,10 +88,14 @@ async fn sync(
         local_side.map_err(|e| Error::internal(format!("local listing failed: {e}")))??;
     let remote_side = remote_side?;
     let (src, dst) = if upload {
-        (&local_side, &remote_side)
+        (local_side, remote_side)
     } else {
-        (&remote_side, &local_side)
+        (remote_side, local_side)
     };
+    // Only the destination may be missing (the source was checked).
+    let make_root = dst.is_none();
+    let (src, dst) = (src.unwrap_or_default(), dst.unwrap_or_default());
+    let (src, dst) = (&src, &dst);
 
     let mut result = SyncResult {
         dry_run: req.dry_run,
@@ -107,6 +111,9 @@ async fn sync(
         duration_ms: 0,
     };
     let mut changes = Vec::new();
+    if make_root {
+        changes.push((SyncAction::Mkdir, String::new(), 0));
+    }
     let mut deletes: Vec<(String, FileKind)> = Vec::new();
     let mut maybe_same = Vec::new();
     for (rel, s) in src {
@@ -201,7 +208,8 @@ async fn sync(
         }
         result.changes.push(SyncChange {
             action,
-            path,
+            // The synced directory itself.
+            path: if path.is_empty() { ".".into() } else { path },
             bytes,
         });
     }
@@ -232,6 +240,13 @@ async fn sync(
         }
     }
 
+    if make_root {
+        if upload {
+            remote.mkdir_all(&req.remote_dir, None).await?;
+        } else {
+            std::fs::create_dir_all(local_dir).map_err(|e| local::error("sync", local_dir, &e))?;
+        }
+    }
     let mut plan = Plan::default();
     for (action, rel, _) in &changes {
         let Some(s) = src.get(rel) else { continue };
@@ -270,13 +285,13 @@ async fn sync(
     Ok(result)
 }
 
-/// The local tree by relative path; an empty map when the directory is
-/// missing and may be created.
+/// The local tree by relative path; `None` when the directory is missing
+/// and may be created.
 fn list_local(
     root: &Path,
     policy: &crate::files::policy::LocalPolicy,
     must_exist: bool,
-) -> Result<BTreeMap<String, Meta>, Error> {
+) -> Result<Option<BTreeMap<String, Meta>>, Error> {
     match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -286,34 +301,35 @@ fn list_local(
             ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
-            std::fs::create_dir_all(root).map_err(|e| local::error("sync", root, &e))?;
-            return Ok(BTreeMap::new());
+            return Ok(None);
         }
         Err(e) => return Err(local::error("sync", root, &e)),
     }
-    Ok(local::walk(root, false, policy, "sync")?
-        .into_iter()
-        .map(|e| {
-            (
-                e.rel.clone(),
-                Meta {
-                    kind: e.kind,
-                    size: e.size,
-                    mode: e.mode,
-                    mtime: e.mtime,
-                },
-            )
-        })
-        .collect())
+    Ok(Some(
+        local::walk(root, false, policy, "sync")?
+            .into_iter()
+            .map(|e| {
+                (
+                    e.rel.clone(),
+                    Meta {
+                        kind: e.kind,
+                        size: e.size,
+                        mode: e.mode,
+                        mtime: e.mtime,
+                    },
+                )
+            })
+            .collect(),
+    ))
 }
 
-/// The remote tree by relative path; an empty map (after creating it) when
-/// the directory is missing and may be created.
+/// The remote tree by relative path; `None` when the directory is missing
+/// and may be created.
 async fn list_remote(
     remote: &Remote<'_>,
     root: &str,
     must_exist: bool,
-) -> Result<BTreeMap<String, Meta>, Error> {
+) -> Result<Option<BTreeMap<String, Meta>>, Error> {
     match remote.try_stat(root, true).await? {
         Some(attrs) if remote::kind_of(&attrs) == FileKind::Dir => {}
         Some(attrs) => {
@@ -335,26 +351,25 @@ async fn list_remote(
                 ),
             ));
         }
-        None => {
-            remote.mkdir_all(root, None).await?;
-            return Ok(BTreeMap::new());
-        }
+        None => return Ok(None),
     }
     let (entries, _) = remote.walk(root, usize::MAX).await?;
-    Ok(entries
-        .into_iter()
-        .map(|(rel, attrs)| {
-            (
-                rel,
-                Meta {
-                    kind: remote::kind_of(&attrs),
-                    size: attrs.size.unwrap_or(0),
-                    mode: attrs.permissions.unwrap_or(0) & 0o7777,
-                    mtime: attrs.mtime.unwrap_or(0) as u64,
-                },
-            )
-        })
-        .collect())
+    Ok(Some(
+        entries
+            .into_iter()
+            .map(|(rel, attrs)| {
+                (
+                    rel,
+                    Meta {
+                        kind: remote::kind_of(&attrs),
+                        size: attrs.size.unwrap_or(0),
+                        mode: attrs.permissions.unwrap_or(0) & 0o7777,
+                        mtime: attrs.mtime.unwrap_or(0) as u64,
+                    },
+                )
+            })
+            .collect(),
+    ))
 }
 
 /// Which of `rels` (same size at both ends) have different SHA-256.
