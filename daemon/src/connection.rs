@@ -31,7 +31,7 @@ const OUTGOING_QUEUE: usize = 256;
 pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let peer = stream.peer_cred().ok();
     let (read, write) = stream.into_split();
-    let max_frame = daemon.config.daemon.max_frame;
+    let max_frame = daemon.config().daemon.max_frame;
     let mut frames = FramedRead::new(read, frame_codec(max_frame));
     let mut sink = FramedWrite::new(write, frame_codec(max_frame));
 
@@ -52,7 +52,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             return;
         }
     }
-    if daemon.clients.fetch_add(1, Ordering::AcqRel) >= daemon.config.daemon.max_clients as u32 {
+    if daemon.clients.fetch_add(1, Ordering::AcqRel) >= daemon.config().daemon.max_clients as u32 {
         daemon.clients.fetch_sub(1, Ordering::AcqRel);
         tracing::warn!("refused a client: at [daemon] max_clients");
         let bye = Error::new(
@@ -60,7 +60,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             format!(
                 "sshmcpd is serving its maximum of {} clients ([daemon] max_clients); retry \
                  later or raise the limit",
-                daemon.config.daemon.max_clients
+                daemon.config().daemon.max_clients
             ),
         );
         refuse(&mut frames, &mut sink, bye).await;
@@ -86,7 +86,7 @@ async fn serve_client(
     mut frames: Frames,
     mut sink: Sink,
 ) {
-    let max_frame = daemon.config.daemon.max_frame;
+    let max_frame = daemon.config().daemon.max_frame;
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await {
         Ok(Some(Ok(bytes))) => match decode::<ClientFrame>(&bytes) {
             Ok(ClientFrame::Hello(hello)) => hello,

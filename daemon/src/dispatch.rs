@@ -55,7 +55,7 @@ async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> R
         Request::Drain { host } => return ops::warm::drain(daemon, &host).map(|()| Response::Ok),
         _ => {}
     }
-    let wait = daemon.config.queue_timeout();
+    let wait = daemon.config().queue_timeout();
     let _global = acquire(
         &daemon.inflight,
         wait,
@@ -81,7 +81,12 @@ async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> R
     };
     match request {
         Request::Exec(exec) => {
-            ops::exec::run(&daemon.pool, exec, daemon.config.daemon.max_frame, cancel)
+            // Both streams may be buffered in full: reserve them first.
+            let limit = exec
+                .max_output_bytes
+                .unwrap_or(sshmcp_proto::ExecRequest::DEFAULT_MAX_OUTPUT);
+            let _memory = daemon.memory.admit(limit.saturating_mul(2))?;
+            ops::exec::run(&daemon.pool, exec, daemon.config().daemon.max_frame, cancel)
                 .await
                 .map(Response::Exec)
         }

@@ -37,7 +37,7 @@ mod state;
 pub use codec::{CodecError, decode, encode, frame_codec};
 pub use error::{Error, ErrorKind};
 pub use exec::{ExecOutput, ExecRequest, OutputStream};
-pub use state::{ConnState, HostState, HostStats, OpStats, Stats, Status};
+pub use state::{ConnState, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo};
 
 /// Bumped whenever a frame's layout changes; both ends must agree.
 pub const PROTO_VERSION: u32 = 1;
