@@ -53,6 +53,7 @@ async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> R
         Request::Stats => return Ok(Response::Stats(ops::status::stats(daemon))),
         Request::Hosts => return Ok(Response::Hosts(ops::hosts::run(daemon))),
         Request::Drain { host } => return ops::warm::drain(daemon, &host).map(|()| Response::Ok),
+        Request::Reload => return ops::reload::run(daemon).await.map(Response::Reloaded),
         _ => {}
     }
     let wait = daemon.config().queue_timeout();
@@ -91,9 +92,11 @@ async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> R
                 .map(Response::Exec)
         }
         Request::Warm { host } => ops::warm::warm(daemon, &host).await.map(|()| Response::Ok),
-        Request::Status | Request::Stats | Request::Hosts | Request::Drain { .. } => {
-            Err(Error::internal("admin request reached the limited path"))
-        }
+        Request::Status
+        | Request::Stats
+        | Request::Hosts
+        | Request::Drain { .. }
+        | Request::Reload => Err(Error::internal("admin request reached the limited path")),
     }
 }
 

@@ -134,14 +134,14 @@ fn run(args: Args) -> Result<(), String> {
         };
         let pool = HostPool::new(&table, PoolSettings::from_config(&config), registry.clone());
         let warm = config.pool.warm.clone();
-        let daemon = Arc::new(Daemon::new(
+        let daemon = Daemon::new(
             config,
             config_path,
             socket.clone(),
             pool,
             registry,
             memory.clone(),
-        ));
+        );
         tracing::info!(
             socket = %socket.display(),
             hosts = table.aliases().len(),
@@ -178,9 +178,11 @@ fn run(args: Args) -> Result<(), String> {
 }
 
 /// Connect `aliases` now, each on its own task.
-pub(crate) fn spawn_warmup(daemon: &Arc<Daemon>, aliases: Vec<String>) {
+pub(crate) fn spawn_warmup(daemon: &Daemon, aliases: Vec<String>) {
     for alias in aliases {
-        let daemon = daemon.clone();
+        let Some(daemon) = daemon.arc() else {
+            return;
+        };
         daemon.warming.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(60);

@@ -12,7 +12,6 @@
 //! reload says so.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::config::Config;
 use crate::hosts::HostTable;
@@ -56,7 +55,7 @@ pub fn load(config_path: Option<&Path>) -> Result<Loaded, String> {
 
 /// Re-read the config and the ssh config and apply them; returns a
 /// one-line summary of what changed, or why the reload was refused.
-pub async fn reload(daemon: &Arc<Daemon>) -> Result<String, String> {
+pub async fn reload(daemon: &Daemon) -> Result<String, String> {
     let _one_at_a_time = daemon.reload_lock.lock().await;
     systemd::reloading();
     let result = apply(daemon);
@@ -68,7 +67,7 @@ pub async fn reload(daemon: &Arc<Daemon>) -> Result<String, String> {
     result
 }
 
-fn apply(daemon: &Arc<Daemon>) -> Result<String, String> {
+fn apply(daemon: &Daemon) -> Result<String, String> {
     let Loaded {
         config: new, table, ..
     } = load(daemon.config_path.as_deref())?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU32;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
@@ -35,6 +35,9 @@ pub struct Daemon {
     pub shutdown: CancellationToken,
     /// Serialises reloads (SIGHUP and `Reload` requests).
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// This daemon, for work that outlives a borrowed `&Daemon` (warm-ups
+    /// a reload starts).
+    me: Weak<Daemon>,
 }
 
 impl Daemon {
@@ -45,8 +48,9 @@ impl Daemon {
         pool: HostPool,
         registry: Arc<Registry>,
         memory: Arc<Memory>,
-    ) -> Daemon {
-        Daemon {
+    ) -> Arc<Daemon> {
+        Arc::new_cyclic(|me| Daemon {
+            me: me.clone(),
             inflight: Semaphore::new(config.limits.max_inflight as usize),
             config: RwLock::new(Arc::new(config)),
             config_path,
@@ -59,7 +63,12 @@ impl Daemon {
             warming: AtomicU32::new(0),
             shutdown: CancellationToken::new(),
             reload_lock: tokio::sync::Mutex::new(()),
-        }
+        })
+    }
+
+    /// This daemon as an `Arc`, for tasks that outlive the caller's borrow.
+    pub fn arc(&self) -> Option<Arc<Daemon>> {
+        self.me.upgrade()
     }
 
     /// The config in force now. Cheap (one `Arc` clone); hold it for the

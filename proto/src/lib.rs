@@ -156,6 +156,10 @@ pub enum Request {
     Warm { host: String },
     /// Close a host's idle connections; busy ones close when their work ends.
     Drain { host: String },
+    /// Re-read the config and the ssh config, as SIGHUP does: unchanged
+    /// hosts stay warm, removed ones close, new ones are added. A bad new
+    /// config is refused and the old one stays in force.
+    Reload,
 }
 
 impl Request {
@@ -168,6 +172,7 @@ impl Request {
             Request::Exec(_) => "exec",
             Request::Warm { .. } => "warm",
             Request::Drain { .. } => "drain",
+            Request::Reload => "reload",
         }
     }
 
@@ -176,7 +181,7 @@ impl Request {
         match self {
             Request::Exec(req) => Some(&req.host),
             Request::Warm { host } | Request::Drain { host } => Some(host),
-            Request::Status | Request::Stats | Request::Hosts => None,
+            Request::Status | Request::Stats | Request::Hosts | Request::Reload => None,
         }
     }
 }
@@ -190,6 +195,8 @@ pub enum Response {
     Exec(ExecOutput),
     /// The request succeeded and has nothing to return (warm, drain).
     Ok,
+    /// What a reload changed, in one line.
+    Reloaded(String),
 }
 
 #[cfg(test)]

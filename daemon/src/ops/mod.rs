@@ -3,5 +3,6 @@
 
 pub mod exec;
 pub mod hosts;
+pub mod reload;
 pub mod status;
 pub mod warm;
