@@ -152,10 +152,14 @@ async fn serve_client(
     });
 
     let inflight: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
+    let mut shutting_down = false;
     loop {
         let next = tokio::select! {
             next = frames.next() => next,
-            () = daemon.shutdown.cancelled() => None,
+            () = daemon.shutdown.cancelled() => {
+                shutting_down = true;
+                None
+            }
         };
         let bytes = match next {
             Some(Ok(bytes)) => bytes,
@@ -217,8 +221,12 @@ async fn serve_client(
     }
     // The client is gone or misbehaved: its unfinished work has no one to
     // report to, so stop it (a cancelled exec kills its remote process).
-    for token in inflight.lock().unwrap_or_else(|p| p.into_inner()).values() {
-        token.cancel();
+    // On shutdown the client is still there: its requests may finish
+    // within the daemon's grace period and their replies still go out.
+    if !shutting_down {
+        for token in inflight.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            token.cancel();
+        }
     }
     drop(outgoing);
     let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;

@@ -82,11 +82,13 @@ async fn run(daemon: &Daemon, request: Request, cancel: &CancellationToken) -> R
     };
     match request {
         Request::Exec(exec) => {
-            // Both streams may be buffered in full: reserve them first.
+            // Both streams may be kept in full, and the reply holds them
+            // twice more on its way out (encoded, then in the socket's
+            // write buffer): reserve all of it before running.
             let limit = exec
                 .max_output_bytes
                 .unwrap_or(sshmcp_proto::ExecRequest::DEFAULT_MAX_OUTPUT);
-            let _memory = daemon.memory.admit(limit.saturating_mul(2))?;
+            let _memory = daemon.memory.admit(limit.saturating_mul(2 * 3))?;
             ops::exec::run(&daemon.pool, exec, daemon.config().daemon.max_frame, cancel)
                 .await
                 .map(Response::Exec)
