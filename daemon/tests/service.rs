@@ -26,12 +26,12 @@ struct NotifySocket {
 
 impl NotifySocket {
     fn bind() -> NotifySocket {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("notify");
-        let socket = UnixDatagram::bind(&path).unwrap();
+        let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
         socket
             .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
+            .expect("a read timeout");
         NotifySocket {
             socket,
             _dir: dir,
@@ -169,7 +169,7 @@ async fn own_socket_is_removed_at_shutdown() {
 
 /// The fleet's ssh_config without the `Host <alias>` block.
 fn remove_host_block(ssh_config: &Path, alias: &str) {
-    let text = std::fs::read_to_string(ssh_config).unwrap();
+    let text = std::fs::read_to_string(ssh_config).expect("read the ssh_config");
     let mut kept = String::new();
     let mut skipping = false;
     for line in text.lines() {
@@ -181,7 +181,7 @@ fn remove_host_block(ssh_config: &Path, alias: &str) {
             kept.push('\n');
         }
     }
-    std::fs::write(ssh_config, kept).unwrap();
+    std::fs::write(ssh_config, kept).expect("write the ssh_config");
 }
 
 #[tokio::test(flavor = "multi_thread")]
