@@ -458,6 +458,33 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_example_config_is_valid_and_all_defaults() {
+        let text = include_str!("../../packaging/config.example.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+        // Uncommenting every `key = value` line still parses, so the
+        // documented keys and defaults are the real ones.
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") || rest.starts_with('[') => rest,
+                _ => line,
+            })
+            .map(|line| line.to_owned() + "\n")
+            .collect();
+        let mut expected = Config::default();
+        expected.daemon.socket = Some("/run/user/1000/sshmcp/sshmcpd.sock".into());
+        expected.ssh.config = Some("/home/me/.ssh/config".into());
+        expected.pool.hosts.insert(
+            "some-alias".into(),
+            HostOverride {
+                sessions_per_connection: Some(4),
+                max_per_host: None,
+            },
+        );
+        assert_eq!(Config::parse(&uncommented), Ok(expected));
+    }
+
+    #[test]
     fn per_host_overrides_parse() {
         let config = Config::parse("[pool.hosts.web1]\nsessions_per_connection = 4\n").unwrap();
         assert_eq!(config.pool.hosts["web1"].sessions_per_connection, Some(4));
