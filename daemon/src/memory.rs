@@ -131,15 +131,16 @@ impl Memory {
         }
         let mut reserved = self.reserved.load(Ordering::Acquire);
         loop {
+            // RSS already holds part of what is reserved, so the two are not
+            // added up: the budget bounds reservations, the watchdog RSS.
             let after = reserved.saturating_add(bytes);
-            if after > self.budget || rss.saturating_add(after) > self.high {
+            if after > self.budget {
                 return Err(self.refuse(
                     bytes,
                     format!(
-                        "{} is already reserved by work in progress and {} is in use, against \
-                         a budget of {} for large work under [daemon] memory_limit = {}",
+                        "{} is already reserved by work in progress, against a budget of {} \
+                         for large work under [daemon] memory_limit = {}",
                         mib(reserved),
-                        mib(rss),
                         mib(self.budget),
                         ByteSize(self.limit)
                     ),
