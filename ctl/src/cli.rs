@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use sshmcp_proto::Request;
 
-/// Admin tool for sshmcpd, the sshmcp daemon: status, stats, hosts, warm and
-/// drain.
+/// Admin tool for sshmcpd, the sshmcp daemon: status, stats, hosts, warm,
+/// drain, reload and a live view (top).
 ///
 /// Exits 0 on success, 1 when the request fails (the reason on stderr), 2 on
 /// usage errors.
@@ -56,6 +56,31 @@ pub enum Command {
         /// Host alias from the SSH client config
         host: String,
     },
+    /// Re-read the config and the ssh config, as SIGHUP does: unchanged
+    /// hosts stay warm, removed ones close, new ones are added. A bad new
+    /// config is refused and the old one stays in force.
+    Reload,
+    /// Live view of the pool, request rates, latency and memory, redrawn
+    /// every --interval seconds until interrupted (or --count redraws).
+    Top {
+        /// Seconds between redraws
+        #[arg(long, value_name = "SECS", default_value = "2", value_parser = positive_seconds)]
+        interval: std::time::Duration,
+        /// Stop after this many redraws
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+}
+
+fn positive_seconds(text: &str) -> Result<std::time::Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.05..=86_400.0).contains(&secs) => {
+            Ok(std::time::Duration::from_secs_f64(secs))
+        }
+        _ => Err(format!(
+            "`{text}` is not a number of seconds from 0.05 to 86400"
+        )),
+    }
 }
 
 impl Command {
@@ -67,6 +92,8 @@ impl Command {
             Command::Hosts => Request::Hosts,
             Command::Warm { host } => Request::Warm { host: host.clone() },
             Command::Drain { host } => Request::Drain { host: host.clone() },
+            Command::Reload => Request::Reload,
+            Command::Top { .. } => Request::Stats,
         }
     }
 }

@@ -41,6 +41,24 @@ pub fn latency(us: u64) -> String {
     seconds((us + 500_000) / 1_000_000)
 }
 
+/// A size in binary units with one decimal: `512 B`, `3.0 KiB`,
+/// `12.3 MiB`, `28.0 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut unit = 0;
+    let mut scale = 1024u64;
+    while unit + 1 < UNITS.len() && n >= scale * 1024 {
+        scale *= 1024;
+        unit += 1;
+    }
+    // Integer rounding to tenths, as `latency` does.
+    let tenths = (u128::from(n) * 10 + u128::from(scale) / 2) / u128::from(scale);
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
 /// `1 client`, `2 clients`.
 pub fn count(n: u64, noun: &str) -> String {
     if n == 1 {
@@ -53,6 +71,14 @@ pub fn count(n: u64, noun: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_use_binary_units() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 * 1024), "3.0 KiB");
+        assert_eq!(bytes(12_897_484), "12.3 MiB");
+        assert_eq!(bytes(28 << 30), "28.0 GiB");
+    }
 
     #[test]
     fn spans_start_at_the_largest_non_zero_unit() {

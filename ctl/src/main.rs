@@ -10,6 +10,7 @@ mod cli;
 mod human;
 mod render;
 mod table;
+mod top;
 
 use std::io::Write;
 use std::path::Path;
@@ -72,6 +73,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         .build()
         .map_err(Failure::Runtime)?;
     let timeout = Duration::from_secs(cli.timeout);
+    if let Command::Top { interval, count } = cli.command {
+        return runtime.block_on(top(&socket, interval, count, timeout, cli.json));
+    }
     let response = runtime.block_on(ask(&socket, cli.command.request(), timeout))?;
     let output = reply_text(&cli.command, response, cli.json)?;
 
@@ -88,7 +92,11 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 
 /// Connect, send `request`, and wait up to `timeout` for its reply.
 async fn ask(socket: &Path, request: Request, timeout: Duration) -> Result<Response, Failure> {
-    let op = request.op_name();
+    let client = connect(socket).await?;
+    send(&client, request, timeout).await
+}
+
+async fn connect(socket: &Path) -> Result<DaemonClient, Failure> {
     let me = ClientInfo {
         binary: "sshmcpctl".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -96,7 +104,65 @@ async fn ask(socket: &Path, request: Request, timeout: Duration) -> Result<Respo
         // `warm` may connect: let a daemon without an agent use ours.
         ssh_auth_sock: std::env::var("SSH_AUTH_SOCK").ok(),
     };
-    let client = DaemonClient::connect(socket, me, DEFAULT_MAX_FRAME).await?;
+    Ok(DaemonClient::connect(socket, me, DEFAULT_MAX_FRAME).await?)
+}
+
+/// `sshmcpctl top`: one connection, a `Stats` request per redraw.
+async fn top(
+    socket: &Path,
+    interval: Duration,
+    count: Option<u64>,
+    timeout: Duration,
+    json: bool,
+) -> Result<(), Failure> {
+    let client = connect(socket).await?;
+    let mut previous: Option<(sshmcp_proto::Stats, std::time::Instant)> = None;
+    let mut drawn = 0u64;
+    loop {
+        let stats = match send(&client, Request::Stats, timeout).await? {
+            Response::Stats(stats) => stats,
+            other => {
+                return Err(Failure::UnexpectedReply {
+                    op: "stats",
+                    got: response_name(&other),
+                });
+            }
+        };
+        let now = std::time::Instant::now();
+        let text = if json {
+            to_json(&stats)?
+        } else {
+            let (before, seconds) = match &previous {
+                Some((p, at)) => (Some(p), now.duration_since(*at).as_secs_f64()),
+                None => (None, 0.0),
+            };
+            format!("{}{}", top::CLEAR, top::frame(before, &stats, seconds))
+        };
+        let mut stdout = std::io::stdout().lock();
+        match stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            result => result.map_err(Failure::Stdout)?,
+        }
+        drop(stdout);
+        drawn += 1;
+        if count.is_some_and(|n| drawn >= n) {
+            return Ok(());
+        }
+        previous = Some((stats, now));
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Send `request` on `client` and wait up to `timeout` for its reply.
+async fn send(
+    client: &DaemonClient,
+    request: Request,
+    timeout: Duration,
+) -> Result<Response, Failure> {
+    let op = request.op_name();
     let reply = tokio::time::timeout(timeout, client.request(request))
         .await
         .map_err(|_| Failure::Timeout {
@@ -119,6 +185,10 @@ fn reply_text(command: &Command, response: Response, json: bool) -> Result<Strin
             "{\"ok\":true}\n".to_string()
         }
         (Command::Warm { .. } | Command::Drain { .. }, Response::Ok) => "ok\n".to_string(),
+        (Command::Reload, Response::Reloaded(summary)) if json => {
+            to_json(&serde_json::json!({ "reloaded": summary }))?
+        }
+        (Command::Reload, Response::Reloaded(summary)) => format!("reloaded: {summary}\n"),
         (command, other) => {
             return Err(Failure::UnexpectedReply {
                 op: command.request().op_name(),
@@ -147,6 +217,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::Remove(_) => "Remove",
         Response::Transfer(_) => "Transfer",
         Response::Sync(_) => "Sync",
+        Response::Reloaded(_) => "Reloaded",
     }
 }
 

@@ -1,6 +1,6 @@
 //! The text `sshmcpctl` prints for each reply (`--json` bypasses this).
 
-use sshmcp_proto::{HostState, OpStats, Stats, Status};
+use sshmcp_proto::{HostState, OpStats, Resources, Stats, Status};
 
 use crate::human;
 use crate::table::{Align, Table, fields};
@@ -82,6 +82,67 @@ pub fn stats(stats: &Stats) -> String {
         }
         out.push_str(&ops.render());
     }
+    out.push('\n');
+    out.push_str(&resources(&stats.resources));
+    out
+}
+
+/// The resources section of `sshmcpctl stats`: memory against the cap,
+/// the allocator, CPU time, descriptors, load, then one row per thread.
+pub fn resources(r: &Resources) -> String {
+    let [one, five, fifteen] = r
+        .load_average_milli
+        .map(|m| format!("{}.{:02}", m / 1000, m % 1000 / 10));
+    let mut out = fields(&[
+        (
+            "memory",
+            format!(
+                "{} RSS (peak {}) of {} cap, degraded above {}; {} reserved, {} refused",
+                human::bytes(r.rss_bytes),
+                human::bytes(r.peak_rss_bytes),
+                human::bytes(r.memory_limit_bytes),
+                human::bytes(r.memory_high_watermark_bytes),
+                human::bytes(r.memory_reserved_bytes),
+                r.memory_refusals
+            ),
+        ),
+        (
+            "allocator",
+            format!(
+                "{} committed (peak {})",
+                human::bytes(r.allocator_committed_bytes),
+                human::bytes(r.allocator_peak_committed_bytes)
+            ),
+        ),
+        (
+            "cpu time",
+            format!(
+                "{} user, {} system",
+                human::latency(r.cpu_user_ms * 1000),
+                human::latency(r.cpu_system_ms * 1000)
+            ),
+        ),
+        ("fds", format!("{} open of {}", r.open_fds, r.max_fds)),
+        ("load", format!("{one} {five} {fifteen}")),
+    ]);
+    if !r.threads.is_empty() {
+        out.push('\n');
+        let mut threads = Table::new(&[
+            ("TID", Align::Right),
+            ("THREAD", Align::Left),
+            ("CPU", Align::Right),
+            ("ALLOWED", Align::Left),
+        ]);
+        for t in &r.threads {
+            threads.row([
+                t.tid.to_string(),
+                t.name.clone(),
+                t.cpu.to_string(),
+                t.allowed_cpus.clone(),
+            ]);
+        }
+        out.push_str(&threads.render());
+    }
     out
 }
 
@@ -150,7 +211,7 @@ fn address(host: &HostState) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sshmcp_proto::{ConnState, HostStats};
+    use sshmcp_proto::{ConnState, HostStats, ThreadInfo};
 
     fn status_fixture() -> Status {
         Status {
@@ -240,6 +301,35 @@ health       healthy
                 op_stats("hosts", 12, 0, [212, 340, 355, 812]),
                 op_stats("warm", 0, 0, [0; 4]),
             ],
+            resources: Resources {
+                rss_bytes: 25 << 20,
+                peak_rss_bytes: 40 << 20,
+                memory_limit_bytes: 28 << 30,
+                memory_high_watermark_bytes: (28 << 30) / 10 * 9,
+                memory_reserved_bytes: 2 << 20,
+                memory_refusals: 1,
+                allocator_committed_bytes: 20 << 20,
+                allocator_peak_committed_bytes: 36 << 20,
+                cpu_user_ms: 1_250,
+                cpu_system_ms: 300,
+                open_fds: 23,
+                max_fds: 1024,
+                load_average_milli: [520, 1_405, 10_000],
+                threads: vec![
+                    ThreadInfo {
+                        tid: 100,
+                        name: "sshmcpd".into(),
+                        cpu: 1,
+                        allowed_cpus: "0-1".into(),
+                    },
+                    ThreadInfo {
+                        tid: 101,
+                        name: "sshmcpd-worker-".into(),
+                        cpu: 0,
+                        allowed_cpus: "0".into(),
+                    },
+                ],
+            },
         };
         assert_eq!(
             super::stats(&stats),
@@ -255,6 +345,16 @@ OP     COUNT  ERRORS    P50     P95     P99    MAX
 exec    1204       3  3.4ms  12.1ms  48.7ms  1.20s
 hosts     12       0  212µs   340µs   355µs  812µs
 warm       0       0      -       -       -      -
+
+memory     25.0 MiB RSS (peak 40.0 MiB) of 28.0 GiB cap, degraded above 25.2 GiB; 2.0 MiB reserved, 1 refused
+allocator  20.0 MiB committed (peak 36.0 MiB)
+cpu time   1.25s user, 300.0ms system
+fds        23 open of 1024
+load       0.52 1.40 10.00
+
+TID  THREAD           CPU  ALLOWED
+100  sshmcpd            1  0-1
+101  sshmcpd-worker-    0  0
 "
         );
     }
@@ -266,10 +366,16 @@ warm       0       0      -       -       -      -
             clients: 0,
             hosts: vec![],
             ops: vec![],
+            resources: Resources::default(),
         };
         assert_eq!(
             super::stats(&stats),
-            "uptime 4s, 0 clients connected\n\nno hosts configured\n\nno requests served yet\n"
+            "uptime 4s, 0 clients connected\n\nno hosts configured\n\nno requests served yet\n\n\
+             memory     0 B RSS (peak 0 B) of 0 B cap, degraded above 0 B; 0 B reserved, 0 refused\n\
+             allocator  0 B committed (peak 0 B)\n\
+             cpu time   0µs user, 0µs system\n\
+             fds        0 open of 0\n\
+             load       0.00 0.00 0.00\n"
         );
     }
 

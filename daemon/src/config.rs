@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// The whole config file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub daemon: DaemonSection,
@@ -23,7 +23,7 @@ pub struct Config {
 }
 
 /// `[daemon]`: the process itself.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSection {
     /// Socket path; default from `SSHMCP_SOCKET` / `$XDG_RUNTIME_DIR`.
@@ -34,6 +34,14 @@ pub struct DaemonSection {
     pub max_frame: usize,
     /// Client connections served at once; more are refused with a Goodbye.
     pub max_clients: usize,
+    /// Which CPUs the worker threads are pinned to: `"auto"` (one worker
+    /// per allowed CPU), `"off"`, `"largest-l3"` (the CPUs sharing the
+    /// largest L3 cache, e.g. the V-Cache CCD of an X3D part), or a list
+    /// of CPU numbers.
+    pub pin: Pin,
+    /// Memory the daemon may use: bytes, or a string such as `"28G"` or
+    /// `"512M"`. Clamped to physical memory.
+    pub memory_limit: ByteSize,
 }
 
 impl Default for DaemonSection {
@@ -43,12 +51,142 @@ impl Default for DaemonSection {
             worker_threads: 0,
             max_frame: sshmcp_proto::DEFAULT_MAX_FRAME,
             max_clients: 1024,
+            pin: Pin::Auto,
+            memory_limit: ByteSize(DEFAULT_MEMORY_LIMIT),
+        }
+    }
+}
+
+/// The default `[daemon] memory_limit`: 28 GiB.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 28 << 30;
+
+/// `[daemon] pin`: where worker threads run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// One worker per allowed CPU, each pinned to its CPU.
+    Auto,
+    /// No pinning; the kernel schedules workers freely.
+    Off,
+    /// The allowed CPUs that share the largest L3 cache.
+    LargestL3,
+    /// Exactly these CPUs (those outside the allowed set are skipped).
+    Cpus(Vec<usize>),
+}
+
+impl Serialize for Pin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pin::Auto => s.serialize_str("auto"),
+            Pin::Off => s.serialize_str("off"),
+            Pin::LargestL3 => s.serialize_str("largest-l3"),
+            Pin::Cpus(cpus) => cpus.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Mode(String),
+            Cpus(Vec<usize>),
+        }
+        let raw = Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "daemon.pin must be \"auto\", \"off\", \"largest-l3\" or a list of CPU numbers",
+            )
+        })?;
+        match raw {
+            Raw::Mode(mode) => match mode.as_str() {
+                "auto" => Ok(Pin::Auto),
+                "off" => Ok(Pin::Off),
+                "largest-l3" => Ok(Pin::LargestL3),
+                other => Err(serde::de::Error::custom(format!(
+                    "daemon.pin = \"{other}\" is not a mode; use \"auto\", \"off\", \"largest-l3\" \
+                     or a list of CPU numbers"
+                ))),
+            },
+            Raw::Cpus(cpus) if cpus.is_empty() => Err(serde::de::Error::custom(
+                "daemon.pin = [] names no CPU; list CPUs or use \"auto\" or \"off\"",
+            )),
+            Raw::Cpus(cpus) => Ok(Pin::Cpus(cpus)),
+        }
+    }
+}
+
+/// A size in bytes, written in the config as an integer or as a string
+/// with a binary unit suffix (`"512M"`, `"28G"`, `"1T"`; `K`/`KiB`/`KB`
+/// alike, all powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parse `"28G"`, `"512MiB"`, `"1048576"`.
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let number: u64 = digits
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size; write e.g. 28G, 512M or a byte count"))?;
+        let shift = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 0,
+            "K" | "KB" | "KIB" => 10,
+            "M" | "MB" | "MIB" => 20,
+            "G" | "GB" | "GIB" => 30,
+            "T" | "TB" | "TIB" => 40,
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown unit `{other}`; use K, M, G or T (powers of 1024)"
+                ));
+            }
+        };
+        number
+            .checked_mul(1 << shift)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{text}` is too large"))
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+            if self.0 >= 1 << shift && self.0.is_multiple_of(1 << shift) {
+                return write!(f, "{}{unit}", self.0 >> shift);
+            }
+        }
+        write!(f, "{}", self.0)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a byte count or a size such as \"28G\"")
+        })? {
+            Raw::Bytes(n) => Ok(ByteSize(n)),
+            Raw::Text(text) => ByteSize::parse(&text).map_err(serde::de::Error::custom),
         }
     }
 }
 
 /// `[ssh]`: where hosts come from and defaults the ssh_config does not set.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SshSection {
     /// OpenSSH client config; default `~/.ssh/config`.
@@ -73,7 +211,7 @@ impl Default for SshSection {
 }
 
 /// `[pool]`: how connections are shared.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PoolSection {
     /// Hosts connected at start and kept warm.
@@ -112,7 +250,7 @@ impl Default for PoolSection {
 }
 
 /// `[pool.hosts.ALIAS]`: one host's pool settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostOverride {
     pub sessions_per_connection: Option<u32>,
@@ -121,7 +259,7 @@ pub struct HostOverride {
 
 /// `[limits]`: bounds that turn overload into `Overloaded`, never a queue
 /// that grows without end.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
     /// Requests in progress at once, all clients and hosts together.
@@ -143,7 +281,7 @@ impl Default for LimitsSection {
 }
 
 /// `[policy]`: what clients may ask the daemon to do on this machine.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicySection {
     /// Local directories that transfers and syncs may read and write.
@@ -219,6 +357,12 @@ impl Config {
             if value == 0 {
                 return Err(format!("{key} must be at least 1"));
             }
+        }
+        if self.daemon.memory_limit.0 < 32 << 20 {
+            return Err(format!(
+                "daemon.memory_limit = {} is below the 32M the daemon needs to run",
+                self.daemon.memory_limit
+            ));
         }
         if self.daemon.max_frame < 64 * 1024 {
             return Err("daemon.max_frame must be at least 65536 bytes".into());
@@ -305,6 +449,71 @@ mod tests {
     fn zero_limits_are_rejected() {
         let err = Config::parse("[pool]\nsessions_per_connection = 0\n").unwrap_err();
         assert!(err.contains("pool.sessions_per_connection"), "{err}");
+    }
+
+    #[test]
+    fn memory_limit_takes_bytes_or_a_size_with_a_unit() {
+        let config = Config::parse("[daemon]\nmemory_limit = \"512M\"\n").unwrap();
+        assert_eq!(config.daemon.memory_limit, ByteSize(512 << 20));
+        let config = Config::parse("[daemon]\nmemory_limit = 68719476736\n").unwrap();
+        assert_eq!(config.daemon.memory_limit, ByteSize(64 << 30));
+        assert_eq!(Config::default().daemon.memory_limit.to_string(), "28G");
+        let err = Config::parse("[daemon]\nmemory_limit = \"12Q\"\n").unwrap_err();
+        assert!(
+            err.contains("line 2") && err.contains("unknown unit"),
+            "{err}"
+        );
+        let err = Config::parse("[daemon]\nmemory_limit = \"1M\"\n").unwrap_err();
+        assert!(err.contains("daemon.memory_limit"), "{err}");
+    }
+
+    #[test]
+    fn pin_takes_a_mode_or_a_cpu_list() {
+        let pin =
+            |text: &str| Config::parse(&format!("[daemon]\npin = {text}\n")).map(|c| c.daemon.pin);
+        assert_eq!(pin("\"auto\""), Ok(Pin::Auto));
+        assert_eq!(pin("\"off\""), Ok(Pin::Off));
+        assert_eq!(pin("\"largest-l3\""), Ok(Pin::LargestL3));
+        assert_eq!(pin("[0, 2]"), Ok(Pin::Cpus(vec![0, 2])));
+        let err = pin("\"fast\"").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("fast"), "{err}");
+        assert!(pin("[]").is_err());
+    }
+
+    #[test]
+    fn the_effective_config_parses_back_to_itself() {
+        let config = Config::parse(
+            "[daemon]\npin = [1, 3]\nmemory_limit = \"3G\"\n[pool]\nwarm = [\"a\"]\n",
+        )
+        .unwrap();
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn the_packaged_example_config_is_valid_and_all_defaults() {
+        let text = include_str!("../../packaging/config.example.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+        // Uncommenting every `key = value` line still parses, so the
+        // documented keys and defaults are the real ones.
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.contains(" = ") || rest.starts_with('[') => rest,
+                _ => line,
+            })
+            .map(|line| line.to_owned() + "\n")
+            .collect();
+        let mut expected = Config::default();
+        expected.daemon.socket = Some("/run/user/1000/sshmcp/sshmcpd.sock".into());
+        expected.ssh.config = Some("/home/me/.ssh/config".into());
+        expected.pool.hosts.insert(
+            "some-alias".into(),
+            HostOverride {
+                sessions_per_connection: Some(4),
+                max_per_host: None,
+            },
+        );
+        assert_eq!(Config::parse(&uncommented), Ok(expected));
     }
 
     #[test]

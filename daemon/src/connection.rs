@@ -32,7 +32,7 @@ const OUTGOING_QUEUE: usize = 256;
 pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let peer = stream.peer_cred().ok();
     let (read, write) = stream.into_split();
-    let max_frame = daemon.config.daemon.max_frame;
+    let max_frame = daemon.config().daemon.max_frame;
     let mut frames = FramedRead::new(read, frame_codec(max_frame));
     let mut sink = FramedWrite::new(write, frame_codec(max_frame));
 
@@ -53,7 +53,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             return;
         }
     }
-    if daemon.clients.fetch_add(1, Ordering::AcqRel) >= daemon.config.daemon.max_clients as u32 {
+    if daemon.clients.fetch_add(1, Ordering::AcqRel) >= daemon.config().daemon.max_clients as u32 {
         daemon.clients.fetch_sub(1, Ordering::AcqRel);
         tracing::warn!("refused a client: at [daemon] max_clients");
         let bye = Error::new(
@@ -61,7 +61,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             format!(
                 "sshmcpd is serving its maximum of {} clients ([daemon] max_clients); retry \
                  later or raise the limit",
-                daemon.config.daemon.max_clients
+                daemon.config().daemon.max_clients
             ),
         );
         refuse(&mut frames, &mut sink, bye).await;
@@ -87,7 +87,7 @@ async fn serve_client(
     mut frames: Frames,
     mut sink: Sink,
 ) {
-    let max_frame = daemon.config.daemon.max_frame;
+    let max_frame = daemon.config().daemon.max_frame;
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await {
         Ok(Some(Ok(bytes))) => match decode::<ClientFrame>(&bytes) {
             Ok(ClientFrame::Hello(hello)) => hello,
@@ -153,10 +153,14 @@ async fn serve_client(
     });
 
     let inflight: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
+    let mut shutting_down = false;
     loop {
         let next = tokio::select! {
             next = frames.next() => next,
-            () = daemon.shutdown.cancelled() => None,
+            () = daemon.shutdown.cancelled() => {
+                shutting_down = true;
+                None
+            }
         };
         let bytes = match next {
             Some(Ok(bytes)) => bytes,
@@ -219,8 +223,12 @@ async fn serve_client(
     }
     // The client is gone or misbehaved: its unfinished work has no one to
     // report to, so stop it (a cancelled exec kills its remote process).
-    for token in inflight.lock().unwrap_or_else(|p| p.into_inner()).values() {
-        token.cancel();
+    // On shutdown the client is still there: its requests may finish
+    // within the daemon's grace period and their replies still go out.
+    if !shutting_down {
+        for token in inflight.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            token.cancel();
+        }
     }
     drop(outgoing);
     let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;

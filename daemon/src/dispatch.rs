@@ -60,9 +60,10 @@ async fn run(
         Request::Stats => return Ok(Response::Stats(ops::status::stats(daemon))),
         Request::Hosts => return Ok(Response::Hosts(ops::hosts::run(daemon))),
         Request::Drain { host } => return ops::warm::drain(daemon, &host).map(|()| Response::Ok),
+        Request::Reload => return ops::reload::run(daemon).await.map(Response::Reloaded),
         _ => {}
     }
-    let wait = daemon.config.queue_timeout();
+    let wait = daemon.config().queue_timeout();
     let _global = acquire(
         &daemon.inflight,
         wait,
@@ -88,14 +89,23 @@ async fn run(
     };
     match request {
         Request::Exec(exec) => {
-            ops::exec::run(&daemon.pool, exec, daemon.config.daemon.max_frame, cancel)
+            // Both streams may be kept in full, and the reply holds them
+            // twice more on its way out (encoded, then in the socket's
+            // write buffer): reserve all of it before running.
+            let limit = exec
+                .max_output_bytes
+                .unwrap_or(sshmcp_proto::ExecRequest::DEFAULT_MAX_OUTPUT);
+            let _memory = daemon.memory.admit(limit.saturating_mul(2 * 3))?;
+            ops::exec::run(&daemon.pool, exec, daemon.config().daemon.max_frame, cancel)
                 .await
                 .map(Response::Exec)
         }
         Request::Warm { host } => ops::warm::warm(daemon, &host).await.map(|()| Response::Ok),
-        Request::Status | Request::Stats | Request::Hosts | Request::Drain { .. } => {
-            Err(Error::internal("admin request reached the limited path"))
-        }
+        Request::Status
+        | Request::Stats
+        | Request::Hosts
+        | Request::Drain { .. }
+        | Request::Reload => Err(Error::internal("admin request reached the limited path")),
         Request::Stat(req) => ops::files::stat(&daemon.pool, req)
             .await
             .map(Response::Stat),
@@ -103,13 +113,25 @@ async fn run(
             .await
             .map(Response::ListDir),
         Request::ReadFile(req) => {
-            ops::files::read_file(&daemon.pool, req, daemon.config.daemon.max_frame)
+            // The bytes read, then twice more on the way out.
+            let max_frame = daemon.config().daemon.max_frame;
+            let most = req
+                .length
+                .unwrap_or(sshmcp_proto::ReadFileRequest::DEFAULT_MAX_READ)
+                .min(max_frame as u64);
+            let _memory = daemon.memory.admit(most.saturating_mul(3))?;
+            ops::files::read_file(&daemon.pool, req, max_frame)
                 .await
                 .map(Response::ReadFile)
         }
-        Request::WriteFile(req) => ops::files::write_file(&daemon.pool, req)
-            .await
-            .map(Response::WriteFile),
+        Request::WriteFile(req) => {
+            // The request's bytes are already here; the pieces in flight
+            // copy them once more.
+            let _memory = daemon.memory.admit(req.data.len() as u64)?;
+            ops::files::write_file(&daemon.pool, req)
+                .await
+                .map(Response::WriteFile)
+        }
         Request::Mkdir(req) => ops::files::mkdir(&daemon.pool, req)
             .await
             .map(|()| Response::Ok),

@@ -7,25 +7,29 @@ mod connection;
 mod dispatch;
 mod files;
 mod hosts;
+mod memory;
 mod ops;
 mod pool;
+mod reload;
+mod resources;
+mod runtime;
 mod server;
 mod state;
 mod stats;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use config::Config;
-use hosts::HostTable;
+use memory::Memory;
 use pool::{HostPool, PoolSettings};
+use reload::Loaded;
 use state::Daemon;
 use stats::{Recorder, Registry};
 
@@ -71,24 +75,11 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let config_path = args.config.or_else(Config::default_path);
-    let config = match &config_path {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-        None => Config::default(),
-    };
-    let ssh_config_path = config
-        .ssh
-        .config
-        .clone()
-        .unwrap_or_else(HostTable::default_path);
-    let table = HostTable::load(&ssh_config_path).map_err(|e| e.to_string())?;
-    for alias in &config.pool.warm {
-        if !table.aliases().contains(alias) {
-            return Err(format!(
-                "[pool] warm names `{alias}`, which is not a Host alias in {}",
-                ssh_config_path.display()
-            ));
-        }
-    }
+    let Loaded {
+        config,
+        ssh_config_path,
+        table,
+    } = reload::load(config_path.as_deref())?;
     let socket = args
         .socket
         .or_else(|| config.daemon.socket.clone())
@@ -111,56 +102,74 @@ fn run(args: Args) -> Result<(), String> {
         return Ok(());
     }
 
-    let workers = match config.daemon.worker_threads {
-        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-        n => n,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("sshmcpd-worker")
-        .enable_all()
-        .build()
+    // Before any thread exists: the socket systemd passed, if any.
+    let inherited = systemd::inherited_listener()?;
+    let runtime = runtime::build(config.daemon.worker_threads, &config.daemon.pin)
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
 
     let registry = Arc::new(Registry::default());
     metrics::set_global_recorder(Recorder(registry.clone()))
         .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let memory = Memory::new(config.daemon.memory_limit.0);
 
     runtime.block_on(async move {
-        let listener = server::bind(&socket).map_err(|e| e.to_string())?;
+        let mut signals = Signals::install()?;
+        // A socket systemd passed is systemd's to remove; one we bind is ours.
+        let (listener, socket, owned) = match inherited {
+            Some(std_listener) => {
+                let path = std_listener
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(PathBuf::from))
+                    .unwrap_or(socket);
+                let listener = tokio::net::UnixListener::from_std(std_listener)
+                    .map_err(|e| format!("cannot use the socket systemd passed: {e}"))?;
+                tracing::info!(socket = %path.display(), "using the socket passed by systemd");
+                (listener, path, false)
+            }
+            None => (
+                server::bind(&socket).map_err(|e| e.to_string())?,
+                socket,
+                true,
+            ),
+        };
         let pool = HostPool::new(&table, PoolSettings::from_config(&config), registry.clone());
-        let policy = files::policy::LocalPolicy::from_config(&config, config_path.as_deref());
-        let daemon = Arc::new(Daemon {
-            policy,
-            inflight: Semaphore::new(config.limits.max_inflight as usize),
+        let warm = config.pool.warm.clone();
+        let daemon = Daemon::new(
             config,
             config_path,
-            socket: socket.clone(),
+            socket.clone(),
             pool,
             registry,
-            started: Instant::now(),
-            clients: AtomicU32::new(0),
-            shutdown: CancellationToken::new(),
-        });
+            memory.clone(),
+        );
         tracing::info!(
             socket = %socket.display(),
             hosts = table.aliases().len(),
             ssh_config = %table.path().display(),
+            memory_limit = %memory::mib(memory.limit()),
             "sshmcpd {} listening",
             env!("CARGO_PKG_VERSION")
         );
-        spawn_warmup(&daemon);
+        spawn_warmup(&daemon, warm);
         spawn_reaper(&daemon);
+        tokio::spawn(memory.watch(daemon.shutdown.clone()));
         let accept = tokio::spawn(server::accept_loop(daemon.clone(), listener));
-        wait_for_signal().await;
+        systemd::ready(&daemon);
+        systemd::spawn_heartbeat(&daemon);
+        while let Signal::Reload = signals.next().await {
+            let _ = reload::reload(&daemon).await;
+        }
         tracing::info!("shutting down");
+        systemd::stopping();
         daemon.shutdown.cancel();
         let _ = accept.await;
-        let _ = std::fs::remove_file(&socket);
+        if owned {
+            let _ = std::fs::remove_file(&socket);
+        }
+        let max_inflight = daemon.config().limits.max_inflight as usize;
         let grace = Instant::now() + SHUTDOWN_GRACE;
-        while daemon.inflight.available_permits() < daemon.config.limits.max_inflight as usize
-            && Instant::now() < grace
-        {
+        while daemon.inflight.available_permits() < max_inflight && Instant::now() < grace {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         daemon.pool.close_all();
@@ -169,22 +178,27 @@ fn run(args: Args) -> Result<(), String> {
     })
 }
 
-fn spawn_warmup(daemon: &Arc<Daemon>) {
-    for alias in daemon.config.pool.warm.clone() {
-        let daemon = daemon.clone();
+/// Connect `aliases` now, each on its own task.
+pub(crate) fn spawn_warmup(daemon: &Daemon, aliases: Vec<String>) {
+    for alias in aliases {
+        let Some(daemon) = daemon.arc() else {
+            return;
+        };
+        daemon.warming.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(60);
             match daemon.pool.warm(&alias, deadline).await {
                 Ok(()) => tracing::info!(host = %alias, "warmed up"),
                 Err(e) => tracing::warn!(host = %alias, "warm-up failed: {}", e.message),
             }
+            daemon.warming.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
 
 fn spawn_reaper(daemon: &Arc<Daemon>) {
     let daemon = daemon.clone();
-    let every = (Duration::from_secs(daemon.config.pool.idle_timeout_secs) / 4)
+    let every = (Duration::from_secs(daemon.config().pool.idle_timeout_secs) / 4)
         .clamp(Duration::from_secs(1), Duration::from_secs(30));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -197,17 +211,37 @@ fn spawn_reaper(daemon: &Arc<Daemon>) {
     });
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+enum Signal {
+    Reload,
+    Stop,
+}
+
+/// SIGTERM/SIGINT (stop) and SIGHUP (reload), installed once so that no
+/// signal is missed while a reload runs.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, String> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| format!("cannot install the {name} handler: {e}"))
+        };
+        Ok(Signals {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
+        }
     }
 }

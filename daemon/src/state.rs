@@ -1,8 +1,8 @@
 //! What every part of the daemon shares while it runs.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
@@ -10,24 +10,104 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::files::policy::LocalPolicy;
+use crate::memory::Memory;
 use crate::pool::HostPool;
 use crate::stats::Registry;
 
 /// The daemon's shared state, one per process.
 pub struct Daemon {
-    pub config: Config,
-    /// Which local paths clients may have the daemon read and write.
-    pub policy: LocalPolicy,
+    /// The config in force; replaced whole on reload (SIGHUP,
+    /// `sshmcpctl reload`). Read it through [`Daemon::config`].
+    config: RwLock<Arc<Config>>,
     /// The config file in force; `None` for built-in defaults.
     pub config_path: Option<PathBuf>,
     pub socket: PathBuf,
     pub pool: HostPool,
     pub registry: Arc<Registry>,
+    pub memory: Arc<Memory>,
     pub started: Instant,
     /// Client connections open now.
     pub clients: AtomicU32,
+    /// Hosts being warmed up now.
+    pub warming: AtomicU32,
     /// Bounds requests in progress across all clients.
     pub inflight: Semaphore,
     /// Cancelled when the daemon begins to shut down.
     pub shutdown: CancellationToken,
+    /// Serialises reloads (SIGHUP and `Reload` requests).
+    pub reload_lock: tokio::sync::Mutex<()>,
+    /// This daemon, for work that outlives a borrowed `&Daemon` (warm-ups
+    /// a reload starts).
+    me: Weak<Daemon>,
+}
+
+impl Daemon {
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        socket: PathBuf,
+        pool: HostPool,
+        registry: Arc<Registry>,
+        memory: Arc<Memory>,
+    ) -> Arc<Daemon> {
+        Arc::new_cyclic(|me| Daemon {
+            me: me.clone(),
+            inflight: Semaphore::new(config.limits.max_inflight as usize),
+            config: RwLock::new(Arc::new(config)),
+            config_path,
+            socket,
+            pool,
+            registry,
+            memory,
+            started: Instant::now(),
+            clients: AtomicU32::new(0),
+            warming: AtomicU32::new(0),
+            shutdown: CancellationToken::new(),
+            reload_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// This daemon as an `Arc`, for tasks that outlive the caller's borrow.
+    pub fn arc(&self) -> Option<Arc<Daemon>> {
+        self.me.upgrade()
+    }
+
+    /// Which local paths clients may have the daemon read and write, as
+    /// the config in force says.
+    pub fn policy(&self) -> LocalPolicy {
+        LocalPolicy::from_config(&self.config(), self.config_path.as_deref())
+    }
+
+    /// The config in force now. Cheap (one `Arc` clone); hold it for the
+    /// length of one decision, not across a reload.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Put `config` in force (after a reload validated it).
+    pub fn set_config(&self, config: Config) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// Why the daemon is not healthy; empty when it is.
+    pub fn degraded_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if let Some(memory) = self.memory.degraded_reason() {
+            reasons.push(memory);
+        }
+        let open: Vec<String> = self
+            .pool
+            .host_states()
+            .into_iter()
+            .filter(|h| h.state == sshmcp_proto::ConnState::CircuitOpen)
+            .map(|h| h.alias)
+            .collect();
+        if !open.is_empty() {
+            reasons.push(format!("circuit open for {}", open.join(", ")));
+        }
+        reasons
+    }
 }

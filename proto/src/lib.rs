@@ -44,7 +44,7 @@ pub use files::{
     SyncChange, SyncRequest, SyncResult, TransferRequest, TransferResult, WriteFileRequest,
     WriteResult,
 };
-pub use state::{ConnState, HostState, HostStats, OpStats, Stats, Status};
+pub use state::{ConnState, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo};
 
 /// Bumped whenever a frame's layout changes; both ends must agree.
 pub const PROTO_VERSION: u32 = 2;
@@ -181,6 +181,10 @@ pub enum Request {
     Transfer(TransferRequest),
     /// One-way directory sync between this machine and a host.
     Sync(SyncRequest),
+    /// Re-read the config and the ssh config, as SIGHUP does: unchanged
+    /// hosts stay warm, removed ones close, new ones are added. A bad new
+    /// config is refused and the old one stays in force.
+    Reload,
 }
 
 impl Request {
@@ -202,6 +206,7 @@ impl Request {
             Request::Rename(_) => "rename",
             Request::Transfer(_) => "transfer",
             Request::Sync(_) => "sync",
+            Request::Reload => "reload",
         }
     }
 
@@ -219,7 +224,7 @@ impl Request {
             Request::Transfer(req) => Some(&req.host),
             Request::Sync(req) => Some(&req.host),
             Request::Warm { host } | Request::Drain { host } => Some(host),
-            Request::Status | Request::Stats | Request::Hosts => None,
+            Request::Status | Request::Stats | Request::Hosts | Request::Reload => None,
         }
     }
 }
@@ -241,6 +246,8 @@ pub enum Response {
     Remove(RemoveResult),
     Transfer(TransferResult),
     Sync(SyncResult),
+    /// What a reload changed, in one line.
+    Reloaded(String),
 }
 
 #[cfg(test)]

@@ -101,4 +101,48 @@ pub struct Stats {
     pub clients: u32,
     pub hosts: Vec<HostStats>,
     pub ops: Vec<OpStats>,
+    /// The daemon process's memory, threads and descriptors.
+    pub resources: Resources,
+}
+
+/// What the daemon process uses, against its limits (part of [`Stats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Resident set size now.
+    pub rss_bytes: u64,
+    /// Highest resident set size since start (VmHWM).
+    pub peak_rss_bytes: u64,
+    /// `[daemon] memory_limit` in force (after clamping to physical memory).
+    pub memory_limit_bytes: u64,
+    /// Above this RSS the daemon is degraded and refuses new large work.
+    pub memory_high_watermark_bytes: u64,
+    /// Bytes reserved by large work in progress (exec output, transfers).
+    pub memory_reserved_bytes: u64,
+    /// Large work refused for memory since start.
+    pub memory_refusals: u64,
+    /// Memory the allocator (mimalloc) has committed now, and at most.
+    pub allocator_committed_bytes: u64,
+    pub allocator_peak_committed_bytes: u64,
+    /// CPU time the process has used, in milliseconds.
+    pub cpu_user_ms: u64,
+    pub cpu_system_ms: u64,
+    /// Open file descriptors, and the soft limit (RLIMIT_NOFILE).
+    pub open_fds: u64,
+    pub max_fds: u64,
+    /// The system's 1, 5 and 15 minute load averages, in thousandths.
+    pub load_average_milli: [u64; 3],
+    /// The process's threads.
+    pub threads: Vec<ThreadInfo>,
+}
+
+/// One thread of the daemon (part of [`Resources`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadInfo {
+    pub tid: u32,
+    /// The kernel's name for it (at most 15 bytes).
+    pub name: String,
+    /// The CPU it last ran on.
+    pub cpu: u32,
+    /// The CPUs it may run on, as a kernel CPU list (`0-3,8`).
+    pub allowed_cpus: String,
 }

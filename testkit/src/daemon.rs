@@ -2,8 +2,10 @@
 
 use std::env;
 use std::fs::{self, DirBuilder, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -46,6 +48,20 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// How to launch the daemon beyond its config: as systemd would, with
+/// extra environment (`NOTIFY_SOCKET`, `WATCHDOG_USEC`, ...) and
+/// optionally a listening socket handed over at fd 3 (socket activation).
+#[derive(Debug, Default)]
+pub struct DaemonOptions {
+    /// Extra environment for the daemon process.
+    pub env: Vec<(String, String)>,
+    /// A listener passed as fd 3 with `LISTEN_FDS=1` and `LISTEN_PID` set
+    /// to the daemon's own pid, as systemd's socket activation does. The
+    /// daemon's socket is then this listener's path. Only the first start
+    /// gets it; [`Daemon::restart`] binds normally.
+    pub listener: Option<std::os::unix::net::UnixListener>,
+}
+
 /// A running `sshmcpd` with its own config, socket and log in a temporary
 /// directory, killed when dropped.
 ///
@@ -56,6 +72,7 @@ pub fn bin_path(name: &str) -> PathBuf {
 /// set to `sshmcpd=info` so logging does not weigh on timings), and `XDG_RUNTIME_DIR` inside its directory.
 #[derive(Debug)]
 pub struct Daemon {
+    options: DaemonOptions,
     config_path: PathBuf,
     socket: PathBuf,
     log_path: PathBuf,
@@ -79,10 +96,25 @@ impl Daemon {
     /// `extra_toml` has its own `[daemon]` or `[ssh]` table, the two keys
     /// above go into it instead, so that no table is declared twice.
     pub fn start(fleet: &Fleet, extra_toml: &str) -> Daemon {
+        Daemon::start_with(fleet, extra_toml, DaemonOptions::default())
+    }
+
+    /// [`Daemon::start`] with [`DaemonOptions`]. With a listener, the
+    /// daemon is waited for on the listener's path.
+    pub fn start_with(fleet: &Fleet, extra_toml: &str, mut options: DaemonOptions) -> Daemon {
         let dir = KitDir::new("sshmcp-daemon-");
         let socket = dir.join("sock").join("sshmcpd.sock");
         let config = compose_config(&socket, fleet.ssh_config_path(), extra_toml);
-        Daemon::launch(dir, &config, socket)
+        let wait_on = match &options.listener {
+            Some(listener) => listener
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                .expect("the inherited listener is bound to a path"),
+            None => socket,
+        };
+        let listener = options.listener.take();
+        Daemon::launch(dir, &config, wait_on, options, listener)
     }
 
     /// Starts the daemon with exactly `full_toml` as its config file, for
@@ -94,10 +126,16 @@ impl Daemon {
         let dir = KitDir::new("sshmcp-daemon-");
         let socket = configured_socket(full_toml)
             .unwrap_or_else(|| dir.join("runtime").join("sshmcp").join("sshmcpd.sock"));
-        Daemon::launch(dir, full_toml, socket)
+        Daemon::launch(dir, full_toml, socket, DaemonOptions::default(), None)
     }
 
-    fn launch(dir: KitDir, config: &str, socket: PathBuf) -> Daemon {
+    fn launch(
+        dir: KitDir,
+        config: &str,
+        socket: PathBuf,
+        options: DaemonOptions,
+        listener: Option<std::os::unix::net::UnixListener>,
+    ) -> Daemon {
         let config_path = dir.join("daemon.toml");
         fs::write(&config_path, config)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", config_path.display()));
@@ -107,8 +145,18 @@ impl Daemon {
             .create(&runtime_dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", runtime_dir.display()));
         let log_path = dir.join("sshmcpd.log");
+        let process = spawn(
+            &config_path,
+            &runtime_dir,
+            &log_path,
+            &options,
+            listener.as_ref(),
+        );
+        // The child has its own copy now.
+        drop(listener);
         let daemon = Daemon {
-            process: Mutex::new(spawn(&config_path, &runtime_dir, &log_path)),
+            process: Mutex::new(process),
+            options,
             config_path,
             socket,
             log_path,
@@ -149,6 +197,17 @@ impl Daemon {
         lock(&self.process).is_running()
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the daemon if it runs.
+    pub fn signal(&self, signal: libc::c_int) {
+        lock(&self.process).signal(signal);
+    }
+
+    /// Waits (at most `timeout`) for the daemon to exit by itself; its
+    /// exit status, or `None` if it still runs.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        lock(&self.process).wait_until(Instant::now() + timeout)
+    }
+
     /// Kills the daemon with SIGKILL, as a crash would, and reaps it.
     pub fn kill(&self) -> ExitStatus {
         lock(&self.process).kill()
@@ -179,7 +238,13 @@ impl Daemon {
         if self.is_running() {
             self.terminate();
         }
-        *lock(&self.process) = spawn(&self.config_path, &self.runtime_dir, &self.log_path);
+        *lock(&self.process) = spawn(
+            &self.config_path,
+            &self.runtime_dir,
+            &self.log_path,
+            &self.options,
+            None,
+        );
         self.wait_ready();
     }
 
@@ -211,7 +276,13 @@ impl Daemon {
     }
 }
 
-fn spawn(config_path: &Path, runtime_dir: &Path, log_path: &Path) -> OwnedChild {
+fn spawn(
+    config_path: &Path,
+    runtime_dir: &Path,
+    log_path: &Path,
+    options: &DaemonOptions,
+    listener: Option<&std::os::unix::net::UnixListener>,
+) -> OwnedChild {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -220,8 +291,41 @@ fn spawn(config_path: &Path, runtime_dir: &Path, log_path: &Path) -> OwnedChild 
     let log_for_stdout = log
         .try_clone()
         .unwrap_or_else(|e| panic!("cannot duplicate {}: {e}", log_path.display()));
+    let mut command = match listener {
+        // LISTEN_PID must be the daemon's own pid, which only the child
+        // knows: a shell sets it to its `$$` and execs the daemon in place.
+        Some(listener) => {
+            let fd = listener.as_raw_fd();
+            let mut command = Command::new("/bin/sh");
+            command
+                .arg("-c")
+                .arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\"")
+                .arg(bin_path("sshmcpd"));
+            // SAFETY: dup2 and fcntl are async-signal-safe; they put the
+            // listener at fd 3 without close-on-exec, as systemd passes it.
+            unsafe {
+                command.pre_exec(move || {
+                    if fd == 3 {
+                        let flags = libc::fcntl(3, libc::F_GETFD);
+                        if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0
+                        {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(fd, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            command
+        }
+        None => Command::new(bin_path("sshmcpd")),
+    };
+    for (key, value) in &options.env {
+        command.env(key, value);
+    }
     OwnedChild::spawn(
-        Command::new(bin_path("sshmcpd"))
+        command
             .arg("--config")
             .arg(config_path)
             .env_remove("SSH_AUTH_SOCK")

@@ -49,7 +49,7 @@ mod sync;
 mod user;
 mod wait;
 
-pub use daemon::{Daemon, bin_path};
+pub use daemon::{Daemon, DaemonOptions, bin_path};
 pub use fleet::{Fleet, FleetBuilder};
 pub use key::ClientKey;
 pub use mcp::{McpClient, ShimOptions};

@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::local::{self, Writer};
 use super::remote::{self, PIPELINE_DEPTH, Remote};
+use crate::memory::Memory;
 use crate::ops::progress::Reporter;
 use crate::pool::HostPool;
 
@@ -67,6 +68,7 @@ enum Temp {
 /// temporary files in flight.
 pub struct Engine<'a> {
     pub pool: &'a HostPool,
+    memory: &'a Arc<Memory>,
     pub host: &'a str,
     progress: &'a Reporter,
     done: AtomicU64,
@@ -77,9 +79,15 @@ pub struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(pool: &'a HostPool, host: &'a str, progress: &'a Reporter) -> Self {
+    pub fn new(
+        pool: &'a HostPool,
+        memory: &'a Arc<Memory>,
+        host: &'a str,
+        progress: &'a Reporter,
+    ) -> Self {
         Engine {
             pool,
+            memory,
             host,
             progress,
             done: AtomicU64::new(0),
@@ -186,6 +194,10 @@ impl<'a> Engine<'a> {
     }
 
     async fn move_file(&self, job: &FileJob, upload: bool, temp: TempMode) -> Result<Moved, Error> {
+        // A file's buffers: the pieces in flight plus those queued between
+        // the disk thread and the session, at most.
+        let buffers = (2 * PIPELINE_DEPTH as u64 * 64 * 1024).min(job.size + 64 * 1024);
+        let _memory = self.memory.admit(buffers)?;
         if upload {
             self.upload_file(job, temp).await
         } else {

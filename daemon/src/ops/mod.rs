@@ -5,6 +5,7 @@ pub mod exec;
 pub mod files;
 pub mod hosts;
 pub mod progress;
+pub mod reload;
 pub mod status;
 pub mod sync;
 pub mod transfer;

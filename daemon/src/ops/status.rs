@@ -17,7 +17,10 @@ pub fn status(daemon: &Daemon) -> Status {
         clients: daemon.clients.load(Ordering::Relaxed),
         hosts: daemon.pool.aliases().len() as u32,
         connections: daemon.pool.connection_count(),
-        degraded: None,
+        degraded: match daemon.degraded_reasons() {
+            reasons if reasons.is_empty() => None,
+            reasons => Some(reasons.join("; ")),
+        },
     }
 }
 
@@ -27,5 +30,6 @@ pub fn stats(daemon: &Daemon) -> Stats {
         clients: daemon.clients.load(Ordering::Relaxed),
         hosts: daemon.pool.host_stats(),
         ops: daemon.registry.op_stats(),
+        resources: crate::resources::collect(&daemon.memory),
     }
 }

@@ -45,8 +45,8 @@ pub async fn run(
             "sync: `remote_dir` is empty; pass a remote directory",
         ));
     }
-    let local_dir = daemon.policy.check(&req.local_dir, "sync")?;
-    let engine = Engine::new(&daemon.pool, &req.host, progress);
+    let local_dir = daemon.policy().check(&req.local_dir, "sync")?;
+    let engine = Engine::new(&daemon.pool, &daemon.memory, &req.host, progress);
     let work = sync(daemon, &engine, &req, &local_dir, cancel, started);
     tokio::select! {
         result = work => result,
@@ -78,7 +78,7 @@ async fn sync(
     // Both listings, concurrently.
     let local_side = {
         let root = local_dir.to_path_buf();
-        let policy = daemon.policy.clone();
+        let policy = daemon.policy();
         let must_exist = upload;
         tokio::task::spawn_blocking(move || list_local(&root, &policy, must_exist))
     };
@@ -388,7 +388,7 @@ async fn checksum_differs(
         &daemon.pool,
         &req.host,
         &paths,
-        daemon.config.daemon.max_frame,
+        daemon.config().daemon.max_frame,
         cancel,
     )
     .await?

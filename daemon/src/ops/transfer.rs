@@ -41,8 +41,8 @@ pub async fn run(
             "transfer: `remote_path` is empty; pass a remote path",
         ));
     }
-    let local = daemon.policy.check(&req.local_path, "transfer")?;
-    let engine = Engine::new(&daemon.pool, &req.host, progress);
+    let local = daemon.policy().check(&req.local_path, "transfer")?;
+    let engine = Engine::new(&daemon.pool, &daemon.memory, &req.host, progress);
     let work = async {
         let plan = match req.direction {
             Direction::Upload => plan_upload(daemon, &engine, &req, &local).await?,
@@ -148,7 +148,7 @@ async fn plan_upload(
         )));
     }
     let root = local.to_path_buf();
-    let policy = daemon.policy.clone();
+    let policy = daemon.policy();
     let follow = req.follow_symlinks;
     let entries =
         tokio::task::spawn_blocking(move || local::walk(&root, follow, &policy, "upload"))
@@ -354,7 +354,7 @@ async fn verify(
         &daemon.pool,
         host,
         &paths,
-        daemon.config.daemon.max_frame,
+        daemon.config().daemon.max_frame,
         cancel,
     )
     .await?

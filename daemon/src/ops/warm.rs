@@ -8,7 +8,7 @@ use sshmcp_proto::Error;
 use crate::state::Daemon;
 
 pub async fn warm(daemon: &Daemon, host: &str) -> Result<(), Error> {
-    let deadline = Instant::now() + daemon.config.queue_timeout();
+    let deadline = Instant::now() + daemon.config().queue_timeout();
     daemon.pool.warm(host, deadline).await
 }
 

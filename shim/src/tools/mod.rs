@@ -120,6 +120,7 @@ fn response_name(response: &Response) -> &'static str {
         Response::Remove(_) => "Remove",
         Response::Transfer(_) => "Transfer",
         Response::Sync(_) => "Sync",
+        Response::Reloaded(_) => "Reloaded",
     }
 }
 
