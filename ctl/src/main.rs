@@ -124,7 +124,7 @@ async fn top(
             other => {
                 return Err(Failure::UnexpectedReply {
                     op: "stats",
-                    got: response_name(&other),
+                    got: other.name(),
                 });
             }
         };
@@ -192,7 +192,7 @@ fn reply_text(command: &Command, response: Response, json: bool) -> Result<Strin
         (command, other) => {
             return Err(Failure::UnexpectedReply {
                 op: command.request().op_name(),
-                got: response_name(&other),
+                got: other.name(),
             });
         }
     };
@@ -201,24 +201,6 @@ fn reply_text(command: &Command, response: Response, json: bool) -> Result<Strin
 
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
     Ok(serde_json::to_string(value)? + "\n")
-}
-
-fn response_name(response: &Response) -> &'static str {
-    match response {
-        Response::Status(_) => "Status",
-        Response::Stats(_) => "Stats",
-        Response::Hosts(_) => "Hosts",
-        Response::Exec(_) => "Exec",
-        Response::Ok => "Ok",
-        Response::Stat(_) => "Stat",
-        Response::ListDir(_) => "ListDir",
-        Response::ReadFile(_) => "ReadFile",
-        Response::WriteFile(_) => "WriteFile",
-        Response::Remove(_) => "Remove",
-        Response::Transfer(_) => "Transfer",
-        Response::Sync(_) => "Sync",
-        Response::Reloaded(_) => "Reloaded",
-    }
 }
 
 #[cfg(test)]

@@ -250,6 +250,27 @@ pub enum Response {
     Reloaded(String),
 }
 
+impl Response {
+    /// The variant's name, for messages about an unexpected reply.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Status(_) => "Status",
+            Response::Stats(_) => "Stats",
+            Response::Hosts(_) => "Hosts",
+            Response::Exec(_) => "Exec",
+            Response::Ok => "Ok",
+            Response::Stat(_) => "Stat",
+            Response::ListDir(_) => "ListDir",
+            Response::ReadFile(_) => "ReadFile",
+            Response::WriteFile(_) => "WriteFile",
+            Response::Remove(_) => "Remove",
+            Response::Transfer(_) => "Transfer",
+            Response::Sync(_) => "Sync",
+            Response::Reloaded(_) => "Reloaded",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

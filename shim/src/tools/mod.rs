@@ -93,7 +93,7 @@ fn expect<T>(
 ) -> Result<T, CallToolResult> {
     match reply {
         Ok(Ok(response)) => {
-            let name = response_name(&response);
+            let name = response.name();
             pick(response).ok_or_else(|| {
                 failure(&Error::internal(format!(
                     "sshmcpd answered a {op} request with a {name} response"
@@ -102,25 +102,6 @@ fn expect<T>(
         }
         Ok(Err(error)) => Err(failure(&error)),
         Err(error) => Err(unavailable(&error)),
-    }
-}
-
-/// A response's variant name, for the message about an unexpected one.
-fn response_name(response: &Response) -> &'static str {
-    match response {
-        Response::Status(_) => "Status",
-        Response::Stats(_) => "Stats",
-        Response::Hosts(_) => "Hosts",
-        Response::Exec(_) => "Exec",
-        Response::Ok => "Ok",
-        Response::Stat(_) => "Stat",
-        Response::ListDir(_) => "ListDir",
-        Response::ReadFile(_) => "ReadFile",
-        Response::WriteFile(_) => "WriteFile",
-        Response::Remove(_) => "Remove",
-        Response::Transfer(_) => "Transfer",
-        Response::Sync(_) => "Sync",
-        Response::Reloaded(_) => "Reloaded",
     }
 }
 
