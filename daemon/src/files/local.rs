@@ -4,7 +4,7 @@
 
 use std::fs::{File, FileTimes, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -207,7 +207,7 @@ impl Writer {
             .write(true)
             .create(true)
             .truncate(start == 0)
-            .mode_0600()
+            .mode(0o600)
             .open(&path)
             .map_err(|e| error("download", &path, &e))?;
         if start > 0 {
@@ -244,17 +244,6 @@ impl Writer {
             Ok(result) => result,
             Err(e) => Err(Error::internal(format!("local writer thread failed: {e}"))),
         }
-    }
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
     }
 }
 

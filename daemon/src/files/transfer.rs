@@ -24,9 +24,7 @@ use super::remote::{self, PIPELINE_DEPTH, Remote};
 use crate::memory::Memory;
 use crate::ops::progress::Reporter;
 use crate::pool::HostPool;
-
-/// How long a file may wait for an SFTP session (connecting included).
-const SESSION_WAIT: Duration = Duration::from_secs(60);
+use crate::pool::sftp::{SESSION_WAIT, Sftp};
 
 /// Files moved at once in a tree transfer or sync.
 pub const PARALLEL_FILES: usize = 32;
@@ -95,6 +93,30 @@ impl<'a> Engine<'a> {
             files_done: AtomicU64::new(0),
             files_total: AtomicU64::new(0),
             temps: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A share of the host's SFTP session.
+    pub async fn sftp(&self) -> Result<Sftp, Error> {
+        self.pool
+            .sftp(self.host, Instant::now() + SESSION_WAIT)
+            .await
+    }
+
+    /// Run `work`; when the client cancels first, remove the temporary
+    /// files in flight and answer `Cancelled` with `message`.
+    pub async fn unless_cancelled<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, Error>>,
+        cancel: &CancellationToken,
+        message: String,
+    ) -> Result<T, Error> {
+        tokio::select! {
+            result = work => result,
+            () = cancel.cancelled() => {
+                self.discard_temps().await;
+                Err(Error::new(ErrorKind::Cancelled, message))
+            }
         }
     }
 
@@ -207,10 +229,7 @@ impl<'a> Engine<'a> {
 
     /// Copy one local file to the host.
     pub async fn upload_file(&self, job: &FileJob, temp_mode: TempMode) -> Result<Moved, Error> {
-        let sftp = self
-            .pool
-            .sftp(self.host, Instant::now() + SESSION_WAIT)
-            .await?;
+        let sftp = self.sftp().await?;
         let remote = Remote::new(&sftp, self.host);
         let temp = match temp_mode {
             TempMode::Partial { .. } => remote::partial_name(&job.remote),
@@ -279,10 +298,7 @@ impl<'a> Engine<'a> {
 
     /// Copy one remote file to this machine.
     pub async fn download_file(&self, job: &FileJob, temp_mode: TempMode) -> Result<Moved, Error> {
-        let sftp = self
-            .pool
-            .sftp(self.host, Instant::now() + SESSION_WAIT)
-            .await?;
+        let sftp = self.sftp().await?;
         let remote = Remote::new(&sftp, self.host);
         let temp = local_temp(&job.local, temp_mode);
         let mut start = 0;

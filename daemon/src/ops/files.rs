@@ -3,7 +3,7 @@
 //! pool; the read-only ones are retried once on a fresh session when the
 //! first one turns out to be dead.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
 use sshmcp_proto::{
@@ -14,10 +14,7 @@ use sshmcp_proto::{
 
 use crate::files::remote::{self, Remote, file_stat, kind_of};
 use crate::pool::HostPool;
-
-/// How long a single-path operation may wait for an SFTP session (which
-/// may mean connecting).
-const SESSION_WAIT: Duration = Duration::from_secs(60);
+use crate::pool::sftp::SESSION_WAIT;
 
 /// Run `$body` with `$remote` bound to a [`Remote`] on a fresh share of the
 /// host's SFTP session; when it fails because the session died, run it once

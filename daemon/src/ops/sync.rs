@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sshmcp_proto::{
     Direction, Error, ErrorKind, FileKind, SyncAction, SyncChange, SyncRequest, SyncResult,
@@ -18,6 +18,7 @@ use sshmcp_proto::{
 use tokio_util::sync::CancellationToken;
 
 use crate::files::local;
+use crate::files::policy::LocalPolicy;
 use crate::files::remote::{self, Remote};
 use crate::files::transfer::{Engine, FileJob, TempMode, remote_sha256};
 use crate::ops::progress::Reporter;
@@ -45,19 +46,15 @@ pub async fn run(
             "sync: `remote_dir` is empty; pass a remote directory",
         ));
     }
-    let local_dir = daemon.policy().check(&req.local_dir, "sync")?;
+    let policy = daemon.policy();
+    let local_dir = policy.check(&req.local_dir, "sync")?;
     let engine = Engine::new(&daemon.pool, &daemon.memory, &req.host, progress);
-    let work = sync(daemon, &engine, &req, &local_dir, cancel, started);
-    tokio::select! {
-        result = work => result,
-        () = cancel.cancelled() => {
-            engine.discard_temps().await;
-            Err(Error::new(
-                ErrorKind::Cancelled,
-                format!("sync with {} was cancelled; files already replaced stay replaced, partial ones were removed", req.host),
-            ))
-        }
-    }
+    let work = sync(daemon, &engine, &req, &local_dir, &policy, cancel, started);
+    let cancelled = format!(
+        "sync with {} was cancelled; files already replaced stay replaced, partial ones were removed",
+        req.host
+    );
+    engine.unless_cancelled(work, cancel, cancelled).await
 }
 
 async fn sync(
@@ -65,20 +62,18 @@ async fn sync(
     engine: &Engine<'_>,
     req: &SyncRequest,
     local_dir: &Path,
+    policy: &LocalPolicy,
     cancel: &CancellationToken,
     started: Instant,
 ) -> Result<SyncResult, Error> {
     let upload = req.direction == Direction::Upload;
-    let sftp = engine
-        .pool
-        .sftp(&req.host, Instant::now() + Duration::from_secs(60))
-        .await?;
+    let sftp = engine.sftp().await?;
     let remote = Remote::new(&sftp, &req.host);
 
     // Both listings, concurrently.
     let local_side = {
         let root = local_dir.to_path_buf();
-        let policy = daemon.policy();
+        let policy = policy.clone();
         let must_exist = upload;
         tokio::task::spawn_blocking(move || list_local(&root, &policy, must_exist))
     };
@@ -253,16 +248,7 @@ async fn sync(
         let local = local_dir.join(rel);
         let remote_path = remote::join(&req.remote_dir, rel);
         match action {
-            SyncAction::Mkdir => plan.dirs.push((
-                if upload {
-                    remote_path
-                } else {
-                    remote::join(&req.remote_dir, rel)
-                },
-                local,
-                s.mode,
-                s.mtime,
-            )),
+            SyncAction::Mkdir => plan.dirs.push((remote_path, local, s.mode, s.mtime)),
             SyncAction::Create | SyncAction::Update => plan.files.push(FileJob {
                 local,
                 remote: remote_path,
@@ -289,7 +275,7 @@ async fn sync(
 /// and may be created.
 fn list_local(
     root: &Path,
-    policy: &crate::files::policy::LocalPolicy,
+    policy: &LocalPolicy,
     must_exist: bool,
 ) -> Result<Option<BTreeMap<String, Meta>>, Error> {
     match std::fs::metadata(root) {

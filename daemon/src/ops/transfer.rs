@@ -14,6 +14,7 @@ use sshmcp_proto::{Direction, Error, ErrorKind, FileKind, TransferRequest, Trans
 use tokio_util::sync::CancellationToken;
 
 use crate::files::local;
+use crate::files::policy::LocalPolicy;
 use crate::files::remote::{self, Remote};
 use crate::files::transfer::{Engine, FileJob, TempMode, remote_sha256};
 use crate::ops::progress::Reporter;
@@ -41,11 +42,12 @@ pub async fn run(
             "transfer: `remote_path` is empty; pass a remote path",
         ));
     }
-    let local = daemon.policy().check(&req.local_path, "transfer")?;
+    let policy = daemon.policy();
+    let local = policy.check(&req.local_path, "transfer")?;
     let engine = Engine::new(&daemon.pool, &daemon.memory, &req.host, progress);
     let work = async {
         let plan = match req.direction {
-            Direction::Upload => plan_upload(daemon, &engine, &req, &local).await?,
+            Direction::Upload => plan_upload(&policy, &engine, &req, &local).await?,
             Direction::Download => plan_download(&engine, &req, &local).await?,
         };
         let total: u64 = plan.files.iter().map(|f| f.size).sum();
@@ -77,32 +79,21 @@ pub async fn run(
             duration_ms: started.elapsed().as_millis() as u64,
         })
     };
-    tokio::select! {
-        result = work => result,
-        () = cancel.cancelled() => {
-            engine.discard_temps().await;
-            Err(Error::new(
-                ErrorKind::Cancelled,
-                format!("transfer to/from {} was cancelled; partial files were removed", req.host),
-            ))
-        }
-    }
+    let cancelled = format!(
+        "transfer to/from {} was cancelled; partial files were removed",
+        req.host
+    );
+    engine.unless_cancelled(work, cancel, cancelled).await
 }
 
 async fn plan_upload(
-    daemon: &Daemon,
+    policy: &LocalPolicy,
     engine: &Engine<'_>,
     req: &TransferRequest,
     local: &Path,
 ) -> Result<Plan, Error> {
     let meta = std::fs::metadata(local).map_err(|e| local::error("upload", local, &e))?;
-    let sftp = engine
-        .pool
-        .sftp(
-            engine.host,
-            Instant::now() + std::time::Duration::from_secs(60),
-        )
-        .await?;
+    let sftp = engine.sftp().await?;
     let remote = Remote::new(&sftp, engine.host);
     let mut plan = Plan::default();
     if meta.is_file() {
@@ -148,7 +139,7 @@ async fn plan_upload(
         )));
     }
     let root = local.to_path_buf();
-    let policy = daemon.policy();
+    let policy = policy.clone();
     let follow = req.follow_symlinks;
     let entries =
         tokio::task::spawn_blocking(move || local::walk(&root, follow, &policy, "upload"))
@@ -191,13 +182,7 @@ async fn plan_download(
     req: &TransferRequest,
     local: &Path,
 ) -> Result<Plan, Error> {
-    let sftp = engine
-        .pool
-        .sftp(
-            engine.host,
-            Instant::now() + std::time::Duration::from_secs(60),
-        )
-        .await?;
+    let sftp = engine.sftp().await?;
     let remote = Remote::new(&sftp, engine.host);
     let attrs = remote.stat(&req.remote_path, true).await?;
     let mut plan = Plan::default();
@@ -290,13 +275,7 @@ pub async fn make_dirs(engine: &Engine<'_>, plan: &Plan, upload: bool) -> Result
         return Ok(());
     }
     if upload {
-        let sftp = engine
-            .pool
-            .sftp(
-                engine.host,
-                Instant::now() + std::time::Duration::from_secs(60),
-            )
-            .await?;
+        let sftp = engine.sftp().await?;
         let remote = Remote::new(&sftp, engine.host);
         for (dst, ..) in &plan.dirs {
             if remote.try_stat(dst, true).await?.is_none() {
@@ -317,14 +296,7 @@ pub async fn finish_dirs(engine: &Engine<'_>, plan: &Plan, upload: bool) {
     let mut dirs: Vec<_> = plan.dirs.iter().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.0.matches('/').count()));
     if upload {
-        let Ok(sftp) = engine
-            .pool
-            .sftp(
-                engine.host,
-                Instant::now() + std::time::Duration::from_secs(60),
-            )
-            .await
-        else {
+        let Ok(sftp) = engine.sftp().await else {
             return;
         };
         let remote = Remote::new(&sftp, engine.host);

@@ -20,6 +20,10 @@ use tokio::sync::Semaphore;
 
 use super::{Host, HostPool, Lease};
 
+/// How long a file operation may wait for an SFTP session (which may
+/// mean connecting).
+pub const SESSION_WAIT: Duration = Duration::from_secs(60);
+
 /// How long one SFTP request may take before the session is presumed dead.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
