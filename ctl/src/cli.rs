@@ -14,8 +14,9 @@ use sshmcp_proto::Request;
 #[derive(Debug, Parser)]
 #[command(name = "sshmcpctl", version)]
 pub struct Cli {
-    /// The daemon's socket [default: $SSHMCP_SOCKET, else
-    /// $XDG_RUNTIME_DIR/sshmcp/sshmcpd.sock, else /run/sshmcp/sshmcpd.sock]
+    /// The daemon's socket [default: $SSHMCP_SOCKET, else the first that
+    /// answers of $XDG_RUNTIME_DIR/sshmcp/sshmcpd.sock,
+    /// /run/user/$UID/sshmcp/sshmcpd.sock and /run/sshmcp/sshmcpd.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 

@@ -13,7 +13,7 @@ mod table;
 mod top;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -63,10 +63,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {
-    let socket = cli
-        .socket
-        .clone()
-        .unwrap_or_else(sshmcp_proto::default_socket_path);
+    let sockets = match &cli.socket {
+        Some(socket) => vec![socket.clone()],
+        None => sshmcp_proto::client_socket_candidates(),
+    };
     // One request at a time: a single thread is all ctl needs.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -74,9 +74,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         .map_err(Failure::Runtime)?;
     let timeout = Duration::from_secs(cli.timeout);
     if let Command::Top { interval, count } = cli.command {
-        return runtime.block_on(top(&socket, interval, count, timeout, cli.json));
+        return runtime.block_on(top(&sockets, interval, count, timeout, cli.json));
     }
-    let response = runtime.block_on(ask(&socket, cli.command.request(), timeout))?;
+    let response = runtime.block_on(ask(&sockets, cli.command.request(), timeout))?;
     let output = reply_text(&cli.command, response, cli.json)?;
 
     let mut stdout = std::io::stdout().lock();
@@ -91,12 +91,17 @@ fn run(cli: &Cli) -> Result<(), Failure> {
 }
 
 /// Connect, send `request`, and wait up to `timeout` for its reply.
-async fn ask(socket: &Path, request: Request, timeout: Duration) -> Result<Response, Failure> {
-    let client = connect(socket).await?;
+async fn ask(
+    sockets: &[PathBuf],
+    request: Request,
+    timeout: Duration,
+) -> Result<Response, Failure> {
+    let client = connect(sockets).await?;
     send(&client, request, timeout).await
 }
 
-async fn connect(socket: &Path) -> Result<DaemonClient, Failure> {
+/// Connect to the first of `sockets` where the daemon answers.
+async fn connect(sockets: &[PathBuf]) -> Result<DaemonClient, Failure> {
     let me = ClientInfo {
         binary: "sshmcpctl".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -104,18 +109,18 @@ async fn connect(socket: &Path) -> Result<DaemonClient, Failure> {
         // `warm` may connect: let a daemon without an agent use ours.
         ssh_auth_sock: std::env::var("SSH_AUTH_SOCK").ok(),
     };
-    Ok(DaemonClient::connect(socket, me, DEFAULT_MAX_FRAME).await?)
+    Ok(DaemonClient::connect_first(sockets, me, DEFAULT_MAX_FRAME).await?)
 }
 
 /// `sshmcpctl top`: one connection, a `Stats` request per redraw.
 async fn top(
-    socket: &Path,
+    sockets: &[PathBuf],
     interval: Duration,
     count: Option<u64>,
     timeout: Duration,
     json: bool,
 ) -> Result<(), Failure> {
-    let client = connect(socket).await?;
+    let client = connect(sockets).await?;
     let mut previous: Option<(sshmcp_proto::Stats, std::time::Instant)> = None;
     let mut drawn = 0u64;
     loop {

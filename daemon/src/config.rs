@@ -268,6 +268,11 @@ pub struct LimitsSection {
     pub max_inflight_per_host: u32,
     /// How long a request may wait for a slot before `Overloaded`.
     pub queue_timeout_ms: u64,
+    /// Requests one client connection may have in progress, counting those
+    /// whose replies it has not read yet. Past it the daemon stops reading
+    /// that connection until replies drain, so a client that never reads
+    /// cannot grow the daemon.
+    pub max_inflight_per_client: u32,
 }
 
 impl Default for LimitsSection {
@@ -276,6 +281,7 @@ impl Default for LimitsSection {
             max_inflight: 1024,
             max_inflight_per_host: 256,
             queue_timeout_ms: 10_000,
+            max_inflight_per_client: 256,
         }
     }
 }
@@ -349,6 +355,10 @@ impl Config {
             ("pool.sftp_sessions", self.pool.sftp_sessions),
             ("limits.max_inflight", self.limits.max_inflight),
             (
+                "limits.max_inflight_per_client",
+                self.limits.max_inflight_per_client,
+            ),
+            (
                 "limits.max_inflight_per_host",
                 self.limits.max_inflight_per_host,
             ),
@@ -364,8 +374,11 @@ impl Config {
                 self.daemon.memory_limit
             ));
         }
-        if self.daemon.max_frame < 64 * 1024 {
-            return Err("daemon.max_frame must be at least 65536 bytes".into());
+        if self.daemon.max_frame < 64 * 1024 || self.daemon.max_frame > sshmcp_proto::MAX_PAYLOAD {
+            return Err(format!(
+                "daemon.max_frame must be between 65536 and {} bytes",
+                sshmcp_proto::MAX_PAYLOAD
+            ));
         }
         if self.ssh.connect_timeout_secs == 0 || self.ssh.channel_open_timeout_secs == 0 {
             return Err("ssh timeouts must be at least 1 second".into());

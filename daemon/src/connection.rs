@@ -11,29 +11,53 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sshmcp_proto::{
-    ClientFrame, DaemonFrame, Error, ErrorKind, Hello, PROTO_VERSION, Welcome, decode, encode,
-    frame_codec,
+    ClientFrame, DaemonFrame, Error, ErrorKind, Hello, PROTO_VERSION, Reply, Request, Response,
+    Welcome, decode, encode, frame_codec,
 };
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::{Caller, dispatch};
+use crate::memory::MemoryPermit;
 use crate::ops::progress::Reporter;
 use crate::state::Daemon;
 
 /// How long a new client has to send its Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames queued for one client before request tasks wait for it to read.
-const OUTGOING_QUEUE: usize = 256;
+/// Largest frame accepted before Hello: a Hello is a few hundred bytes, and
+/// a connection that has not said who it is gets no room to make the daemon
+/// buffer a full `max_frame`.
+const HELLO_MAX_FRAME: usize = 64 * 1024;
+/// Progress and control frames queued for one client; progress past this
+/// is dropped rather than waited for (it is advisory).
+const CONTROL_QUEUE: usize = 256;
+/// Connections kept beyond `[daemon] max_clients` for `sshmcpctl`, so an
+/// admin can still see what a full daemon is doing. They may only send
+/// admin requests.
+const ADMIN_SLOTS: usize = 4;
+/// The binary name `sshmcpctl` gives in its Hello.
+const ADMIN_BINARY: &str = "sshmcpctl";
+/// Longest caller name kept from a Hello, for logs and stats.
+const MAX_CALLER_NAME: usize = 128;
+
+/// Counts a connection in `Daemon::clients` for as long as it lives, even
+/// if its task panics.
+struct ClientSlot<'a>(&'a Daemon);
+
+impl Drop for ClientSlot<'_> {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Serve one accepted client until it hangs up or misbehaves.
 pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let peer = stream.peer_cred().ok();
     let (read, write) = stream.into_split();
     let max_frame = daemon.config().daemon.max_frame;
-    let mut frames = FramedRead::new(read, frame_codec(max_frame));
+    let mut frames = FramedRead::new(read, frame_codec(HELLO_MAX_FRAME.min(max_frame)));
     let mut sink = FramedWrite::new(write, frame_codec(max_frame));
 
     let own_uid = crate::server::current_uid();
@@ -53,22 +77,27 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             return;
         }
     }
-    if daemon.clients.fetch_add(1, Ordering::AcqRel) >= daemon.config().daemon.max_clients as u32 {
-        daemon.clients.fetch_sub(1, Ordering::AcqRel);
-        tracing::warn!("refused a client: at [daemon] max_clients");
-        let bye = Error::new(
-            ErrorKind::Overloaded,
-            format!(
-                "sshmcpd is serving its maximum of {} clients ([daemon] max_clients); retry \
-                 later or raise the limit",
-                daemon.config().daemon.max_clients
-            ),
-        );
-        refuse(&mut frames, &mut sink, bye).await;
+    let max_clients = daemon.config().daemon.max_clients;
+    let rank = daemon.clients.fetch_add(1, Ordering::AcqRel) as usize;
+    let _slot = ClientSlot(&daemon);
+    if rank >= max_clients + ADMIN_SLOTS {
+        tracing::warn!("refused a client: at [daemon] max_clients and every admin slot is taken");
+        refuse(&mut frames, &mut sink, too_many_clients(max_clients)).await;
         return;
     }
-    serve_client(&daemon, peer, frames, sink).await;
-    daemon.clients.fetch_sub(1, Ordering::AcqRel);
+    // Past max_clients only sshmcpctl is let in, for admin requests.
+    let admin_only = rank >= max_clients;
+    serve_client(&daemon, peer, admin_only, frames, sink).await;
+}
+
+fn too_many_clients(max_clients: usize) -> Error {
+    Error::new(
+        ErrorKind::Overloaded,
+        format!(
+            "sshmcpd is serving its maximum of {max_clients} clients ([daemon] max_clients); \
+             retry later or raise the limit"
+        ),
+    )
 }
 
 type Frames = FramedRead<tokio::net::unix::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>;
@@ -81,9 +110,42 @@ async fn refuse(frames: &mut Frames, sink: &mut Sink, bye: Error) {
     let _ = send(sink, &DaemonFrame::Goodbye(bye)).await;
 }
 
+/// A final reply on its way to the client, with what it holds until it has
+/// been written: the request's in-flight slot on this connection and the
+/// reply's bytes counted against the memory cap.
+struct PendingReply {
+    frame: DaemonFrame,
+    _slot: OwnedSemaphorePermit,
+    _memory: MemoryPermit,
+}
+
+/// A caller-supplied name made safe to log and show: control characters
+/// (a newline would forge a log line) are escaped, and it is cut short.
+fn clean_name(name: &str) -> String {
+    let mut clean: String = name.chars().flat_map(char::escape_default).collect();
+    if clean.len() > MAX_CALLER_NAME {
+        let mut end = MAX_CALLER_NAME;
+        while !clean.is_char_boundary(end) {
+            end -= 1;
+        }
+        clean.truncate(end);
+        clean.push('…');
+    }
+    clean
+}
+
+/// Admin requests: inspecting and steering the daemon, not working on hosts.
+fn is_admin(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Status | Request::Stats | Request::Hosts | Request::Drain { .. } | Request::Reload
+    )
+}
+
 async fn serve_client(
     daemon: &Arc<Daemon>,
     peer: Option<tokio::net::unix::UCred>,
+    admin_only: bool,
     mut frames: Frames,
     mut sink: Sink,
 ) {
@@ -103,11 +165,8 @@ async fn serve_client(
             }
         },
         Ok(Some(Err(e))) => {
-            let _ = send(
-                &mut sink,
-                &DaemonFrame::Goodbye(framing_error(&e, max_frame)),
-            )
-            .await;
+            let bye = framing_error(&e, HELLO_MAX_FRAME.min(max_frame));
+            let _ = send(&mut sink, &DaemonFrame::Goodbye(bye)).await;
             return;
         }
         Ok(None) => return,
@@ -124,6 +183,12 @@ async fn serve_client(
         let _ = send(&mut sink, &DaemonFrame::Goodbye(bye)).await;
         return;
     }
+    if admin_only && hello.client.binary != ADMIN_BINARY {
+        tracing::warn!("refused a client: at [daemon] max_clients");
+        let bye = too_many_clients(daemon.config().daemon.max_clients);
+        let _ = send(&mut sink, &DaemonFrame::Goodbye(bye)).await;
+        return;
+    }
     let welcome = DaemonFrame::Welcome(Welcome {
         proto_version: PROTO_VERSION,
         daemon_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -132,19 +197,38 @@ async fn serve_client(
     if send(&mut sink, &welcome).await.is_err() {
         return;
     }
+    frames.decoder_mut().set_max_frame_length(max_frame);
     daemon
         .pool
         .offer_caller_agent(hello.client.ssh_auth_sock.as_deref());
     let caller = Arc::new(Caller {
         pid: peer.and_then(|p| p.pid()),
-        binary: hello.client.binary.clone(),
-        mcp_client: hello.client.mcp_client.clone(),
+        binary: clean_name(&hello.client.binary),
+        mcp_client: hello.client.mcp_client.as_deref().map(clean_name),
     });
-    tracing::debug!(caller = ?caller, "client connected");
+    tracing::debug!(caller = ?caller, admin_only, "client connected");
 
-    let (outgoing, mut queue) = mpsc::channel::<DaemonFrame>(OUTGOING_QUEUE);
+    // Two queues to the writer: progress and control frames (small, and
+    // progress may be dropped), and final replies, each holding its
+    // request's slot until it is written. Progress goes first, so a
+    // request's progress never arrives after its reply.
+    let (control, mut control_queue) = mpsc::channel::<DaemonFrame>(CONTROL_QUEUE);
+    let (replies, mut reply_queue) = mpsc::unbounded_channel::<PendingReply>();
     let writer = tokio::spawn(async move {
-        while let Some(frame) = queue.recv().await {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                Some(frame) = control_queue.recv() => frame,
+                Some(reply) = reply_queue.recv() => {
+                    let written = send(&mut sink, &reply.frame).await;
+                    drop(reply);
+                    if written.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                else => break,
+            };
             let last = matches!(frame, DaemonFrame::Goodbye(_));
             if send(&mut sink, &frame).await.is_err() || last {
                 break;
@@ -152,6 +236,12 @@ async fn serve_client(
         }
     });
 
+    // A request holds one of these from the moment it is read until its
+    // reply has been written: the replies queued for a client that does not
+    // read are bounded by it, and the unbounded reply queue with them.
+    let slots = Arc::new(Semaphore::new(
+        daemon.config().limits.max_inflight_per_client as usize,
+    ));
     let inflight: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
     let mut shutting_down = false;
     loop {
@@ -165,7 +255,7 @@ async fn serve_client(
         let bytes = match next {
             Some(Ok(bytes)) => bytes,
             Some(Err(e)) => {
-                let _ = outgoing
+                let _ = control
                     .send(DaemonFrame::Goodbye(framing_error(&e, max_frame)))
                     .await;
                 break;
@@ -174,11 +264,37 @@ async fn serve_client(
         };
         match decode::<ClientFrame>(&bytes) {
             Ok(ClientFrame::Request { id, request }) => {
+                // Stop reading this connection until one of its requests
+                // has been answered and the answer read.
+                let slot = tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = daemon.shutdown.cancelled() => {
+                        shutting_down = true;
+                        break;
+                    }
+                };
+                if admin_only && !is_admin(&request) {
+                    let reply = Err(Error::new(
+                        ErrorKind::Overloaded,
+                        format!(
+                            "this connection took one of the slots kept for sshmcpctl past \
+                             [daemon] max_clients ({}); it may only send admin requests, not \
+                             {}. Retry later or raise max_clients",
+                            daemon.config().daemon.max_clients,
+                            request.op_name()
+                        ),
+                    ));
+                    queue_reply(daemon, &replies, id, reply, slot);
+                    continue;
+                }
                 let token = CancellationToken::new();
-                let duplicate = match inflight.lock().unwrap_or_else(|p| p.into_inner()).entry(id) {
+                let duplicate = match lock(&inflight).entry(id) {
                     std::collections::hash_map::Entry::Occupied(_) => true,
-                    std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(token.clone());
+                    std::collections::hash_map::Entry::Vacant(entry) => {
+                        entry.insert(token.clone());
                         false
                     }
                 };
@@ -186,37 +302,34 @@ async fn serve_client(
                     let reply = Err(Error::bad_request(format!(
                         "request id {id} is already in flight on this connection; use a fresh id"
                     )));
-                    let _ = outgoing.send(DaemonFrame::Done { id, reply }).await;
+                    queue_reply(daemon, &replies, id, reply, slot);
                     continue;
                 }
                 let daemon = daemon.clone();
                 let caller = caller.clone();
-                let outgoing = outgoing.clone();
+                let control = control.clone();
+                let replies = replies.clone();
                 let inflight = inflight.clone();
                 tokio::spawn(async move {
-                    let progress = Reporter::new(id, outgoing.clone());
+                    let progress = Reporter::new(id, control);
                     let reply = dispatch(&daemon, &caller, request, &token, &progress).await;
-                    inflight
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
-                    // A client that hung up no longer wants the reply.
-                    let _ = outgoing.send(DaemonFrame::Done { id, reply }).await;
+                    lock(&inflight).remove(&id);
+                    queue_reply(&daemon, &replies, id, reply, slot);
                 });
             }
             Ok(ClientFrame::Cancel { id }) => {
-                if let Some(token) = inflight.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+                if let Some(token) = lock(&inflight).get(&id) {
                     token.cancel();
                 }
             }
             Ok(ClientFrame::Hello(_)) => {
                 let bye = Error::bad_request("Hello sent twice on one connection");
-                let _ = outgoing.send(DaemonFrame::Goodbye(bye)).await;
+                let _ = control.send(DaemonFrame::Goodbye(bye)).await;
                 break;
             }
             Err(e) => {
                 let bye = Error::bad_request(format!("{e}; closing this connection"));
-                let _ = outgoing.send(DaemonFrame::Goodbye(bye)).await;
+                let _ = control.send(DaemonFrame::Goodbye(bye)).await;
                 break;
             }
         }
@@ -226,12 +339,45 @@ async fn serve_client(
     // On shutdown the client is still there: its requests may finish
     // within the daemon's grace period and their replies still go out.
     if !shutting_down {
-        for token in inflight.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        for token in lock(&inflight).values() {
             token.cancel();
         }
     }
-    drop(outgoing);
+    drop(control);
+    drop(replies);
     let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+}
+
+/// Hand a final reply to the writer, counting its size against the memory
+/// cap until it is written. A client that hung up no longer wants it.
+fn queue_reply(
+    daemon: &Daemon,
+    replies: &mpsc::UnboundedSender<PendingReply>,
+    id: u64,
+    reply: Reply,
+    slot: OwnedSemaphorePermit,
+) {
+    let memory = daemon.memory.hold(reply_size(&reply));
+    let _ = replies.send(PendingReply {
+        frame: DaemonFrame::Done { id, reply },
+        _slot: slot,
+        _memory: memory,
+    });
+}
+
+/// Bytes a reply's payload holds, roughly what it takes on its way out.
+fn reply_size(reply: &Reply) -> u64 {
+    let data = match reply {
+        Ok(Response::Exec(out)) => out.stdout.len() + out.stderr.len(),
+        Ok(Response::ReadFile(content)) => content.data.len(),
+        Ok(Response::ListDir(listing)) => listing.entries.iter().map(|e| e.path.len() + 64).sum(),
+        _ => 0,
+    };
+    data as u64 + 256
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn check_version(hello: &Hello) -> Result<(), Error> {

@@ -1,6 +1,7 @@
 //! The one place every request passes through: limits, metrics and the
 //! request log wrap each op alike, so ops stay plain.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use sshmcp_proto::{Error, ErrorKind, Reply, Request, Response};
@@ -53,6 +54,7 @@ async fn run(
     cancel: &CancellationToken,
     progress: &Reporter,
 ) -> Reply {
+    request.validate(daemon.config().daemon.max_frame)?;
     // Admin requests skip the limits so an overloaded daemon can still be
     // inspected.
     match request {
@@ -63,9 +65,14 @@ async fn run(
         Request::Reload => return ops::reload::run(daemon).await.map(Response::Reloaded),
         _ => {}
     }
+    // One queue deadline for the whole request: the daemon's limit, the
+    // host's limit and the pool's first free slot share it, so a request
+    // never waits more than queue_timeout_ms in all.
     let wait = daemon.config().queue_timeout();
+    let queue_deadline = Instant::now() + wait;
     let _global = acquire(
         &daemon.inflight,
+        queue_deadline,
         wait,
         "the daemon",
         "[limits] max_inflight",
@@ -79,6 +86,7 @@ async fn run(
         Some(host) => Some(
             acquire(
                 &host.inflight,
+                queue_deadline,
                 wait,
                 &host.resolved.alias,
                 "[limits] max_inflight_per_host",
@@ -87,6 +95,21 @@ async fn run(
         ),
         None => None,
     };
+    crate::pool::QUEUE_DEADLINE
+        .scope(
+            Cell::new(Some(queue_deadline)),
+            run_op(daemon, request, cancel, progress),
+        )
+        .await
+}
+
+/// The op itself, once admitted.
+async fn run_op(
+    daemon: &Daemon,
+    request: Request,
+    cancel: &CancellationToken,
+    progress: &Reporter,
+) -> Reply {
     match request {
         Request::Exec(exec) => {
             // Both streams may be kept in full, and the reply holds them
@@ -152,11 +175,12 @@ async fn run(
 
 async fn acquire<'a>(
     semaphore: &'a Semaphore,
+    deadline: Instant,
     wait: Duration,
     what: &str,
     knob: &str,
 ) -> Result<SemaphorePermit<'a>, Error> {
-    match tokio::time::timeout(wait, semaphore.acquire()).await {
+    match tokio::time::timeout_at(deadline.into(), semaphore.acquire()).await {
         Ok(Ok(permit)) => Ok(permit),
         _ => Err(Error::new(
             ErrorKind::Overloaded,

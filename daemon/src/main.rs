@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_fd_limit();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -83,7 +84,7 @@ fn run(args: Args) -> Result<(), String> {
     let socket = args
         .socket
         .or_else(|| config.daemon.socket.clone())
-        .unwrap_or_else(sshmcp_proto::default_socket_path);
+        .unwrap_or_else(sshmcp_proto::daemon_socket_path);
 
     if args.check_config {
         println!(
@@ -176,6 +177,19 @@ fn run(args: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok(())
     })
+}
+
+/// Every pooled connection is a descriptor: take all the hard limit
+/// allows, and say how many, since running out shows up far from here.
+fn raise_fd_limit() {
+    match resources::raise_fd_limit() {
+        Ok(raise) => tracing::info!(
+            limit = raise.after,
+            was = raise.before,
+            "open-file limit (soft RLIMIT_NOFILE) set to the hard limit"
+        ),
+        Err(e) => tracing::warn!("cannot raise the open-file limit (RLIMIT_NOFILE): {e}"),
+    }
 }
 
 /// Connect `aliases` now, each on its own task.

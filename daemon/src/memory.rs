@@ -163,6 +163,18 @@ impl Memory {
         }
     }
 
+    /// Count `bytes` that are already allocated (a reply waiting for its
+    /// client to read it) against the budget. Never refuses: the memory is
+    /// in use whatever is decided, and counting it makes new large work
+    /// wait for it instead.
+    pub fn hold(self: &Arc<Self>, bytes: u64) -> MemoryPermit {
+        self.reserved.fetch_add(bytes, Ordering::AcqRel);
+        MemoryPermit {
+            memory: self.clone(),
+            bytes,
+        }
+    }
+
     fn refuse(&self, bytes: u64, why: String) -> Error {
         self.refused.fetch_add(1, Ordering::Relaxed);
         Error::new(

@@ -57,6 +57,13 @@ pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
         });
     }
     if meta.mode() & 0o077 != 0 {
+        // Someone (or an older umask) left the directory open to others:
+        // tighten it, and say so, since it may surprise whoever set it.
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{:o}", meta.mode() & 0o7777),
+            "socket directory was accessible to other users; changed its mode to 0700"
+        );
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
             |source| ListenError::Dir {
                 dir: dir.to_owned(),

@@ -98,6 +98,9 @@ impl Daemon {
         if let Some(memory) = self.memory.degraded_reason() {
             reasons.push(memory);
         }
+        if let Some(fds) = crate::resources::FdUsage::now().degraded_reason() {
+            reasons.push(fds);
+        }
         let open: Vec<String> = self
             .pool
             .host_states()

@@ -22,6 +22,8 @@ pub mod names {
     pub const RECONNECTS: &str = "sshmcp_pool_reconnects_total";
     /// Counter of failed connect attempts; label `host`.
     pub const CONNECT_FAILURES: &str = "sshmcp_pool_connect_failures_total";
+    /// Session channels a server refused (retried on another slot).
+    pub const CHANNEL_REFUSALS: &str = "sshmcp_pool_channel_refusals_total";
 }
 
 /// Every series the daemon has recorded since start.

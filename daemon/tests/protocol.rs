@@ -9,116 +9,20 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{MarkedSleep, connect, eventually, exec_ok, exec_request, within};
+use common::{
+    FRAME_TIMEOUT, MarkedSleep, RawClient, assert_daemon_serves, connect, eventually, exec_ok,
+    exec_request, hello, within,
+};
 use sshmcp_proto::client::{Call, Event};
 use sshmcp_proto::{
-    ClientFrame, ClientInfo, DaemonFrame, Error, ErrorKind, Hello, PROTO_VERSION, Reply, Request,
-    Response, decode, encode,
+    ClientFrame, ClientInfo, DaemonFrame, ErrorKind, PROTO_VERSION, Reply, Request, Response,
+    encode,
 };
 use sshmcp_testkit::{Daemon, Fleet, bin_path, output_within, test_user, wait_for};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-
-/// How long the daemon may take to answer one raw frame.
-const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+use tokio::io::AsyncWriteExt;
 
 /// The uid of `nobody`, a user that is not the daemon's.
 const NOBODY: u32 = 65534;
-
-/// A client that writes frames by hand, to send what the real client never
-/// would.
-struct RawClient {
-    stream: UnixStream,
-}
-
-impl RawClient {
-    async fn connect(daemon: &Daemon) -> RawClient {
-        let stream = UnixStream::connect(daemon.socket())
-            .await
-            .expect("connect to the daemon's socket");
-        RawClient { stream }
-    }
-
-    /// Connects and completes the handshake.
-    async fn connect_with_hello(daemon: &Daemon) -> RawClient {
-        let mut raw = RawClient::connect(daemon).await;
-        raw.send(&hello(PROTO_VERSION)).await;
-        match raw.read().await {
-            Some(DaemonFrame::Welcome(welcome)) => assert_eq!(welcome.proto_version, PROTO_VERSION),
-            other => panic!("expected Welcome, got {other:?}"),
-        }
-        raw
-    }
-
-    async fn write_bytes(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .await
-            .expect("write to the daemon");
-    }
-
-    async fn send(&mut self, frame: &ClientFrame) {
-        let payload = encode(frame).expect("encode a client frame");
-        let len = u32::try_from(payload.len()).expect("frame fits a u32 length");
-        let mut bytes = len.to_be_bytes().to_vec();
-        bytes.extend_from_slice(&payload);
-        self.write_bytes(&bytes).await;
-    }
-
-    /// The next frame from the daemon; `None` once it has closed the
-    /// connection.
-    async fn read(&mut self) -> Option<DaemonFrame> {
-        let read = async {
-            let mut header = [0u8; 4];
-            if self.stream.read_exact(&mut header).await.is_err() {
-                return None;
-            }
-            let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
-            self.stream
-                .read_exact(&mut payload)
-                .await
-                .expect("the daemon sends whole frames");
-            Some(decode::<DaemonFrame>(&payload).expect("the daemon sends valid frames"))
-        };
-        within(FRAME_TIMEOUT, "a frame from the daemon", read).await
-    }
-
-    /// Reads the daemon's parting `Goodbye`, then checks that it closed the
-    /// connection.
-    async fn expect_goodbye(&mut self) -> Error {
-        let bye = match self.read().await {
-            Some(DaemonFrame::Goodbye(error)) => error,
-            other => panic!("expected Goodbye, got {other:?}"),
-        };
-        assert_eq!(
-            self.read().await,
-            None,
-            "the daemon should close the connection after Goodbye ({bye:?})"
-        );
-        bye
-    }
-}
-
-fn hello(proto_version: u32) -> ClientFrame {
-    ClientFrame::Hello(Hello {
-        proto_version,
-        client: ClientInfo {
-            binary: "raw-test-client".into(),
-            version: "9.9.9".into(),
-            ..ClientInfo::default()
-        },
-    })
-}
-
-/// The daemon still serves a well-behaved client, and runs commands for it.
-async fn assert_daemon_serves(daemon: &Daemon, client: &sshmcp_proto::client::DaemonClient) {
-    assert!(daemon.is_running(), "the daemon died:\n{}", daemon.log());
-    let out = exec_ok(daemon, client, exec_request("host1", "echo alive")).await;
-    assert_eq!(out.stdout, b"alive\n");
-    let fresh = connect(daemon.socket()).await;
-    let out = exec_ok(daemon, &fresh, exec_request("host1", "echo new")).await;
-    assert_eq!(out.stdout, b"new\n");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_frame_gets_a_goodbye_and_closes_only_that_connection() {

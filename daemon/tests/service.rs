@@ -91,7 +91,7 @@ fn notify_socket_gets_ready_watchdog_reload_and_stopping() {
                 ),
                 ("WATCHDOG_USEC".into(), "200000".into()),
             ],
-            listener: None,
+            ..DaemonOptions::default()
         },
     );
     let first = notify.wait_for_line("READY=1", &daemon);
@@ -133,8 +133,8 @@ async fn socket_activation_serves_the_inherited_listener_and_leaves_it_in_place(
         &fleet,
         "",
         DaemonOptions {
-            env: vec![],
             listener: Some(listener),
+            ..DaemonOptions::default()
         },
     );
     let client = connect(&path).await;

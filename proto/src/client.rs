@@ -26,16 +26,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why talking to the daemon failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// No daemon answered at any of the paths tried; each is listed with
+    /// what was found there, since the fix depends on where the user's
+    /// daemon actually listens.
     #[error(
-        "sshmcpd is not running (no daemon listening at {}: {source}). Start it with \
+        "sshmcpd is not running (tried {}). Start it with \
          `systemctl --user start sshmcpd.socket`, or run `sshmcpd` in a terminal; \
          set SSHMCP_SOCKET or --socket if it listens elsewhere",
-        socket.display()
+        list_attempts(tried)
     )]
-    NotRunning {
-        socket: PathBuf,
-        source: std::io::Error,
-    },
+    NotRunning { tried: Vec<SocketAttempt> },
     #[error("cannot connect to sshmcpd at {}: {source}", socket.display())]
     Connect {
         socket: PathBuf,
@@ -57,6 +57,47 @@ pub enum ClientError {
     TooLarge { size: usize, max_frame: usize },
     #[error("protocol error talking to sshmcpd: {0}")]
     Protocol(String),
+}
+
+/// A socket path that did not lead to a daemon, and why.
+#[derive(Debug)]
+pub struct SocketAttempt {
+    pub socket: PathBuf,
+    pub error: std::io::Error,
+}
+
+impl SocketAttempt {
+    /// Nothing listens there: no socket file, or one left behind by a
+    /// daemon that is gone. Anything else (permissions, say) is a daemon
+    /// that may well be running but cannot be reached.
+    fn found_nothing(&self) -> bool {
+        use std::io::ErrorKind::{ConnectionRefused, NotFound};
+        matches!(self.error.kind(), NotFound | ConnectionRefused)
+    }
+}
+
+impl std::fmt::Display for SocketAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let socket = self.socket.display();
+        match self.error.kind() {
+            std::io::ErrorKind::NotFound => write!(f, "{socket}: no socket there"),
+            std::io::ErrorKind::ConnectionRefused => {
+                write!(f, "{socket}: a stale socket, its daemon is gone")
+            }
+            _ => write!(f, "{socket}: {}", self.error),
+        }
+    }
+}
+
+fn list_attempts(tried: &[SocketAttempt]) -> String {
+    if tried.is_empty() {
+        return "no socket paths".to_string();
+    }
+    tried
+        .iter()
+        .map(SocketAttempt::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// One event of a request in flight.
@@ -99,19 +140,46 @@ impl DaemonClient {
         client: ClientInfo,
         max_frame: usize,
     ) -> Result<Self, ClientError> {
-        let stream = UnixStream::connect(socket).await.map_err(|source| {
-            use std::io::ErrorKind::{ConnectionRefused, NotFound};
-            match source.kind() {
-                NotFound | ConnectionRefused => ClientError::NotRunning {
-                    socket: socket.to_owned(),
-                    source,
-                },
-                _ => ClientError::Connect {
-                    socket: socket.to_owned(),
-                    source,
-                },
+        Self::connect_first(&[socket.to_owned()], client, max_frame).await
+    }
+
+    /// Connect to the first of `candidates` where a daemon listens (see
+    /// [`crate::client_socket_candidates`]) and exchange Hello/Welcome
+    /// there. Once a socket accepts, its daemon's answer is final: a refusal
+    /// or a stuck handshake is reported, not skipped for the next path.
+    pub async fn connect_first(
+        candidates: &[PathBuf],
+        client: ClientInfo,
+        max_frame: usize,
+    ) -> Result<Self, ClientError> {
+        let mut tried = Vec::with_capacity(candidates.len());
+        for socket in candidates {
+            match UnixStream::connect(socket).await {
+                Ok(stream) => return Self::handshake(stream, socket, client, max_frame).await,
+                Err(error) => tried.push(SocketAttempt {
+                    socket: socket.clone(),
+                    error,
+                }),
             }
-        })?;
+        }
+        // One path (the caller named it) where something is but cannot be
+        // used: say exactly that rather than "not running".
+        if tried.len() == 1 && !tried[0].found_nothing() {
+            let SocketAttempt { socket, error } = tried.remove(0);
+            return Err(ClientError::Connect {
+                socket,
+                source: error,
+            });
+        }
+        Err(ClientError::NotRunning { tried })
+    }
+
+    async fn handshake(
+        stream: UnixStream,
+        socket: &Path,
+        client: ClientInfo,
+        max_frame: usize,
+    ) -> Result<Self, ClientError> {
         let (read, write) = stream.into_split();
         let mut reader = FramedRead::new(read, frame_codec(max_frame));
         let mut writer = FramedWrite::new(write, frame_codec(max_frame));

@@ -11,6 +11,7 @@ pub struct ExecRequest {
     /// Command line, interpreted by the remote user's shell.
     pub command: String,
     /// Bytes fed to the command's standard input, which is then closed.
+    #[serde(with = "serde_bytes")]
     pub stdin: Option<Vec<u8>>,
     /// Wall-clock limit; on expiry the remote process group gets TERM, then
     /// KILL. Default 60.
@@ -42,8 +43,10 @@ pub struct ExecOutput {
     /// Signal name (`TERM`, `KILL`, ...) when the command was killed by one.
     pub signal: Option<String>,
     /// The first `max_output_bytes` of standard output.
+    #[serde(with = "serde_bytes")]
     pub stdout: Vec<u8>,
     /// The first `max_output_bytes` of standard error.
+    #[serde(with = "serde_bytes")]
     pub stderr: Vec<u8>,
     /// Total bytes the command wrote to standard output.
     pub stdout_bytes: u64,

@@ -103,6 +103,7 @@ impl ReadFileRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileContent {
     pub path: String,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// The offset `data` starts at.
     pub offset: u64,
@@ -120,6 +121,7 @@ pub struct FileContent {
 pub struct WriteFileRequest {
     pub host: String,
     pub path: String,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// Permission bits for the file; default: the old file's, else 0o644
     /// (less the server's umask).

@@ -6,8 +6,9 @@
 //!
 //! Speaking the protocol takes five steps:
 //!
-//! 1. Connect to the daemon's Unix stream socket ([`default_socket_path`],
-//!    or `SSHMCP_SOCKET`, or `--socket`). The daemon admits only its own uid.
+//! 1. Connect to the daemon's Unix stream socket (`--socket`, or the first
+//!    of [`client_socket_candidates`] that answers). The daemon admits only
+//!    its own uid.
 //! 2. Frames in both directions are a 4-byte big-endian length followed by a
 //!    bincode (2.0, standard config, serde) payload; see [`frame_codec`],
 //!    [`encode`] and [`decode`]. A frame may not exceed the daemon's
@@ -33,9 +34,11 @@ mod codec;
 mod error;
 mod exec;
 mod files;
+mod socket;
 mod state;
+mod validate;
 
-pub use codec::{CodecError, decode, encode, frame_codec};
+pub use codec::{CodecError, MAX_PAYLOAD, decode, encode, frame_codec};
 pub use error::{Error, ErrorKind};
 pub use exec::{ExecOutput, ExecRequest, OutputStream};
 pub use files::{
@@ -44,29 +47,18 @@ pub use files::{
     SyncChange, SyncRequest, SyncResult, TransferRequest, TransferResult, WriteFileRequest,
     WriteResult,
 };
+pub use socket::{SOCKET_ENV, SYSTEM_SOCKET, client_socket_candidates, daemon_socket_path};
 pub use state::{ConnState, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo};
+pub use validate::{
+    MAX_COMMAND_BYTES, MAX_HOST_BYTES, MAX_LIST_ENTRIES, MAX_MODE, MAX_OFFSET, MAX_PATH_BYTES,
+    MAX_TIMEOUT_SECS, REPLY_HEADROOM, max_output_per_stream, max_read_per_reply,
+};
 
 /// Bumped whenever a frame's layout changes; both ends must agree.
 pub const PROTO_VERSION: u32 = 2;
 
 /// Default upper bound on one frame's payload; larger data moves in chunks.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
-
-/// Environment variable that overrides the socket path for every binary.
-pub const SOCKET_ENV: &str = "SSHMCP_SOCKET";
-
-/// The daemon's socket path, as every binary resolves it when `--socket` is
-/// not given: `SSHMCP_SOCKET`, else `$XDG_RUNTIME_DIR/sshmcp/sshmcpd.sock`,
-/// else the system instance's `/run/sshmcp/sshmcpd.sock`.
-pub fn default_socket_path() -> std::path::PathBuf {
-    if let Some(path) = std::env::var_os(SOCKET_ENV).filter(|p| !p.is_empty()) {
-        return path.into();
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-        Some(dir) => std::path::Path::new(&dir).join("sshmcp/sshmcpd.sock"),
-        None => "/run/sshmcp/sshmcpd.sock".into(),
-    }
-}
 
 /// Who is calling: shown in stats and written to the audit log.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +116,7 @@ pub enum DaemonFrame {
     Output {
         id: u64,
         stream: OutputStream,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// The final reply to request `id`.

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Serve MCP on stdin/stdout, forwarding to the daemon at this socket.
-    Serve { socket: PathBuf },
+    /// Serve MCP on stdin/stdout, forwarding to the daemon at the first of
+    /// these sockets that answers (only the one named, when one is).
+    Serve { sockets: Vec<PathBuf> },
     /// Print the version and exit.
     Version,
     /// Print usage and exit.
@@ -25,18 +26,19 @@ MCP clients launch it; it reads JSON-RPC on stdin and writes it on stdout.
 Usage: sshmcp [--socket PATH]
 
 Options:
-  --socket PATH  the daemon's socket (default: $SSHMCP_SOCKET, else
-                 $XDG_RUNTIME_DIR/sshmcp/sshmcpd.sock, else
+  --socket PATH  the daemon's socket (default: $SSHMCP_SOCKET, else the
+                 first that answers of $XDG_RUNTIME_DIR/sshmcp/sshmcpd.sock,
+                 /run/user/$UID/sshmcp/sshmcpd.sock and
                  /run/sshmcp/sshmcpd.sock)
   -V, --version  print the version and exit
   -h, --help     print this help and exit
 ";
 
-/// Parse the arguments that follow the program name. `default_socket` is
+/// Parse the arguments that follow the program name. `default_sockets` is
 /// only called when `--socket` is absent, so the environment is read once.
 pub fn parse(
     args: impl IntoIterator<Item = OsString>,
-    default_socket: impl FnOnce() -> PathBuf,
+    default_sockets: impl FnOnce() -> Vec<PathBuf>,
 ) -> Result<Command, String> {
     let mut socket = None;
     let mut args = args.into_iter();
@@ -59,7 +61,7 @@ pub fn parse(
         }
     }
     Ok(Command::Serve {
-        socket: socket.unwrap_or_else(default_socket),
+        sockets: socket.map_or_else(default_sockets, |socket| vec![socket]),
     })
 }
 
@@ -68,23 +70,25 @@ mod tests {
     use super::*;
 
     fn parse_strs(args: &[&str]) -> Result<Command, String> {
-        parse(args.iter().map(OsString::from), || "/default.sock".into())
+        parse(args.iter().map(OsString::from), || {
+            vec!["/first.sock".into(), "/second.sock".into()]
+        })
     }
 
     #[test]
-    fn no_arguments_serve_on_the_default_socket() {
+    fn no_arguments_serve_on_the_default_sockets() {
         assert_eq!(
             parse_strs(&[]),
             Ok(Command::Serve {
-                socket: "/default.sock".into()
+                sockets: vec!["/first.sock".into(), "/second.sock".into()]
             })
         );
     }
 
     #[test]
-    fn socket_is_taken_in_both_spellings() {
+    fn socket_is_taken_in_both_spellings_and_is_the_only_one_tried() {
         let want = Ok(Command::Serve {
-            socket: "/x.sock".into(),
+            sockets: vec!["/x.sock".into()],
         });
         assert_eq!(parse_strs(&["--socket", "/x.sock"]), want);
         assert_eq!(parse_strs(&["--socket=/x.sock"]), want);

@@ -22,16 +22,18 @@ pub const CANCEL_GRACE: Duration = Duration::from_millis(500);
 
 /// A lazily made, shared, self-renewing connection to the daemon.
 pub struct Daemon {
-    socket: PathBuf,
+    /// Where to look for the daemon, in order; looked through again on
+    /// every reconnect, as a restarted daemon may listen elsewhere.
+    sockets: Vec<PathBuf>,
     /// The live connection, if any. Held across connecting, so concurrent
     /// first calls wait for one connect instead of racing to make several.
     client: Mutex<Option<Arc<DaemonClient>>>,
 }
 
 impl Daemon {
-    pub fn new(socket: PathBuf) -> Self {
+    pub fn new(sockets: Vec<PathBuf>) -> Self {
         Daemon {
-            socket,
+            sockets,
             client: Mutex::new(None),
         }
     }
@@ -75,7 +77,8 @@ impl Daemon {
                 .ok()
                 .filter(|sock| !sock.is_empty()),
         };
-        let client = Arc::new(DaemonClient::connect(&self.socket, info, DEFAULT_MAX_FRAME).await?);
+        let client =
+            Arc::new(DaemonClient::connect_first(&self.sockets, info, DEFAULT_MAX_FRAME).await?);
         *slot = Some(client.clone());
         Ok(client)
     }

@@ -8,9 +8,13 @@
 mod args;
 mod daemon;
 mod encoding;
+mod line_limit;
+mod line_writer;
+mod outline;
 mod server;
 mod stdin;
 mod tools;
+mod transport;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::args::Command;
 use crate::server::SshMcp;
 use crate::stdin::WatchedStdin;
+use crate::transport::StdioTransport;
 
 /// How long, once the MCP session has ended, the shim waits for tool calls
 /// still running to finish. They are normally done by then (stdin closing
@@ -33,9 +38,9 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 fn main() -> ExitCode {
     match args::parse(
         std::env::args_os().skip(1),
-        sshmcp_proto::default_socket_path,
+        sshmcp_proto::client_socket_candidates,
     ) {
-        Ok(Command::Serve { socket }) => serve(socket),
+        Ok(Command::Serve { sockets }) => serve(sockets),
         Ok(Command::Version) => {
             println!("sshmcp {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -54,7 +59,7 @@ fn main() -> ExitCode {
 /// Serve MCP until stdin closes. One thread: the shim's work is waiting on
 /// two pipes and a socket, and a thread pool would only cost startup time
 /// and memory.
-fn serve(socket: PathBuf) -> ExitCode {
+fn serve(sockets: Vec<PathBuf>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -66,22 +71,22 @@ fn serve(socket: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(socket));
+    let code = runtime.block_on(run(sockets));
     // When stdin is not a pipe, tokio reads it on a blocking thread that
     // may still be parked in read(2); exit without waiting for it.
     runtime.shutdown_background();
     code
 }
 
-async fn run(socket: PathBuf) -> ExitCode {
+async fn run(sockets: Vec<PathBuf>) -> ExitCode {
     let (running, mut all_done) = mpsc::channel::<()>(1);
     let stdin_closed = CancellationToken::new();
     // Non-blocking pipes when the client gave us pipes (they all do), so no
     // thread is spawned to read stdin.
     let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
     let stdin = WatchedStdin::new(stdin, stdin_closed.clone());
-    let server = SshMcp::new(socket, stdin_closed, running);
-    let service = match server.serve((stdin, stdout)).await {
+    let server = SshMcp::new(sockets, stdin_closed, running);
+    let service = match server.serve(StdioTransport::new(stdin, stdout)).await {
         Ok(service) => service,
         // stdin closed before `initialize`: the client went away, which is
         // not an error of ours.

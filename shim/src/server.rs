@@ -49,12 +49,12 @@ pub struct SshMcp {
 
 impl SshMcp {
     pub fn new(
-        socket: PathBuf,
+        sockets: Vec<PathBuf>,
         stdin_closed: CancellationToken,
         running: mpsc::Sender<()>,
     ) -> Self {
         SshMcp {
-            daemon: Daemon::new(socket),
+            daemon: Daemon::new(sockets),
             tool_router: Self::hosts_router()
                 + Self::exec_router()
                 + Self::stat_router()

@@ -483,3 +483,61 @@ fn the_mcp_client_name_reaches_the_daemon() {
         "the daemon's log never names the MCP client `{CLIENT_NAME}`:\n{log}"
     );
 }
+
+/// How long the shim's stderr may take to reach the test.
+const STDERR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One byte past the 16 MiB the shim takes in one message.
+const OVERSIZED: usize = 16 * 1024 * 1024 + 1;
+
+/// A `write_file` call whose content alone is over the size limit.
+fn oversized_write_file() -> Value {
+    json!({
+        "name": "write_file",
+        "arguments": { "host": "host1", "path": "/tmp/big", "content": "x".repeat(OVERSIZED) },
+    })
+}
+
+#[test]
+fn a_request_over_the_size_limit_gets_a_json_rpc_error_naming_the_limit() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    let response = mcp.request("tools/call", oversized_write_file());
+    assert_eq!(response["error"]["code"], -32600, "{response}");
+    let message = response["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a JSON-RPC error: {response}"));
+    assert!(message.contains("16 MiB"), "{message}");
+    assert!(message.contains("tools/call"), "{message}");
+}
+
+#[test]
+fn an_oversized_request_with_its_id_written_last_is_answered_with_that_id() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    // The TypeScript SDK's order: the id comes after the bulk of the message.
+    let line = format!(
+        r#"{{"method":"tools/call","params":{},"jsonrpc":"2.0","id":"late-id"}}"#,
+        oversized_write_file()
+    );
+    mcp.send_raw(&line);
+    let response = mcp.response_to(&json!("late-id"));
+    assert!(response["error"]["message"].is_string(), "{response}");
+}
+
+#[test]
+fn after_an_oversized_request_the_shim_says_so_on_stderr_and_keeps_serving() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    mcp.request("tools/call", oversized_write_file());
+    assert!(mcp.list_tools()["tools"].is_array());
+    // stderr is read on its own thread, so it may lag behind stdout.
+    wait_for(
+        || mcp.stderr().contains("over the 16 MiB limit"),
+        STDERR_TIMEOUT,
+        "the shim's stderr to mention the dropped request",
+    );
+}

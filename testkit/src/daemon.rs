@@ -60,6 +60,9 @@ pub struct DaemonOptions {
     /// daemon's socket is then this listener's path. Only the first start
     /// gets it; [`Daemon::restart`] binds normally.
     pub listener: Option<std::os::unix::net::UnixListener>,
+    /// The daemon's `RLIMIT_NOFILE` as `(soft, hard)`, as `ulimit -n` or
+    /// systemd's `LimitNOFILE` would set it; `None` inherits the test's.
+    pub nofile: Option<(u64, u64)>,
 }
 
 /// A running `sshmcpd` with its own config, socket and log in a temporary
@@ -323,6 +326,22 @@ fn spawn(
     };
     for (key, value) in &options.env {
         command.env(key, value);
+    }
+    if let Some((soft, hard)) = options.nofile {
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit is async-signal-safe and reads only `limit`,
+        // a copy owned by the closure.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
     OwnedChild::spawn(
         command

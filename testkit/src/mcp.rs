@@ -16,6 +16,11 @@ use crate::daemon::bin_path;
 use crate::process::{OwnedChild, tail};
 use crate::sync::lock;
 
+/// The environment the MCP SDKs' stdio clients (Python, TypeScript, and so
+/// the Inspector and most hosts) pass to a server they launch when not told
+/// otherwise: these variables of their own, and nothing else.
+pub const SDK_HOST_ENV: [&str; 6] = ["HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER"];
+
 /// The MCP protocol revision the client asks for.
 const PROTOCOL_VERSION: &str = "2025-06-18";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,10 +91,28 @@ impl McpClient {
         let mut cmd = Command::new(bin_path("sshmcp"));
         cmd.arg("--socket")
             .arg(socket)
-            .args(&options.args)
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("SSHMCP_SOCKET")
-            .env("RUST_LOG", "sshmcp=debug")
+            .env("RUST_LOG", "sshmcp=debug");
+        McpClient::spawn(cmd, options)
+    }
+
+    /// Starts `sshmcp` as an MCP host configured with just its command
+    /// would: no `--socket`, and only the [`SDK_HOST_ENV`] variables of the
+    /// test's own environment, plus `options.env`. So no `XDG_RUNTIME_DIR`
+    /// and no `SSHMCP_SOCKET`, unless `options.env` sets them.
+    pub fn start_like_an_sdk_host(options: ShimOptions) -> McpClient {
+        let mut cmd = Command::new(bin_path("sshmcp"));
+        cmd.env_clear().envs(
+            SDK_HOST_ENV
+                .iter()
+                .filter_map(|name| Some((name, std::env::var_os(name)?))),
+        );
+        McpClient::spawn(cmd, options)
+    }
+
+    fn spawn(mut cmd: Command, options: ShimOptions) -> McpClient {
+        cmd.args(&options.args)
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -195,6 +218,12 @@ impl McpClient {
         }
         self.send_raw(&message.to_string());
         self.wait_response(&json!(id).to_string(), method)
+    }
+
+    /// Waits for the response with `id` to a request sent with
+    /// [`McpClient::send_raw`], and returns all of it, `error` included.
+    pub fn response_to(&self, id: &Value) -> Value {
+        self.wait_response(&id.to_string(), "a raw request")
     }
 
     /// Sends a notification (no reply expected). `params` of `Value::Null`

@@ -25,10 +25,6 @@ const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 const PRIVSEP_DIR: &str = "/run/sshd";
 /// How long sshd may take to answer with its banner after being started.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default `MaxStartups`: parallel-connect tests open dozens of
-/// unauthenticated connections at once, which sshd's 10:30:100 would drop.
-const DEFAULT_MAX_STARTUPS: &str = "100:30:200";
-
 /// How to start an [`SshServer`]. `SshServerOptions::default()` is what most
 /// tests want.
 #[derive(Debug, Clone, Default)]
@@ -42,12 +38,15 @@ pub struct SshServerOptions {
     pub port: Option<u16>,
     /// `MaxSessions`: session channels per connection (sshd's default: 10).
     pub max_sessions: Option<u32>,
-    /// `MaxStartups`; `None` means `100:30:200`, raised from sshd's default so
-    /// that parallel cold connects are not dropped.
+    /// `MaxStartups`; `None` leaves sshd's default (10:30:100), as users
+    /// run it. Tests that open dozens of cold connections to one server at
+    /// once (a limit test) raise it.
     pub max_startups: Option<String>,
     /// More sshd_config lines. They come before the kit's own lines, so they
-    /// override them (sshd keeps the first value of a keyword); lines from
-    /// the first `Match` on go at the end, where sshd needs them.
+    /// override them (sshd keeps the first value of a keyword; a
+    /// `Subsystem sftp` line here replaces the kit's, which sshd would
+    /// otherwise refuse as a duplicate); lines from the first `Match` on go
+    /// at the end, where sshd needs them.
     pub extra_config: Vec<String>,
 }
 
@@ -420,12 +419,9 @@ impl SshServer {
              PrintLastLog no\n\
              LogLevel VERBOSE\n",
         );
-        let max_startups = self
-            .options
-            .max_startups
-            .as_deref()
-            .unwrap_or(DEFAULT_MAX_STARTUPS);
-        let _ = writeln!(text, "MaxStartups {max_startups}");
+        if let Some(max_startups) = &self.options.max_startups {
+            let _ = writeln!(text, "MaxStartups {max_startups}");
+        }
         if let Some(max_sessions) = self.options.max_sessions {
             let _ = writeln!(text, "MaxSessions {max_sessions}");
         }
@@ -434,7 +430,12 @@ impl SshServer {
             // from 127.0.0.1; penalties would lock later tests out.
             text.push_str("PerSourcePenalties no\n");
         }
-        let _ = writeln!(text, "Subsystem sftp {SFTP_SERVER}");
+        // sshd refuses a second `Subsystem sftp` outright (unlike other
+        // keywords, where the first wins): the kit's goes only when no
+        // extra line brings its own, e.g. a hostile server for a test.
+        if !overrides.iter().any(|line| defines_sftp_subsystem(line)) {
+            let _ = writeln!(text, "Subsystem sftp {SFTP_SERVER}");
+        }
         for line in matches {
             let _ = writeln!(text, "{line}");
         }
@@ -460,6 +461,15 @@ fn split_at_match(lines: &[String]) -> (&[String], &[String]) {
         })
         .unwrap_or(lines.len());
     lines.split_at(first_match)
+}
+
+/// Whether an sshd_config line is `Subsystem sftp ...`.
+fn defines_sftp_subsystem(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    words
+        .next()
+        .is_some_and(|word| word.eq_ignore_ascii_case("subsystem"))
+        && words.next() == Some("sftp")
 }
 
 /// Connects to `addr` and checks that the first line is an SSH-2.0 banner.
@@ -593,6 +603,14 @@ mod tests {
         );
         assert_eq!(openssh_version("OpenSSH_10.0p2, OpenSSL"), Some((10, 0)));
         assert_eq!(openssh_version("unknown option -- V"), None);
+    }
+
+    #[test]
+    fn an_extra_sftp_subsystem_replaces_the_default() {
+        assert!(defines_sftp_subsystem("Subsystem sftp /opt/relay"));
+        assert!(defines_sftp_subsystem("subsystem  sftp internal-sftp"));
+        assert!(!defines_sftp_subsystem("Subsystem other /bin/true"));
+        assert!(!defines_sftp_subsystem("# Subsystem sftp /x"));
     }
 
     #[test]

@@ -7,7 +7,13 @@
 //! the daemon's own config, or `[policy] local_deny`. Paths are judged
 //! after resolving symlinks, so a link inside a root that points at
 //! `~/.ssh` is refused too.
+//!
+//! Downloads check every path they write, not only the directory asked
+//! for: the names in a tree come from the server, and a local symlink in
+//! the destination tree, or a `.ssh` directory in a tree copied into `~`,
+//! would otherwise carry a write where the client could not ask for one.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use sshmcp_proto::{Error, ErrorKind};
@@ -86,7 +92,7 @@ impl LocalPolicy {
     /// Check an already resolved path (e.g. a symlink target met while
     /// walking a tree).
     pub fn check_resolved(&self, resolved: &Path, shown: &str, what: &str) -> Result<(), Error> {
-        if let Some(denied) = self.deny.iter().find(|d| resolved.starts_with(d)) {
+        if let Some(denied) = self.denied(resolved) {
             return Err(Error::new(
                 ErrorKind::PolicyDenied,
                 format!(
@@ -110,6 +116,131 @@ impl LocalPolicy {
             ));
         }
         Ok(())
+    }
+
+    /// The denied path that `resolved` is inside, if any.
+    fn denied(&self, resolved: &Path) -> Option<&Path> {
+        self.deny
+            .iter()
+            .find(|d| resolved.starts_with(d))
+            .map(PathBuf::as_path)
+    }
+
+    /// The denied path that removing `resolved` would remove or reach
+    /// into: one it is inside, or one inside it.
+    pub fn denied_removal(&self, resolved: &Path) -> Option<&Path> {
+        self.deny
+            .iter()
+            .find(|d| resolved.starts_with(d) || d.starts_with(resolved))
+            .map(PathBuf::as_path)
+    }
+}
+
+/// Why one local destination of a download is refused. The texts follow
+/// the relative path in a `skipped` list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Refused {
+    #[error("not a plain relative path")]
+    NotPlain,
+    #[error("it resolves to {} through a symlink, outside {}", .0.display(), .1.display())]
+    OutsideRoot(PathBuf, PathBuf),
+    #[error("it is inside {}, which the daemon never writes for clients", .0.display())]
+    Denied(PathBuf),
+}
+
+/// The local destinations of one download, each checked before anything
+/// is written: it must resolve, as the disk stands, under the directory
+/// the client named and clear of the denied paths (which may lie under a
+/// root: `~/.ssh` under `~`). A refused directory refuses everything under
+/// it, without a note of its own.
+#[derive(Debug)]
+pub struct DownloadTargets<'a> {
+    policy: &'a LocalPolicy,
+    root: PathBuf,
+    /// `root` resolved: where everything must land.
+    resolved_root: PathBuf,
+    /// Admitted directories by relative path, resolved: a tree's files
+    /// then cost no symlink resolution of their own.
+    dirs: HashMap<String, PathBuf>,
+    refused: Vec<String>,
+}
+
+impl<'a> DownloadTargets<'a> {
+    /// Destinations under `root`, a directory the policy already allowed.
+    pub fn new(policy: &'a LocalPolicy, root: &Path) -> Self {
+        let resolved_root = canonical_or_lexical(root);
+        DownloadTargets {
+            policy,
+            root: root.to_path_buf(),
+            dirs: HashMap::from([(String::new(), resolved_root.clone())]),
+            resolved_root,
+            refused: Vec::new(),
+        }
+    }
+
+    /// The local path for `rel` (`/`-separated, built from names a server
+    /// listed), or `None` after noting in `skipped` why nothing may be
+    /// written there. Parents must come before their contents.
+    pub fn admit(&mut self, rel: &str, is_dir: bool, skipped: &mut Vec<String>) -> Option<PathBuf> {
+        if self.refused(rel) {
+            return None;
+        }
+        match self.check(rel, is_dir) {
+            Ok(resolved) => {
+                if is_dir {
+                    self.dirs.insert(rel.to_string(), resolved);
+                }
+                Some(self.root.join(rel))
+            }
+            Err(why) => {
+                let tail = if is_dir { " with everything in it" } else { "" };
+                skipped.push(format!("{rel}: {why}; skipped{tail}"));
+                self.refused.push(rel.to_string());
+                None
+            }
+        }
+    }
+
+    /// Whether `rel`, or a directory above it, was refused.
+    pub fn refused(&self, rel: &str) -> bool {
+        self.refused.iter().any(|gone| {
+            rel.strip_prefix(gone.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+
+    /// Where `rel` resolves, if it may be written. A file's last component
+    /// is not followed: downloads put files in place by rename, which
+    /// replaces a symlink there instead of writing through it.
+    fn check(&self, rel: &str, is_dir: bool) -> Result<PathBuf, Refused> {
+        // The listing already refuses such names; this check must not
+        // depend on it.
+        if rel
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == ".." || part.contains('\0'))
+        {
+            return Err(Refused::NotPlain);
+        }
+        let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        let parent = match self.dirs.get(parent) {
+            Some(resolved) => resolved.clone(),
+            None => canonical_or_lexical(&self.root.join(parent)),
+        };
+        let path = parent.join(name);
+        let resolved = if is_dir {
+            path.canonicalize().unwrap_or(path)
+        } else {
+            path
+        };
+        if !resolved.starts_with(&self.resolved_root) {
+            return Err(Refused::OutsideRoot(resolved, self.resolved_root.clone()));
+        }
+        // Under the root, which the policy allowed, it is inside
+        // `local_roots` too; only the denied paths remain to check.
+        if let Some(denied) = self.policy.denied(&resolved) {
+            return Err(Refused::Denied(denied.to_path_buf()));
+        }
+        Ok(resolved)
     }
 }
 
@@ -181,6 +312,54 @@ mod tests {
             policy.check(&dotdot, "upload").unwrap_err().kind,
             ErrorKind::BadRequest
         );
+    }
+
+    #[test]
+    fn download_targets_stay_under_the_root_and_out_of_denied_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(home.join("dest")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, home.join("dest/link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("x"), home.join("dest/file-link")).unwrap();
+        let policy = LocalPolicy::new(vec![home.clone()], vec![home.join(".ssh")]);
+        let mut skipped = Vec::new();
+
+        let mut targets = DownloadTargets::new(&policy, &home.join("dest"));
+        let mut admit = |rel: &str, is_dir: bool| targets.admit(rel, is_dir, &mut skipped);
+        assert_eq!(admit("a", true), Some(home.join("dest/a")));
+        assert_eq!(admit("a/b.txt", false), Some(home.join("dest/a/b.txt")));
+        assert_eq!(admit("link", true), None);
+        assert_eq!(admit("link/f", false), None, "under a refused directory");
+        assert_eq!(
+            admit("file-link", false),
+            Some(home.join("dest/file-link")),
+            "a file's own symlink is replaced, not followed"
+        );
+        assert_eq!(admit("../x", false), None);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(
+            skipped[0].starts_with("link: it resolves to "),
+            "{skipped:?}"
+        );
+        assert!(
+            skipped[0].ends_with("skipped with everything in it"),
+            "{skipped:?}"
+        );
+        assert_eq!(skipped[1], "../x: not a plain relative path; skipped");
+
+        skipped.clear();
+        let mut targets = DownloadTargets::new(&policy, &home);
+        assert_eq!(targets.admit(".ssh", true, &mut skipped), None);
+        assert_eq!(
+            targets.admit(".ssh/authorized_keys", false, &mut skipped),
+            None
+        );
+        assert!(targets.refused(".ssh/authorized_keys"));
+        assert!(!targets.refused(".sshx"));
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].contains("never writes"), "{skipped:?}");
     }
 
     #[test]

@@ -58,6 +58,87 @@ impl Drop for Handle<'_> {
     }
 }
 
+/// One directory's entries as [`Remote::list`] returns them.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub entries: Vec<(String, FileAttributes)>,
+    /// Names left out: not usable as one path component.
+    pub suspect: Vec<SuspectName>,
+}
+
+/// A tree as [`Remote::walk_reporting`] returns it.
+#[derive(Debug, Default)]
+pub struct Walk {
+    /// Relative paths, directories before their contents.
+    pub entries: Vec<(String, FileAttributes)>,
+    /// Stopped at the limit.
+    pub truncated: bool,
+    /// Names left out, with the directory that listed them.
+    pub suspect: Vec<SuspectName>,
+}
+
+/// A name a server listed that cannot be one path component: joined onto
+/// a local path it would point somewhere else (`../x`, `/etc/x`, `a/b`),
+/// or nowhere (empty, a NUL byte). It is left out and reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuspectName {
+    /// The directory that listed it, relative to the walked root (empty:
+    /// the root itself).
+    pub dir: String,
+    pub name: String,
+    pub why: &'static str,
+}
+
+/// Written for a `skipped` list, which a language model reads: short, with
+/// the name escaped so a NUL or newline shows as such.
+impl std::fmt::Display for SuspectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}`", self.name.escape_debug())?;
+        if !self.dir.is_empty() {
+            write!(f, " in `{}`", self.dir)?;
+        }
+        write!(
+            f,
+            ": the server sent a suspect name ({}); skipped",
+            self.why
+        )
+    }
+}
+
+/// What one listed name is.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// A plain name: one path component.
+    Plain,
+    /// `.` or `..` as a directory: in every listing, not news.
+    SelfOrParent,
+    /// Anything else that is not one path component, and why.
+    Suspect(&'static str),
+}
+
+/// Judge a listed name as OpenSSH's `sftp` does (`Server sent suspect
+/// path`), and more strictly: a name is used only if it is exactly one
+/// ordinary path component.
+fn judge_name(name: &str, attrs: &FileAttributes) -> Verdict {
+    if name.is_empty() {
+        Verdict::Suspect("empty")
+    } else if name.contains('/') {
+        Verdict::Suspect("contains `/`")
+    } else if name.contains('\0') {
+        Verdict::Suspect("contains NUL")
+    } else if name == "." || name == ".." {
+        // A server that gives no type for them is taken at its word too:
+        // only a `.` or `..` that claims to be something else is news.
+        if attrs.permissions.is_none() || kind_of(attrs) == FileKind::Dir {
+            Verdict::SelfOrParent
+        } else {
+            Verdict::Suspect("`.` or `..` that is not a directory")
+        }
+    } else {
+        Verdict::Plain
+    }
+}
+
 impl<'a> Remote<'a> {
     pub fn new(sftp: &'a Sftp, host: &'a str) -> Self {
         Remote { sftp, host }
@@ -174,8 +255,18 @@ impl<'a> Remote<'a> {
         name.files.into_iter().next().map(|f| f.filename)
     }
 
-    /// The entries of directory `path` (without `.` and `..`), unsorted.
+    /// The entries of directory `path` (without `.` and `..`), unsorted;
+    /// names unsafe as a path component are left out (see [`Remote::list`]).
     pub async fn read_dir(&self, path: &str) -> Result<Vec<(String, FileAttributes)>, Error> {
+        self.list(path).await.map(|listing| listing.entries)
+    }
+
+    /// The entries of directory `path`, unsorted, with the names that were
+    /// left out as suspect. Every caller joins these names onto a path, so
+    /// this is the one place they are checked: a compromised server that
+    /// lists `../../.ssh/authorized_keys` must not steer where a download
+    /// lands (OpenSSH's `sftp` refuses such names the same way).
+    pub async fn list(&self, path: &str) -> Result<Listing, Error> {
         let raw = self.sftp.raw();
         let _permit = self.handle_permit().await?;
         let handle = match raw.opendir(path).await {
@@ -185,21 +276,28 @@ impl<'a> Remote<'a> {
             }
             Err(e) => return Err(self.error("list", path, e)),
         };
-        let mut entries = Vec::new();
+        let mut listing = Listing::default();
         let result = loop {
             match raw.readdir(handle.clone()).await {
-                Ok(name) => entries.extend(
-                    name.files
-                        .into_iter()
-                        .filter(|f| f.filename != "." && f.filename != "..")
-                        .map(|f| (f.filename, f.attrs)),
-                ),
+                Ok(name) => {
+                    for file in name.files {
+                        match judge_name(&file.filename, &file.attrs) {
+                            Verdict::Plain => listing.entries.push((file.filename, file.attrs)),
+                            Verdict::SelfOrParent => {}
+                            Verdict::Suspect(why) => listing.suspect.push(SuspectName {
+                                dir: String::new(),
+                                name: file.filename,
+                                why,
+                            }),
+                        }
+                    }
+                }
                 Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
                 Err(e) => break Err(self.error("list", path, e)),
             }
         };
         let _ = raw.close(handle).await;
-        result.map(|()| entries)
+        result.map(|()| listing)
     }
 
     /// NotFound for a missing path, WrongType for one that is not a directory.
@@ -226,31 +324,47 @@ impl<'a> Remote<'a> {
 
     /// Every path under `root` (relative, `/`-separated), directories
     /// before their contents, symlinks not followed. Stops after `limit`
-    /// entries and says so. Directories are listed concurrently.
+    /// entries and says so. Suspect names are left out (see
+    /// [`Remote::walk_reporting`]).
     pub async fn walk(
         &self,
         root: &str,
         limit: usize,
     ) -> Result<(Vec<(String, FileAttributes)>, bool), Error> {
-        let mut out = Vec::new();
+        self.walk_reporting(root, limit)
+            .await
+            .map(|walk| (walk.entries, walk.truncated))
+    }
+
+    /// [`Remote::walk`], with the suspect names met on the way, for callers
+    /// that report what they skipped. Directories are listed concurrently.
+    pub async fn walk_reporting(&self, root: &str, limit: usize) -> Result<Walk, Error> {
+        let mut walk = Walk::default();
         let mut pending: VecDeque<String> = VecDeque::from([String::new()]);
         let mut listing = FuturesUnordered::new();
-        let mut truncated = false;
         loop {
             while listing.len() < 8
                 && let Some(rel) = pending.pop_front()
             {
                 let dir = join(root, &rel);
-                listing.push(async move { (rel, self.read_dir(&dir).await) });
+                listing.push(async move { (rel, self.list(&dir).await) });
             }
-            let Some((rel, entries)) = listing.next().await else {
+            let Some((rel, listed)) = listing.next().await else {
                 break;
             };
-            let mut entries = entries?;
+            let Listing {
+                mut entries,
+                suspect,
+            } = listed?;
+            walk.suspect
+                .extend(suspect.into_iter().map(|s| SuspectName {
+                    dir: rel.clone(),
+                    ..s
+                }));
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, attrs) in entries {
-                if out.len() >= limit {
-                    truncated = true;
+                if walk.entries.len() >= limit {
+                    walk.truncated = true;
                     break;
                 }
                 let path = if rel.is_empty() {
@@ -261,13 +375,13 @@ impl<'a> Remote<'a> {
                 if kind_of(&attrs) == FileKind::Dir {
                     pending.push_back(path.clone());
                 }
-                out.push((path, attrs));
+                walk.entries.push((path, attrs));
             }
-            if truncated {
+            if walk.truncated {
                 break;
             }
         }
-        Ok((out, truncated))
+        Ok(walk)
     }
 
     /// Wait for a free file handle on this session.
@@ -688,5 +802,35 @@ mod tests {
         assert_eq!(partial_name("/x/y.bin"), "/x/.y.bin.sshmcp-partial");
         assert_eq!(partial_name("y.bin"), ".y.bin.sshmcp-partial");
         assert!(temp_name("/x/y").starts_with("/x/.y.sshmcp-"));
+    }
+
+    #[test]
+    fn listed_names_must_be_one_plain_component() {
+        let mut file = FileAttributes::empty();
+        file.permissions = Some(0o100644);
+        let mut dir = FileAttributes::empty();
+        dir.permissions = Some(0o040755);
+        let untyped = FileAttributes::empty();
+        assert_eq!(judge_name("notes.txt", &file), Verdict::Plain);
+        assert_eq!(judge_name("..hidden", &file), Verdict::Plain);
+        assert_eq!(judge_name(".", &dir), Verdict::SelfOrParent);
+        assert_eq!(judge_name("..", &untyped), Verdict::SelfOrParent);
+        for name in ["", "../../x", "/tmp/x", "a/b", "nul\0x"] {
+            assert!(
+                matches!(judge_name(name, &file), Verdict::Suspect(_)),
+                "{name:?}"
+            );
+        }
+        assert!(matches!(judge_name("..", &file), Verdict::Suspect(_)));
+        let shown = SuspectName {
+            dir: "sub".into(),
+            name: "a\0b".into(),
+            why: "contains NUL",
+        }
+        .to_string();
+        assert_eq!(
+            shown,
+            "`a\\0b` in `sub`: the server sent a suspect name (contains NUL); skipped"
+        );
     }
 }

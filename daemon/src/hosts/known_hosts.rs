@@ -21,6 +21,18 @@ pub enum Rejection {
     Revoked { file: PathBuf, line: usize },
 }
 
+/// A trust file that exists but could not be read. Not a [`Rejection`]:
+/// nothing can be said about the key while a file that may record it (or
+/// revoke it) is unread, and calling it "unknown" once sent users to
+/// re-trust keys when the daemon had merely run out of file descriptors.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {}: {source}", file.display())]
+pub struct UnreadableFile {
+    pub file: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
 /// The name `ssh` looks hosts up by: `host` on port 22, else `[host]:port`.
 pub fn lookup_name(host: &str, port: u16) -> String {
     if port == 22 {
@@ -32,15 +44,33 @@ pub fn lookup_name(host: &str, port: u16) -> String {
 
 /// Check `key` for `host:port` against `files` in order, as `ssh` does: a
 /// revoked key or a changed key of the same type is refused whatever
-/// other lines say; otherwise a matching line accepts it.
-pub fn verify(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Result<(), Rejection> {
+/// other lines say; otherwise a matching line accepts it. A file that does
+/// not exist records nothing (ENOENT, as in OpenSSH); any other failure to
+/// read one is an [`UnreadableFile`], never a verdict. The outer `Result`
+/// says whether a verdict could be reached, the inner one is the verdict.
+pub fn verify(
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+    files: &[PathBuf],
+) -> Result<Result<(), Rejection>, UnreadableFile> {
     let name = lookup_name(host, port);
     let mut matched = false;
     let mut changed = None;
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            continue;
+        let bytes = match std::fs::read(file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(UnreadableFile {
+                    file: file.clone(),
+                    source,
+                });
+            }
         };
+        // Bytes, not `read_to_string`: a stray non-UTF-8 comment must not
+        // make the whole file unreadable; `ssh` reads it line by line.
+        let text = String::from_utf8_lossy(&bytes);
         for (index, line) in text.lines().enumerate() {
             let Some(entry) = Entry::parse(line) else {
                 continue;
@@ -52,10 +82,10 @@ pub fn verify(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Resu
             let same = entry.key.key_data() == key.key_data();
             match entry.marker {
                 Marker::Revoked if same => {
-                    return Err(Rejection::Revoked {
+                    return Ok(Err(Rejection::Revoked {
                         file: file.clone(),
                         line,
-                    });
+                    }));
                 }
                 Marker::None if same => matched = true,
                 Marker::None if entry.key.algorithm() == key.algorithm() => {
@@ -65,11 +95,11 @@ pub fn verify(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Resu
             }
         }
     }
-    match (matched, changed) {
+    Ok(match (matched, changed) {
         (_, Some((file, line))) => Err(Rejection::Changed { file, line }),
         (true, None) => Ok(()),
         (false, None) => Err(Rejection::Unknown),
-    }
+    })
 }
 
 /// Append `key` for `host:port` to `file` (creating it and its directory),
@@ -209,6 +239,11 @@ mod tests {
         russh::keys::parse_public_key_base64(b64).unwrap()
     }
 
+    /// The verdict for files the test made readable.
+    fn check(host: &str, port: u16, key: &PublicKey, files: &[PathBuf]) -> Result<(), Rejection> {
+        verify(host, port, key, files).expect("the test's known_hosts files are readable")
+    }
+
     fn file_with(text: &str) -> (tempfile::TempDir, Vec<PathBuf>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("known_hosts");
@@ -219,9 +254,9 @@ mod tests {
     #[test]
     fn recorded_key_on_a_custom_port_is_accepted() {
         let (_d, files) = file_with(&format!("[127.0.0.5]:2222 ssh-ed25519 {ED1}\n"));
-        assert_eq!(verify("127.0.0.5", 2222, &key(ED1), &files), Ok(()));
+        assert_eq!(check("127.0.0.5", 2222, &key(ED1), &files), Ok(()));
         assert_eq!(
-            verify("127.0.0.5", 22, &key(ED1), &files),
+            check("127.0.0.5", 22, &key(ED1), &files),
             Err(Rejection::Unknown)
         );
     }
@@ -230,7 +265,7 @@ mod tests {
     fn different_key_of_the_same_type_is_a_change() {
         let (_d, files) = file_with(&format!("# c\n\nweb,10.0.0.1\tssh-ed25519 {ED1} me@x\n"));
         assert_eq!(
-            verify("web", 22, &key(ED2), &files),
+            check("web", 22, &key(ED2), &files),
             Err(Rejection::Changed {
                 file: files[0].clone(),
                 line: 3
@@ -244,13 +279,13 @@ mod tests {
             "*.lab,!bad.lab ssh-ed25519 {ED1}\n@revoked * ssh-ed25519 {ED2}\ngarbage line\n"
         );
         let (_d, files) = file_with(&text);
-        assert_eq!(verify("a.lab", 22, &key(ED1), &files), Ok(()));
+        assert_eq!(check("a.lab", 22, &key(ED1), &files), Ok(()));
         assert_eq!(
-            verify("bad.lab", 22, &key(ED1), &files),
+            check("bad.lab", 22, &key(ED1), &files),
             Err(Rejection::Unknown)
         );
         assert!(matches!(
-            verify("a.lab", 22, &key(ED2), &files),
+            check("a.lab", 22, &key(ED2), &files),
             Err(Rejection::Revoked { .. })
         ));
     }
@@ -272,7 +307,7 @@ mod tests {
             engine.encode(mac)
         );
         let (_d, files) = file_with(&line);
-        assert_eq!(verify("127.0.0.1", 2222, &key(ED1), &files), Ok(()));
+        assert_eq!(check("127.0.0.1", 2222, &key(ED1), &files), Ok(()));
     }
 
     #[test]
@@ -280,6 +315,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/known_hosts");
         learn("h", 2200, &key(ED1), &path).unwrap();
-        assert_eq!(verify("h", 2200, &key(ED1), &[path]), Ok(()));
+        assert_eq!(check("h", 2200, &key(ED1), &[path]), Ok(()));
+    }
+
+    #[test]
+    fn a_missing_file_records_nothing_as_in_openssh() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_d, mut files) = file_with(&format!("web ssh-ed25519 {ED1}\n"));
+        files.insert(0, dir.path().join("absent"));
+        assert_eq!(check("web", 22, &key(ED1), &files), Ok(()));
+        assert_eq!(check("db", 22, &key(ED1), &files), Err(Rejection::Unknown));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_an_error_not_an_unknown_key() {
+        // A directory opens but fails to read (EISDIR), as a file does when
+        // the daemon is out of descriptors (EMFILE) or lacks permission.
+        let dir = tempfile::tempdir().unwrap();
+        let (_d, mut files) = file_with(&format!("web ssh-ed25519 {ED1}\n"));
+        files.insert(0, dir.path().to_path_buf());
+        let err = verify("db", 22, &key(ED1), &files).unwrap_err();
+        assert_eq!(err.file, dir.path());
+        assert_eq!(err.source.kind(), std::io::ErrorKind::IsADirectory);
+        assert!(
+            err.to_string().contains(&dir.path().display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lines_that_are_not_utf8_do_not_hide_the_rest_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_hosts");
+        let mut text = b"# caf\xe9\n".to_vec();
+        text.extend_from_slice(format!("web ssh-ed25519 {ED1}\n").as_bytes());
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(check("web", 22, &key(ED1), &[path]), Ok(()));
     }
 }

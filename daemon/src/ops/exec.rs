@@ -23,31 +23,16 @@ pub async fn run(
     max_frame: usize,
     cancel: &CancellationToken,
 ) -> Result<ExecOutput, Error> {
+    // The dispatcher has validated every argument (`Request::validate`):
+    // the timeout is within a day and the output cap fits a reply.
     let started = Instant::now();
-    if request.command.trim().is_empty() {
-        return Err(Error::bad_request(
-            "exec: `command` is empty; pass the shell command line to run",
-        ));
-    }
     let timeout_secs = request
         .timeout_secs
         .unwrap_or(ExecRequest::DEFAULT_TIMEOUT_SECS);
-    if timeout_secs == 0 {
-        return Err(Error::bad_request(
-            "exec: `timeout_secs` must be at least 1",
-        ));
-    }
     let limit = request
         .max_output_bytes
-        .unwrap_or(ExecRequest::DEFAULT_MAX_OUTPUT);
-    // Both streams travel back in one reply frame.
-    let most = (max_frame.saturating_sub(64 * 1024) / 2) as u64;
-    if limit > most {
-        return Err(Error::bad_request(format!(
-            "exec: `max_output_bytes` = {limit} is more than the {most} bytes per stream that fit \
-             in one reply ([daemon] max_frame = {max_frame}); lower it"
-        )));
-    }
+        .unwrap_or(ExecRequest::DEFAULT_MAX_OUTPUT)
+        .min(sshmcp_proto::max_output_per_stream(max_frame));
     let deadline = started + Duration::from_secs(timeout_secs);
 
     let (lease, channel) = tokio::select! {

@@ -108,7 +108,7 @@ pub async fn read_file(
     max_frame: usize,
 ) -> Result<FileContent, Error> {
     non_empty("read_file", "path", &req.path)?;
-    let most = (max_frame.saturating_sub(64 * 1024)) as u64;
+    let most = sshmcp_proto::max_read_per_reply(max_frame);
     let want = req
         .length
         .unwrap_or(ReadFileRequest::DEFAULT_MAX_READ)

@@ -18,7 +18,7 @@ use sshmcp_proto::{
 use tokio_util::sync::CancellationToken;
 
 use crate::files::local;
-use crate::files::policy::LocalPolicy;
+use crate::files::policy::{DownloadTargets, LocalPolicy};
 use crate::files::remote::{self, Remote};
 use crate::files::transfer::{Engine, FileJob, TempMode, remote_sha256};
 use crate::ops::progress::Reporter;
@@ -77,7 +77,10 @@ async fn sync(
         let must_exist = upload;
         tokio::task::spawn_blocking(move || list_local(&root, &policy, must_exist))
     };
-    let remote_side = list_remote(&remote, &req.remote_dir, !upload);
+    // Names the server listed that cannot be a path component: reported
+    // in either direction, never used.
+    let mut skipped = Vec::new();
+    let remote_side = list_remote(&remote, &req.remote_dir, !upload, &mut skipped);
     let (local_side, remote_side) = tokio::join!(local_side, remote_side);
     let local_side =
         local_side.map_err(|e| Error::internal(format!("local listing failed: {e}")))??;
@@ -89,7 +92,21 @@ async fn sync(
     };
     // Only the destination may be missing (the source was checked).
     let make_root = dst.is_none();
-    let (src, dst) = (src.unwrap_or_default(), dst.unwrap_or_default());
+    let (mut src, dst) = (src.unwrap_or_default(), dst.unwrap_or_default());
+    // A download checks each local path it would write before planning it:
+    // a symlink in the local tree or a `.ssh` in the remote one must not
+    // carry a write out of the directory or into a denied path.
+    let targets = (!upload).then(|| {
+        let mut targets = DownloadTargets::new(policy, local_dir);
+        src.retain(|rel, s| match s.kind {
+            FileKind::Dir | FileKind::File => targets
+                .admit(rel, s.kind == FileKind::Dir, &mut skipped)
+                .is_some(),
+            _ => !targets.refused(rel),
+        });
+        targets
+    });
+    let refused = |rel: &str| targets.as_ref().is_some_and(|t| t.refused(rel));
     let (src, dst) = (&src, &dst);
 
     let mut result = SyncResult {
@@ -102,7 +119,7 @@ async fn sync(
         dirs_created: 0,
         unchanged: 0,
         bytes: 0,
-        skipped: Vec::new(),
+        skipped,
         duration_ms: 0,
     };
     let mut changes = Vec::new();
@@ -167,7 +184,8 @@ async fn sync(
     }
     if req.delete {
         for (rel, d) in dst {
-            if src.contains_key(rel) {
+            // A refused path is left as it is, not treated as an extra.
+            if src.contains_key(rel) || refused(rel) {
                 continue;
             }
             // Inside a directory that goes anyway: covered by it.
@@ -179,6 +197,21 @@ async fn sync(
             }
             deletes.push((rel.clone(), d.kind));
         }
+    }
+    if !upload {
+        // Removing is writing: nothing in or holding a denied path goes
+        // (syncing into `~` must not empty `~/.ssh`).
+        deletes.retain(|(rel, _)| {
+            let Some(denied) = policy.denied_removal(&local_dir.join(rel)) else {
+                return true;
+            };
+            result.skipped.push(format!(
+                "{rel}: holds or is inside {}, which the daemon never writes for clients; not deleted",
+                denied.display()
+            ));
+            changes.retain(|(_, changed, _)| changed != rel);
+            false
+        });
     }
     changes.sort_by(|a, b| a.1.cmp(&b.1));
 
@@ -315,6 +348,7 @@ async fn list_remote(
     remote: &Remote<'_>,
     root: &str,
     must_exist: bool,
+    skipped: &mut Vec<String>,
 ) -> Result<Option<BTreeMap<String, Meta>>, Error> {
     match remote.try_stat(root, true).await? {
         Some(attrs) if remote::kind_of(&attrs) == FileKind::Dir => {}
@@ -339,9 +373,10 @@ async fn list_remote(
         }
         None => return Ok(None),
     }
-    let (entries, _) = remote.walk(root, usize::MAX).await?;
+    let walk = remote.walk_reporting(root, usize::MAX).await?;
+    skipped.extend(walk.suspect.iter().map(ToString::to_string));
     Ok(Some(
-        entries
+        walk.entries
             .into_iter()
             .map(|(rel, attrs)| {
                 (

@@ -14,7 +14,7 @@ use sshmcp_proto::{Direction, Error, ErrorKind, FileKind, TransferRequest, Trans
 use tokio_util::sync::CancellationToken;
 
 use crate::files::local;
-use crate::files::policy::LocalPolicy;
+use crate::files::policy::{DownloadTargets, LocalPolicy};
 use crate::files::remote::{self, Remote};
 use crate::files::transfer::{Engine, FileJob, TempMode, remote_sha256};
 use crate::ops::progress::Reporter;
@@ -48,7 +48,7 @@ pub async fn run(
     let work = async {
         let plan = match req.direction {
             Direction::Upload => plan_upload(&policy, &engine, &req, &local).await?,
-            Direction::Download => plan_download(&engine, &req, &local).await?,
+            Direction::Download => plan_download(&policy, &engine, &req, &local).await?,
         };
         let total: u64 = plan.files.iter().map(|f| f.size).sum();
         engine.expect(total, plan.files.len() as u64);
@@ -178,6 +178,7 @@ async fn plan_upload(
 }
 
 async fn plan_download(
+    policy: &LocalPolicy,
     engine: &Engine<'_>,
     req: &TransferRequest,
     local: &Path,
@@ -223,7 +224,9 @@ async fn plan_download(
             req.host, req.remote_path
         )));
     }
-    let (entries, _) = remote.walk(&req.remote_path, usize::MAX).await?;
+    let walk = remote.walk_reporting(&req.remote_path, usize::MAX).await?;
+    plan.skipped
+        .extend(walk.suspect.iter().map(ToString::to_string));
     std::fs::create_dir_all(local).map_err(|e| local::error("download", local, &e))?;
     plan.dirs.push((
         req.remote_path.clone(),
@@ -231,9 +234,12 @@ async fn plan_download(
         attrs.permissions.unwrap_or(0o755) & 0o7777,
         attrs.mtime.unwrap_or(0) as u64,
     ));
-    for (rel, mut attrs) in entries {
+    let mut targets = DownloadTargets::new(policy, local);
+    for (rel, mut attrs) in walk.entries {
+        if targets.refused(&rel) {
+            continue;
+        }
         let src = remote::join(&req.remote_path, &rel);
-        let dst = local.join(&rel);
         let mut kind = remote::kind_of(&attrs);
         if kind == FileKind::Symlink && req.follow_symlinks {
             if let Some(target) = remote.try_stat(&src, true).await? {
@@ -250,14 +256,22 @@ async fn plan_download(
         let mode = attrs.permissions.unwrap_or(0) & 0o7777;
         let mtime = attrs.mtime.unwrap_or(0) as u64;
         match kind {
-            FileKind::Dir => plan.dirs.push((src, dst, mode, mtime)),
-            FileKind::File => plan.files.push(FileJob {
-                local: dst,
-                remote: src,
-                size: attrs.size.unwrap_or(0),
-                mode,
-                mtime,
-            }),
+            FileKind::Dir => {
+                if let Some(dst) = targets.admit(&rel, true, &mut plan.skipped) {
+                    plan.dirs.push((src, dst, mode, mtime));
+                }
+            }
+            FileKind::File => {
+                if let Some(dst) = targets.admit(&rel, false, &mut plan.skipped) {
+                    plan.files.push(FileJob {
+                        local: dst,
+                        remote: src,
+                        size: attrs.size.unwrap_or(0),
+                        mode,
+                        mtime,
+                    });
+                }
+            }
             FileKind::Symlink => plan.skipped.push(format!(
                 "{rel}: symlink, not copied (pass follow_symlinks: true to copy what it points to)"
             )),

@@ -77,7 +77,10 @@ fn check_host_key(host: &ResolvedHost, key: &PublicKey) -> Result<(), Error> {
         .map(|f| f.display().to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    match known_hosts::verify(key_host, host.port, key, files) {
+    let verdict = known_hosts::verify(key_host, host.port, key, files).map_err(|unreadable| {
+        trust_file_error(&name, host, "read", &unreadable.file, &unreadable.source)
+    })?;
+    match verdict {
         Ok(()) => Ok(()),
         Err(Rejection::Changed { file, line }) => Err(Error::new(
             ErrorKind::HostKeyMismatch,
@@ -108,12 +111,8 @@ fn check_host_key(host: &ResolvedHost, key: &PublicKey) -> Result<(), Error> {
                         format!("no UserKnownHostsFile to record {name}'s key in"),
                     ));
                 };
-                known_hosts::learn(key_host, host.port, key, file).map_err(|e| {
-                    Error::new(
-                        ErrorKind::HostKeyUnknown,
-                        format!("cannot record {name}'s host key in {}: {e}", file.display()),
-                    )
-                })?;
+                known_hosts::learn(key_host, host.port, key, file)
+                    .map_err(|e| trust_file_error(&name, host, "record the key in", file, &e))?;
                 tracing::info!(host = %host.alias, %fingerprint, file = %file.display(), "recorded new host key (accept-new)");
                 Ok(())
             }
@@ -130,6 +129,44 @@ fn check_host_key(host: &ResolvedHost, key: &PublicKey) -> Result<(), Error> {
             )),
         },
     }
+}
+
+/// A trust file the daemon could not read or write: no verdict on the key,
+/// so never `HostKeyUnknown` (which would send the user to re-trust a key
+/// that may well be recorded). Out of descriptors is the daemon's state
+/// and passes (`Overloaded`, retriable); a permission or I/O problem with
+/// the file stays until someone fixes it (not retriable).
+fn trust_file_error(
+    name: &str,
+    host: &ResolvedHost,
+    doing: &str,
+    file: &Path,
+    error: &std::io::Error,
+) -> Error {
+    let failed = format!(
+        "cannot check the host key of {name} (alias {}): could not {doing} {} ({error})",
+        host.alias,
+        file.display()
+    );
+    if let Some(advice) = crate::resources::out_of_fds_advice(error) {
+        return Error::new(ErrorKind::Overloaded, format!("{failed}: {advice}"));
+    }
+    if error.kind() == std::io::ErrorKind::PermissionDenied {
+        return Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{failed}; give the daemon's user access to it, or point UserKnownHostsFile \
+                 in your ssh config elsewhere"
+            ),
+        );
+    }
+    Error::new(
+        ErrorKind::IoError,
+        format!(
+            "{failed}; repair or replace the file, or point UserKnownHostsFile in your ssh \
+             config elsewhere"
+        ),
+    )
 }
 
 /// Connect over TCP, verify and authenticate, all within `options.timeout`.
@@ -209,6 +246,19 @@ async fn tcp_connect(host: &ResolvedHost) -> Result<TcpStream, Error> {
                 // Nagle would hold small SSH packets for delayed ACKs (~40 ms).
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
+            }
+            // Out of descriptors is the daemon's own state, not the host's:
+            // say so, as Overloaded, so the host's circuit breaker (which
+            // counts Unreachable) does not blame the host.
+            Err(e) if crate::resources::is_out_of_fds(&e) => {
+                let advice = crate::resources::out_of_fds_advice(&e).unwrap_or_default();
+                return Err(Error::new(
+                    ErrorKind::Overloaded,
+                    format!(
+                        "cannot open a connection to {} ({addr}): {e}; {advice}",
+                        host.alias
+                    ),
+                ));
             }
             Err(e) => last = Some((addr, e)),
         }

@@ -31,6 +31,15 @@ use crate::hosts::ssh_config::ResolvedHost;
 use crate::stats::{Registry, names};
 use connect::{ConnectOptions, SshHandle};
 
+tokio::task_local! {
+    /// When the current request's time in queues runs out, set by the
+    /// dispatcher. The request's first checkout takes it, so the waits for
+    /// the daemon's, the host's and the pool's free slots add up to at most
+    /// `queue_timeout_ms`; later checkouts of the same request (a transfer's
+    /// verify step) get a queue timeout of their own.
+    pub static QUEUE_DEADLINE: std::cell::Cell<Option<Instant>>;
+}
+
 /// A session channel on a pooled connection.
 pub type SessionChannel = russh::Channel<Msg>;
 
@@ -158,6 +167,25 @@ impl Connection {
             .elapsed()
     }
 
+    /// The server refused a session channel while `busy` of ours were
+    /// counted on this connection: its MaxSessions (or what it still holds
+    /// from closes it has not yet processed) is below our cap, so stop
+    /// asking above what it has just accepted. The cap comes back when the
+    /// connection next goes idle, so a passing refusal costs nothing lasting.
+    fn note_refusal(&self, alias: &str, reason: &str) {
+        let busy = self.busy.load(Ordering::Acquire);
+        let lowered = busy.saturating_sub(1).max(1);
+        let before = self.cap.fetch_min(lowered, Ordering::AcqRel);
+        if lowered < before {
+            tracing::info!(
+                host = alias,
+                conn = self.id,
+                cap = lowered,
+                "server refused a session channel ({reason}); retrying on another slot"
+            );
+        }
+    }
+
     fn close(self: &Arc<Self>) {
         self.dead.store(true, Ordering::Release);
         let conn = self.clone();
@@ -171,21 +199,41 @@ impl Connection {
 }
 
 /// A session slot on a connection, held for the length of one operation.
-/// Dropping it frees the slot and wakes waiters.
+/// Dropping it frees the slot and wakes waiters: at once when no channel
+/// was opened on it, else once the server has let the channel go.
 pub struct Lease {
     host: Arc<Host>,
     conn: Arc<Connection>,
+    /// A session channel was opened on this slot.
+    holds_channel: bool,
 }
+
+/// How long a freed slot waits for the server to confirm it has processed
+/// the channel's close before it is reused anyway.
+const RELEASE_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.conn.busy.fetch_sub(1, Ordering::AcqRel);
-        *self
-            .conn
-            .last_used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        self.host.changed.notify_waiters();
+        // OpenSSH frees a session's MaxSessions slot only after it has
+        // processed our CHANNEL_CLOSE and reaped the session, a moment after
+        // we have seen the channel close: a slot reused at once is refused
+        // (CONNECT_FAILED). A global request sent now is answered only after
+        // everything before it, the close included, has been processed, so
+        // the slot counts as busy until that reply arrives.
+        if self.holds_channel
+            && self.conn.is_alive()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let host = self.host.clone();
+            let conn = self.conn.clone();
+            runtime.spawn(async move {
+                let _ =
+                    tokio::time::timeout(RELEASE_BARRIER_TIMEOUT, conn.handle.send_ping()).await;
+                host.release(&conn);
+            });
+            return;
+        }
+        self.host.release(&self.conn);
     }
 }
 
@@ -193,8 +241,9 @@ impl Drop for Lease {
 enum OpenFailure {
     /// The connection is gone or wedged: retry on a fresh one.
     Dead(String),
-    /// The server refused a session at this count: lower the cap, retry.
-    Refused,
+    /// The server refused a session channel (OpenSSH says CONNECT_FAILED
+    /// past MaxSessions): retry on another slot or connection.
+    Refused(String),
     Other(Error),
 }
 
@@ -352,7 +401,8 @@ impl HostPool {
 
     /// Open a session channel on `alias`, waiting at most until `deadline`
     /// for a slot. A connection found dead is replaced and the open retried
-    /// once on a fresh one.
+    /// once on a fresh one; a refused open (the server's MaxSessions) is
+    /// retried on another slot or connection until the deadline.
     pub async fn session(
         &self,
         alias: &str,
@@ -360,11 +410,14 @@ impl HostPool {
     ) -> Result<(Lease, SessionChannel), Error> {
         let host = self.host(alias)?;
         let mut dead_retries = 1;
-        let mut refusals = 0;
+        let mut refusals: u32 = 0;
         loop {
-            let lease = host.checkout(deadline).await?;
+            let mut lease = host.checkout(deadline).await?;
             match lease.open_channel().await {
-                Ok(channel) => return Ok((lease, channel)),
+                Ok(channel) => {
+                    lease.holds_channel = true;
+                    return Ok((lease, channel));
+                }
                 Err(OpenFailure::Dead(why)) if dead_retries > 0 => {
                     dead_retries -= 1;
                     tracing::info!(
@@ -381,22 +434,27 @@ impl HostPool {
                         format!("connection to {alias} died twice in a row ({why}); retry later"),
                     ));
                 }
-                Err(OpenFailure::Refused) if refusals < 3 => {
+                Err(OpenFailure::Refused(reason)) => {
                     refusals += 1;
-                    let busy = lease.conn.busy.load(Ordering::Acquire);
-                    let lowered = busy.saturating_sub(1).max(1);
-                    lease.conn.cap.store(lowered, Ordering::Release);
-                    tracing::warn!(
-                        host = alias,
-                        cap = lowered,
-                        "server refused a session channel: lowering this connection's session cap (server MaxSessions is below [pool] sessions_per_connection)"
-                    );
-                }
-                Err(OpenFailure::Refused) => {
-                    return Err(Error::new(
-                        ErrorKind::Overloaded,
-                        format!("{alias} keeps refusing new session channels; retry later"),
-                    ));
+                    metrics::counter!(names::CHANNEL_REFUSALS, "host" => alias.to_string())
+                        .increment(1);
+                    lease.conn.note_refusal(alias, &reason);
+                    drop(lease);
+                    // Slots free up as other calls finish; back off a little
+                    // (2, 4, 8 ... 64 ms) so a burst does not spin on them.
+                    let pause = Duration::from_millis(1 << refusals.min(6));
+                    if Instant::now() + pause >= deadline {
+                        return Err(Error::new(
+                            ErrorKind::Overloaded,
+                            format!(
+                                "{alias} refused {refusals} session channel(s) ({reason}) until the \
+                                 request's time ran out; its sshd MaxSessions is lower than the \
+                                 load. Retry shortly, or lower [pool] sessions_per_connection \
+                                 for it"
+                            ),
+                        ));
+                    }
+                    tokio::time::sleep(pause).await;
                 }
                 Err(OpenFailure::Other(error)) => return Err(error),
             }
@@ -499,7 +557,14 @@ impl Host {
     /// caller gets `Overloaded` rather than joining an ever longer queue.
     async fn checkout(self: &Arc<Self>, deadline: Instant) -> Result<Lease, Error> {
         let start_epoch = self.slots().failure_epoch;
-        let queue_deadline = deadline.min(Instant::now() + self.shared.settings.queue_timeout);
+        let admission_deadline = QUEUE_DEADLINE
+            .try_with(std::cell::Cell::take)
+            .ok()
+            .flatten();
+        let queue_deadline = deadline.min(
+            admission_deadline
+                .unwrap_or_else(|| Instant::now() + self.shared.settings.queue_timeout),
+        );
         loop {
             let wait_until;
             let notified = self.changed.notified();
@@ -521,6 +586,7 @@ impl Host {
                     return Ok(Lease {
                         host: self.clone(),
                         conn: conn.clone(),
+                        holds_channel: false,
                     });
                 }
                 if slots.failure_epoch > start_epoch
@@ -723,6 +789,15 @@ impl Host {
         )
     }
 
+    /// Give a lease's slot back and wake whoever waits for one.
+    fn release(&self, conn: &Connection) {
+        *conn.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        if conn.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
+            conn.cap.store(self.session_cap, Ordering::Release);
+        }
+        self.changed.notify_waiters();
+    }
+
     /// Take a dead connection out of service.
     fn retire(&self, conn: &Arc<Connection>) {
         conn.dead.store(true, Ordering::Release);
@@ -801,11 +876,8 @@ impl Lease {
                 timeout.as_secs()
             ))),
             Ok(Ok(channel)) => Ok(channel),
-            Ok(Err(russh::Error::ChannelOpenFailure(
-                ChannelOpenFailure::AdministrativelyProhibited,
-            )))
-            | Ok(Err(russh::Error::ChannelOpenFailure(ChannelOpenFailure::ResourceShortage))) => {
-                Err(OpenFailure::Refused)
+            Ok(Err(russh::Error::ChannelOpenFailure(failure))) => {
+                Err(OpenFailure::Refused(refusal_reason(&failure)))
             }
             Ok(Err(e)) if self.conn.handle.is_closed() => Err(OpenFailure::Dead(e.to_string())),
             Ok(Err(
@@ -823,6 +895,19 @@ impl Lease {
                     self.host.resolved.alias
                 ),
             ))),
+        }
+    }
+}
+
+/// A refused channel open's reason, as the server gave it.
+fn refusal_reason(failure: &ChannelOpenFailure) -> String {
+    match failure {
+        ChannelOpenFailure::AdministrativelyProhibited => "administratively prohibited".into(),
+        ChannelOpenFailure::ConnectFailed => "connect failed: no more sessions".into(),
+        ChannelOpenFailure::UnknownChannelType => "unknown channel type".into(),
+        ChannelOpenFailure::ResourceShortage => "resource shortage".into(),
+        ChannelOpenFailure::Other { code, reason } => {
+            format!("code {code}: {}", reason.escape_debug())
         }
     }
 }

@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{
-    ClientInfo, Error, ExecOutput, ExecRequest, HostStats, Reply, Request, Response,
+    ClientFrame, ClientInfo, DaemonFrame, Error, ExecOutput, ExecRequest, Hello, HostStats,
+    PROTO_VERSION, Reply, Request, Response, decode, encode,
 };
 use sshmcp_testkit::{Daemon, SshServer, unique_digits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 
 /// The longest any single reply from the daemon may take in these tests.
 /// Far above what any request needs; it only turns a hang into a failure.
@@ -133,4 +136,102 @@ impl MarkedSleep {
     pub fn pids(&self, server: &SshServer) -> Vec<u32> {
         server.pids_of_user_matching(&self.pattern)
     }
+}
+
+/// How long the daemon may take to answer one raw frame.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A client that writes frames by hand, to send what the real client never
+/// would.
+pub struct RawClient {
+    pub stream: UnixStream,
+}
+
+impl RawClient {
+    pub async fn connect(daemon: &Daemon) -> RawClient {
+        let stream = UnixStream::connect(daemon.socket())
+            .await
+            .expect("connect to the daemon's socket");
+        RawClient { stream }
+    }
+
+    /// Connects and completes the handshake.
+    pub async fn connect_with_hello(daemon: &Daemon) -> RawClient {
+        let mut raw = RawClient::connect(daemon).await;
+        raw.send(&hello(PROTO_VERSION)).await;
+        match raw.read().await {
+            Some(DaemonFrame::Welcome(welcome)) => assert_eq!(welcome.proto_version, PROTO_VERSION),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+        raw
+    }
+
+    pub async fn write_bytes(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .await
+            .expect("write to the daemon");
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        let payload = encode(frame).expect("encode a client frame");
+        let len = u32::try_from(payload.len()).expect("frame fits a u32 length");
+        let mut bytes = len.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&payload);
+        self.write_bytes(&bytes).await;
+    }
+
+    /// The next frame from the daemon; `None` once it has closed the
+    /// connection.
+    pub async fn read(&mut self) -> Option<DaemonFrame> {
+        let read = async {
+            let mut header = [0u8; 4];
+            if self.stream.read_exact(&mut header).await.is_err() {
+                return None;
+            }
+            let mut payload = vec![0u8; u32::from_be_bytes(header) as usize];
+            self.stream
+                .read_exact(&mut payload)
+                .await
+                .expect("the daemon sends whole frames");
+            Some(decode::<DaemonFrame>(&payload).expect("the daemon sends valid frames"))
+        };
+        within(FRAME_TIMEOUT, "a frame from the daemon", read).await
+    }
+
+    /// Reads the daemon's parting `Goodbye`, then checks that it closed the
+    /// connection.
+    pub async fn expect_goodbye(&mut self) -> Error {
+        let bye = match self.read().await {
+            Some(DaemonFrame::Goodbye(error)) => error,
+            other => panic!("expected Goodbye, got {other:?}"),
+        };
+        assert_eq!(
+            self.read().await,
+            None,
+            "the daemon should close the connection after Goodbye ({bye:?})"
+        );
+        bye
+    }
+}
+
+pub fn hello(proto_version: u32) -> ClientFrame {
+    ClientFrame::Hello(Hello {
+        proto_version,
+        client: ClientInfo {
+            binary: "raw-test-client".into(),
+            version: "9.9.9".into(),
+            ..ClientInfo::default()
+        },
+    })
+}
+
+/// The daemon still serves a well-behaved client, and runs commands for it.
+pub async fn assert_daemon_serves(daemon: &Daemon, client: &sshmcp_proto::client::DaemonClient) {
+    assert!(daemon.is_running(), "the daemon died:\n{}", daemon.log());
+    let out = exec_ok(daemon, client, exec_request("host1", "echo alive")).await;
+    assert_eq!(out.stdout, b"alive\n");
+    let fresh = connect(daemon.socket()).await;
+    let out = exec_ok(daemon, &fresh, exec_request("host1", "echo new")).await;
+    assert_eq!(out.stdout, b"new\n");
 }

@@ -1,0 +1,323 @@
+//! Every request's arguments, checked once before any work starts.
+//!
+//! The daemon runs [`Request::validate`] on each request it receives, so an
+//! argument that could hurt a shared connection (a NUL byte in a command
+//! makes sshd drop the whole connection, with every other client's channels
+//! on it; a NUL in a path kills the shared SFTP session) or overflow a
+//! deadline never reaches an op. The shim runs the same check before it
+//! sends, so a model sees the same message either way. Each error names
+//! the argument and its allowed range.
+
+use crate::{Error, Request};
+
+/// Bytes of a reply frame kept for everything but its payload (paths,
+/// counters, framing), so a reply whose data fills the rest still fits.
+pub const REPLY_HEADROOM: usize = 64 * 1024;
+
+/// Longest `command`: Linux refuses a single argument (the shell's `-c`
+/// string) of 128 KiB or more with E2BIG, and OpenSSH drops the whole
+/// connection for a request near its 256 KiB packet limit.
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024 - 1;
+
+/// Longest remote or local path (Linux's PATH_MAX).
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Longest host alias.
+pub const MAX_HOST_BYTES: usize = 255;
+
+/// Longest `exec` `timeout_secs`: one day.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// Most entries one `list_dir` may return.
+pub const MAX_LIST_ENTRIES: u32 = 100_000;
+
+/// Highest permission mode (`0o7777`: setuid, setgid, sticky, rwx x3).
+pub const MAX_MODE: u32 = 0o7777;
+
+/// Highest file offset (SFTP servers keep offsets in a signed 64-bit off_t).
+pub const MAX_OFFSET: u64 = i64::MAX as u64;
+
+/// The most output bytes per stream an `exec` reply can carry when frames
+/// are at most `max_frame` bytes: both streams travel in one reply.
+pub fn max_output_per_stream(max_frame: usize) -> u64 {
+    (max_frame.saturating_sub(REPLY_HEADROOM) / 2) as u64
+}
+
+/// The most file bytes one `read_file` reply can carry.
+pub fn max_read_per_reply(max_frame: usize) -> u64 {
+    max_frame.saturating_sub(REPLY_HEADROOM) as u64
+}
+
+impl Request {
+    /// Check every argument against its documented range; `max_frame` is
+    /// the frame limit the reply must fit in. The error is `BadRequest`
+    /// naming the op, the argument and what is allowed.
+    pub fn validate(&self, max_frame: usize) -> Result<(), Error> {
+        let op = self.op_name();
+        if let Some(host) = self.host() {
+            check_host(op, host)?;
+        }
+        match self {
+            Request::Exec(req) => {
+                if req.command.trim().is_empty() {
+                    return Err(bad(
+                        op,
+                        "`command` is empty; pass the shell command line to run",
+                    ));
+                }
+                check_text(op, "command", &req.command, MAX_COMMAND_BYTES)
+                    .map_err(|e| hint(e, "pass long scripts on `stdin` to `sh -s` instead"))?;
+                if let Some(secs) = req.timeout_secs {
+                    check_range(op, "timeout_secs", secs, 1, MAX_TIMEOUT_SECS, " (seconds)")?;
+                }
+                if let Some(bytes) = req.max_output_bytes {
+                    let most = max_output_per_stream(max_frame);
+                    check_range(
+                        op,
+                        "max_output_bytes",
+                        bytes,
+                        0,
+                        most,
+                        " (bytes per stream that fit in one reply)",
+                    )?;
+                }
+            }
+            Request::Stat(req) => check_path(op, "path", &req.path)?,
+            Request::ListDir(req) => {
+                check_path(op, "path", &req.path)?;
+                if let Some(max) = req.max_entries {
+                    check_range(
+                        op,
+                        "max_entries",
+                        u64::from(max),
+                        1,
+                        u64::from(MAX_LIST_ENTRIES),
+                        "",
+                    )?;
+                }
+            }
+            Request::ReadFile(req) => {
+                check_path(op, "path", &req.path)?;
+                check_range(op, "offset", req.offset, 0, MAX_OFFSET, " (bytes)")?;
+                if let Some(length) = req.length {
+                    check_range(op, "length", length, 0, MAX_OFFSET, " (bytes)")?;
+                }
+            }
+            Request::WriteFile(req) => {
+                check_path(op, "path", &req.path)?;
+                if let Some(mode) = req.mode {
+                    check_mode(op, mode)?;
+                }
+            }
+            Request::Mkdir(req) => {
+                check_path(op, "path", &req.path)?;
+                if let Some(mode) = req.mode {
+                    check_mode(op, mode)?;
+                }
+            }
+            Request::Remove(req) => check_path(op, "path", &req.path)?,
+            Request::Rename(req) => {
+                check_path(op, "from", &req.from)?;
+                check_path(op, "to", &req.to)?;
+            }
+            Request::Transfer(req) => {
+                check_path(op, "local_path", &req.local_path)?;
+                check_path(op, "remote_path", &req.remote_path)?;
+            }
+            Request::Sync(req) => {
+                check_path(op, "local_dir", &req.local_dir)?;
+                check_path(op, "remote_dir", &req.remote_dir)?;
+            }
+            Request::Status
+            | Request::Stats
+            | Request::Hosts
+            | Request::Warm { .. }
+            | Request::Drain { .. }
+            | Request::Reload => {}
+        }
+        Ok(())
+    }
+}
+
+fn bad(op: &str, what: impl std::fmt::Display) -> Error {
+    Error::bad_request(format!("{op}: {what}"))
+}
+
+fn hint(mut error: Error, what_to_do: &str) -> Error {
+    error.message = format!("{}; {what_to_do}", error.message);
+    error
+}
+
+fn check_range(
+    op: &str,
+    name: &str,
+    value: u64,
+    low: u64,
+    high: u64,
+    unit: &str,
+) -> Result<(), Error> {
+    if (low..=high).contains(&value) {
+        return Ok(());
+    }
+    Err(bad(
+        op,
+        format_args!("`{name}` = {value} is out of range; use {low} to {high}{unit}"),
+    ))
+}
+
+fn check_mode(op: &str, mode: u32) -> Result<(), Error> {
+    if mode <= MAX_MODE {
+        return Ok(());
+    }
+    Err(bad(
+        op,
+        format_args!(
+            "`mode` = {mode:o} (octal) is not a permission mode; use 0 to 7777 octal, e.g. 644"
+        ),
+    ))
+}
+
+/// A string argument: no NUL byte (it ends the string on the far side, or
+/// breaks the connection), at most `max` bytes.
+fn check_text(op: &str, name: &str, value: &str, max: usize) -> Result<(), Error> {
+    if let Some(at) = value.find('\0') {
+        return Err(bad(
+            op,
+            format_args!("`{name}` contains a NUL byte at byte {at}; remove it"),
+        ));
+    }
+    if value.len() > max {
+        return Err(bad(
+            op,
+            format_args!(
+                "`{name}` is {} bytes long; the most allowed is {max}",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_path(op: &str, name: &str, value: &str) -> Result<(), Error> {
+    check_text(op, name, value, MAX_PATH_BYTES)
+}
+
+/// A host alias: what an ssh config `Host` line can name, so no control
+/// characters or whitespace.
+fn check_host(op: &str, host: &str) -> Result<(), Error> {
+    check_text(op, "host", host, MAX_HOST_BYTES)?;
+    if host.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(bad(
+            op,
+            format_args!(
+                "`host` = {:?} contains whitespace or control characters; pass a Host alias \
+                 from the ssh config",
+                host
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DEFAULT_MAX_FRAME, ErrorKind, ExecRequest, ReadFileRequest, StatRequest};
+
+    fn exec(command: &str) -> ExecRequest {
+        ExecRequest {
+            host: "web1".into(),
+            command: command.into(),
+            stdin: None,
+            timeout_secs: None,
+            max_output_bytes: None,
+        }
+    }
+
+    fn check(request: Request) -> Result<(), Error> {
+        request.validate(DEFAULT_MAX_FRAME)
+    }
+
+    #[test]
+    fn a_timeout_past_a_day_is_a_bad_request_naming_the_range() {
+        let mut req = exec("true");
+        req.timeout_secs = Some(1 << 63);
+        let err = check(Request::Exec(req)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest);
+        assert!(err.message.contains("`timeout_secs`"), "{}", err.message);
+        assert!(err.message.contains("1 to 86400"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let mut req = exec("true");
+        req.timeout_secs = Some(0);
+        assert!(check(Request::Exec(req)).is_err());
+    }
+
+    #[test]
+    fn max_output_bytes_of_u64_max_is_a_bad_request_not_overloaded() {
+        let mut req = exec("true");
+        req.max_output_bytes = Some(u64::MAX);
+        let err = check(Request::Exec(req)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest);
+        assert!(
+            err.message.contains("`max_output_bytes`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_command_with_a_nul_byte_is_refused() {
+        let err = check(Request::Exec(exec("echo a\0b"))).unwrap_err();
+        assert!(err.message.contains("NUL"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_command_past_128_kib_is_refused_with_what_to_do() {
+        let err = check(Request::Exec(exec(&"x".repeat(MAX_COMMAND_BYTES + 1)))).unwrap_err();
+        assert!(err.message.contains("stdin"), "{}", err.message);
+        assert!(check(Request::Exec(exec(&"x".repeat(MAX_COMMAND_BYTES)))).is_ok());
+    }
+
+    #[test]
+    fn a_path_with_a_nul_byte_is_refused() {
+        let req = StatRequest {
+            host: "web1".into(),
+            path: "/etc/\0passwd".into(),
+            follow_symlinks: false,
+        };
+        let err = check(Request::Stat(req)).unwrap_err();
+        assert!(err.message.contains("`path`"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_offset_past_the_signed_range_is_refused() {
+        let req = ReadFileRequest {
+            host: "web1".into(),
+            path: "/x".into(),
+            offset: u64::MAX,
+            length: None,
+        };
+        assert!(check(Request::ReadFile(req)).is_err());
+    }
+
+    #[test]
+    fn a_host_with_a_newline_is_refused() {
+        let err = check(Request::Warm {
+            host: "web1\nforged".into(),
+        })
+        .unwrap_err();
+        assert!(err.message.contains("`host`"), "{}", err.message);
+    }
+
+    #[test]
+    fn ordinary_requests_pass() {
+        let mut req = exec("uname -a; echo 'multi\nline'");
+        req.timeout_secs = Some(MAX_TIMEOUT_SECS);
+        req.max_output_bytes = Some(0);
+        assert!(check(Request::Exec(req)).is_ok());
+        assert!(check(Request::Status).is_ok());
+    }
+}

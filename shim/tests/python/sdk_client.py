@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Drive the sshmcp shim with the official MCP Python SDK client, as MCP
+hosts do. shim/tests/python_sdk.rs runs one scenario per test:
+
+    sdk_client.py SCENARIO --shim PATH [--socket PATH] [--host ALIAS] [--remote-dir DIR]
+
+The SDK launches the shim itself, through `stdio_client`. With `--socket`
+the shim gets it as an argument, since the SDK passes the server only HOME,
+LOGNAME, PATH, SHELL, TERM and USER from its environment; without it, the
+shim is launched as the README's `mcpServers` entry launches it: the bare
+command, no arguments, no extra environment.
+
+Exits 0 when the scenario holds. Otherwise prints what differed and exits 1.
+Works with SDK 2.x (`is_error`, `structured_content`, `input_schema`) and
+1.x (`isError`, `structuredContent`, `inputSchema`).
+"""
+
+import argparse
+import asyncio
+import sys
+
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+# The tools the design names; the shim may offer more.
+CORE_TOOLS = {"hosts", "exec", "stat", "list_dir", "read_file", "write_file"}
+CONCURRENT_CALLS = 20
+
+
+class Failed(Exception):
+    """The scenario did not hold; the message says how."""
+
+
+def check(condition, message):
+    if not condition:
+        raise Failed(message)
+
+
+def attr(obj, snake, camel):
+    """The field spelled `snake` in SDK 2.x and `camel` in 1.x."""
+    missing = object()
+    value = getattr(obj, snake, missing)
+    return getattr(obj, camel, None) if value is missing else value
+
+
+def is_error(result):
+    return bool(attr(result, "is_error", "isError"))
+
+
+def text(result):
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+def structured(result, what):
+    """The structured content of a result that must have succeeded."""
+    check(not is_error(result), f"{what} failed: {text(result)}")
+    content = attr(result, "structured_content", "structuredContent")
+    check(isinstance(content, dict), f"{what} has no structured content: {result!r}")
+    return content
+
+
+async def tools(session, args):
+    listed = await session.list_tools()
+    names = set()
+    for tool in listed.tools:
+        names.add(tool.name)
+        for snake, camel in (("input_schema", "inputSchema"), ("output_schema", "outputSchema")):
+            schema = attr(tool, snake, camel)
+            check(
+                isinstance(schema, dict) and schema.get("type") == "object",
+                f"tool {tool.name} has no object {camel}: {schema!r}",
+            )
+    check(CORE_TOOLS <= names, f"tools missing from tools/list: {sorted(CORE_TOOLS - names)}")
+    print(f"{len(names)} tools: {', '.join(sorted(names))}")
+
+
+async def exec_hello(session, args):
+    # The SDK checks structured content against the tool's outputSchema
+    # before returning it, so getting here means it matched.
+    result = await session.call_tool("exec", {"host": args.host, "command": "echo hello; exit 3"})
+    out = structured(result, "exec")
+    check(out.get("stdout") == "hello\n", f"stdout: {out.get('stdout')!r}")
+    check(out.get("exit_code") == 3, f"exit_code: {out.get('exit_code')!r}")
+    check("hello" in text(result), f"the text rendering lacks the output: {text(result)!r}")
+
+
+async def unknown_host(session, args):
+    result = await session.call_tool("exec", {"host": "no-such-host", "command": "true"})
+    check(is_error(result), f"exec on an unknown host succeeded: {result!r}")
+    message = text(result)
+    check("no-such-host" in message, f"the error does not name the host: {message!r}")
+    check(args.host in message, f"the error does not list the known host {args.host}: {message!r}")
+
+
+async def files(session, args):
+    path = f"{args.remote_dir}/sdk/note.txt"
+    content = "written through the MCP Python SDK\n"
+    written = structured(
+        await session.call_tool(
+            "write_file",
+            {"host": args.host, "path": path, "content": content, "create_dirs": True},
+        ),
+        "write_file",
+    )
+    check(written.get("bytes_written") == len(content), f"write_file: {written}")
+
+    read = structured(await session.call_tool("read_file", {"host": args.host, "path": path}), "read_file")
+    check(read.get("content") == content, f"read_file: {read}")
+
+    stat = structured(await session.call_tool("stat", {"host": args.host, "path": path}), "stat")
+    check(stat.get("type") == "file" and stat.get("size") == len(content), f"stat: {stat}")
+
+    listing = structured(
+        await session.call_tool("list_dir", {"host": args.host, "path": f"{args.remote_dir}/sdk"}),
+        "list_dir",
+    )
+    entries = [entry.get("path") for entry in listing.get("entries", [])]
+    check(entries == ["note.txt"], f"list_dir entries: {entries}")
+
+
+async def concurrent(session, args):
+    calls = [
+        session.call_tool("exec", {"host": args.host, "command": f"echo call-{i}"})
+        for i in range(CONCURRENT_CALLS)
+    ]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    failures = []
+    for i, result in enumerate(results):
+        if isinstance(result, BaseException):
+            failures.append(f"call {i} raised {result!r}")
+        elif is_error(result):
+            failures.append(f"call {i} failed: {text(result)}")
+        else:
+            stdout = attr(result, "structured_content", "structuredContent").get("stdout")
+            if stdout != f"call-{i}\n":
+                failures.append(f"call {i} printed {stdout!r}")
+    check(not failures, f"{len(failures)} of {CONCURRENT_CALLS} calls failed:\n" + "\n".join(failures))
+    print(f"{CONCURRENT_CALLS} concurrent calls, no errors")
+
+
+SCENARIOS = {
+    "tools": tools,
+    "exec": exec_hello,
+    "unknown-host": unknown_host,
+    "files": files,
+    "concurrent": concurrent,
+}
+
+
+async def run(args):
+    server = StdioServerParameters(
+        command=args.shim,
+        args=["--socket", args.socket] if args.socket else [],
+    )
+    async with stdio_client(server) as (read, write):
+        async with ClientSession(read, write) as session:
+            initialized = await session.initialize()
+            info = attr(initialized, "server_info", "serverInfo")
+            check(info.name == "sshmcp", f"initialize names the server {info.name!r}")
+            await SCENARIOS[args.scenario](session, args)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--shim", required=True, help="the sshmcp binary")
+    parser.add_argument("--socket", help="pass --socket PATH to the shim")
+    parser.add_argument("--host", default="host1", help="a host alias the daemon knows")
+    parser.add_argument("--remote-dir", help="a writable directory on the host")
+    args = parser.parse_args()
+    if args.scenario == "files" and not args.remote_dir:
+        parser.error("the files scenario needs --remote-dir")
+    try:
+        asyncio.run(run(args))
+    except BaseException as error:  # noqa: BLE001 - re-raised unless it is ours
+        failure = failure_in(error)
+        if failure is None:
+            raise
+        print(f"FAILED ({args.scenario}): {failure}", file=sys.stderr)
+        sys.exit(1)
+
+
+def failure_in(error):
+    """The `Failed` in `error`, which the SDK's task groups wrap in
+    exception groups; None if there is none."""
+    if isinstance(error, Failed):
+        return error
+    for inner in getattr(error, "exceptions", ()):
+        found = failure_in(inner)
+        if found is not None:
+            return found
+    return None
+
+
+if __name__ == "__main__":
+    main()
