@@ -324,7 +324,7 @@ health       healthy
                     },
                     ThreadInfo {
                         tid: 101,
-                        name: "sshmcpd-worker-".into(),
+                        name: "sshmcpd-w0".into(),
                         cpu: 0,
                         allowed_cpus: "0".into(),
                     },
@@ -352,9 +352,9 @@ cpu time   1.25s user, 300.0ms system
 fds        23 open of 1024
 load       0.52 1.40 10.00
 
-TID  THREAD           CPU  ALLOWED
-100  sshmcpd            1  0-1
-101  sshmcpd-worker-    0  0
+TID  THREAD      CPU  ALLOWED
+100  sshmcpd       1  0-1
+101  sshmcpd-w0    0  0
 "
         );
     }

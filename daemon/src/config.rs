@@ -26,7 +26,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonSection {
-    /// Socket path; default from `SSHMCP_SOCKET` / `$XDG_RUNTIME_DIR`.
+    /// Socket path; default from `SSHMCP_SOCKET`, `$XDG_RUNTIME_DIR`,
+    /// `/run/user/$UID` or `/run/sshmcp` (see `sshmcp_proto::daemon_socket_path`).
     pub socket: Option<PathBuf>,
     /// Tokio worker threads; 0 means one per allowed CPU.
     pub worker_threads: usize,

@@ -4,8 +4,10 @@
 //! `thread_name_fn` (on the spawning thread, in spawn order) and
 //! `on_thread_start` (on the new thread) for workers and blocking threads
 //! alike. The workers are the first `workers` threads the runtime spawns,
-//! all while it is built, so the name function numbers those
-//! `sshmcpd-worker-N` and every later thread `sshmcpd-blocking`; the start
+//! all while it is built, so the name function numbers those `sshmcpd-wN`
+//! (short enough for the kernel's 15-byte thread names, so `top -H` and
+//! `sshmcpctl stats` show which worker is which) and every later thread
+//! `sshmcpd-blocking`; the start
 //! hook then pins only threads named as workers, worker N to the Nth chosen
 //! CPU. Only CPUs in the process's affinity mask are ever chosen, so a mask
 //! set from outside (taskset, systemd `CPUAffinity=`) is respected.
@@ -17,7 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::config::Pin;
 
-const WORKER_PREFIX: &str = "sshmcpd-worker-";
+/// Worker N is named `sshmcpd-wN`.
+const WORKER_PREFIX: &str = "sshmcpd-w";
 
 /// Build the daemon's runtime for `[daemon] worker_threads` and `pin`.
 pub fn build(worker_threads: usize, pin: &Pin) -> std::io::Result<tokio::runtime::Runtime> {

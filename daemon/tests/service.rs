@@ -310,7 +310,11 @@ async fn worker_threads_are_pinned_one_cpu_each() {
     let threads = stats(&client).await.resources.threads;
     let workers: Vec<_> = threads
         .iter()
-        .filter(|t| t.name.starts_with("sshmcpd-worker"))
+        .filter(|t| {
+            t.name
+                .strip_prefix("sshmcpd-w")
+                .is_some_and(|n| n.parse::<usize>().is_ok())
+        })
         .collect();
     assert!(!workers.is_empty(), "{threads:?}");
     let mut cpus = Vec::new();

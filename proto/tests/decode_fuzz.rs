@@ -175,8 +175,8 @@ fn seeds() -> Vec<Vec<u8>> {
             },
         },
     ];
-    let mut seeds: Vec<Vec<u8>> = client.iter().map(|f| encode(f).unwrap()).collect();
-    seeds.extend(daemon.iter().map(|f| encode(f).unwrap()));
+    let mut seeds: Vec<Vec<u8>> = client.iter().map(|f| encode(f).expect("encode")).collect();
+    seeds.extend(daemon.iter().map(|f| encode(f).expect("encode")));
     seeds
 }
 

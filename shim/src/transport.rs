@@ -43,9 +43,9 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     pub fn new(read: R, write: W) -> Self {
-        let (report, oversized) = mpsc::unbounded_channel();
+        let (dropped, oversized) = mpsc::unbounded_channel();
         let (rmcp_out, out) = line_writer::pair(write);
-        let read = LineLimit::new(read, MAX_MESSAGE_BYTES, report);
+        let read = LineLimit::new(read, MAX_MESSAGE_BYTES, dropped);
         // The limit is enforced in front of rmcp, where it can be answered;
         // rmcp's own would only drop the line unanswered.
         let rmcp = AsyncRwTransport::new_server(read, rmcp_out).with_max_line_length(usize::MAX);
@@ -58,7 +58,7 @@ where
     }
 
     /// Say on stderr what was dropped, and queue the client's answer.
-    fn take(&mut self, oversized: &Oversized) {
+    fn report(&mut self, oversized: &Oversized) {
         eprintln!("sshmcp: {}", log_line(oversized));
         if let Some(answer) = answer(oversized) {
             let mut line = answer.to_string().into_bytes();
@@ -118,7 +118,7 @@ where
                     },
                 },
             };
-            self.take(&oversized);
+            self.report(&oversized);
         }
     }
 

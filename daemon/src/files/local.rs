@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use sshmcp_proto::{Error, ErrorKind, FileKind};
 use tokio::sync::mpsc;
 
-use super::policy::LocalPolicy;
+use super::policy::{LocalPolicy, Refused};
 
 /// One entry of a local tree.
 #[derive(Debug, Clone)]
@@ -76,19 +76,33 @@ pub fn entry(rel: String, meta: &std::fs::Metadata) -> LocalEntry {
     }
 }
 
-/// Every entry under `root` (directories before their contents, sorted),
-/// symlinks followed only with `follow` (and then checked against the
-/// policy). Symlinks not followed and special files come back as such;
-/// callers report and skip them.
+/// A local tree as [`walk`] found it.
+#[derive(Debug, Default)]
+pub struct LocalTree {
+    /// What the policy allows: directories before their contents, sorted.
+    pub entries: Vec<LocalEntry>,
+    /// What the policy refuses, and why. A refused directory was not
+    /// entered: nothing under it was read or listed.
+    pub refused: Vec<(LocalEntry, Refused)>,
+}
+
+/// Every entry under `root`, a directory the policy allowed, symlinks
+/// followed only with `follow`. Each entry is judged by the policy where
+/// it resolves, before it is entered or read: `root` may be `~`, and
+/// `~/.ssh` must not come along. Symlinks not followed and special files
+/// come back as such; callers report and skip them.
 pub fn walk(
     root: &Path,
     follow: bool,
     policy: &LocalPolicy,
     what: &str,
-) -> Result<Vec<LocalEntry>, Error> {
-    let mut out = Vec::new();
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
+) -> Result<LocalTree, Error> {
+    let mut tree = LocalTree::default();
+    let resolved_root = root.canonicalize().map_err(|e| error(what, root, &e))?;
+    // Directories to list, with where each resolves: the path the policy
+    // judges for their entries, at no symlink resolution per entry.
+    let mut stack = vec![(String::new(), resolved_root)];
+    while let Some((rel, resolved_dir)) = stack.pop() {
         let dir = if rel.is_empty() {
             root.to_path_buf()
         } else {
@@ -113,6 +127,7 @@ pub fn walk(
         let mut subdirs = Vec::new();
         for name in names {
             let path = dir.join(&name);
+            let mut resolved = resolved_dir.join(&name);
             let rel = if rel.is_empty() {
                 name
             } else {
@@ -120,20 +135,23 @@ pub fn walk(
             };
             let mut meta = std::fs::symlink_metadata(&path).map_err(|e| error(what, &path, &e))?;
             if meta.file_type().is_symlink() && follow {
-                let target = path.canonicalize().map_err(|e| error(what, &path, &e))?;
-                policy.check_resolved(&target, &path.display().to_string(), what)?;
+                resolved = path.canonicalize().map_err(|e| error(what, &path, &e))?;
                 meta = std::fs::metadata(&path).map_err(|e| error(what, &path, &e))?;
             }
             let e = entry(rel.clone(), &meta);
-            if e.kind == FileKind::Dir {
-                subdirs.push(rel);
+            if let Some(why) = policy.refusal(&resolved) {
+                tree.refused.push((e, why));
+                continue;
             }
-            out.push(e);
+            if e.kind == FileKind::Dir {
+                subdirs.push((rel, resolved));
+            }
+            tree.entries.push(e);
         }
         // Depth first, in name order.
         stack.extend(subdirs.into_iter().rev());
     }
-    Ok(out)
+    Ok(tree)
 }
 
 /// Stream `path` from `start` in `chunk`-byte pieces on a blocking

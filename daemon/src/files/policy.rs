@@ -12,6 +12,10 @@
 //! for: the names in a tree come from the server, and a local symlink in
 //! the destination tree, or a `.ssh` directory in a tree copied into `~`,
 //! would otherwise carry a write where the client could not ask for one.
+//! Uploads likewise check every entry of the local tree they read (see
+//! `local::walk`): an upload of `~` must not carry `~/.ssh` along. Both
+//! judge a path with [`LocalPolicy::refusal`] and skip what it refuses,
+//! with a note, instead of failing the whole tree.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -85,37 +89,45 @@ impl LocalPolicy {
             )));
         }
         let resolved = canonical_or_lexical(given);
-        self.check_resolved(&resolved, path, what)?;
-        Ok(resolved)
-    }
-
-    /// Check an already resolved path (e.g. a symlink target met while
-    /// walking a tree).
-    pub fn check_resolved(&self, resolved: &Path, shown: &str, what: &str) -> Result<(), Error> {
-        if let Some(denied) = self.denied(resolved) {
-            return Err(Error::new(
+        match self.refusal(&resolved) {
+            None => Ok(resolved),
+            Some(Refused::Denied(denied)) => Err(Error::new(
                 ErrorKind::PolicyDenied,
                 format!(
-                    "{what}: local path `{shown}` is inside {}, which the daemon never reads or writes for clients (keys and its own config live there)",
+                    "{what}: local path `{path}` is inside {}, which the daemon never reads or writes for clients (keys and its own config live there)",
                     denied.display()
                 ),
-            ));
+            )),
+            // Outside every root: `refusal` gives nothing else.
+            Some(_) => {
+                let roots: Vec<String> =
+                    self.roots.iter().map(|r| r.display().to_string()).collect();
+                Err(Error::new(
+                    ErrorKind::PolicyDenied,
+                    format!(
+                        "{what}: local path `{path}` is outside the daemon's [policy] local_roots ({}); use a path inside them, or add a root to the daemon's config",
+                        if roots.is_empty() {
+                            "none configured".to_string()
+                        } else {
+                            roots.join(", ")
+                        }
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Why the policy refuses `resolved` (a path with its symlinks
+    /// resolved), if it does: inside a denied path, or outside every root.
+    /// The one judgement behind every local path the daemon touches.
+    pub fn refusal(&self, resolved: &Path) -> Option<Refused> {
+        if let Some(denied) = self.denied(resolved) {
+            return Some(Refused::Denied(denied.to_path_buf()));
         }
         if !self.roots.iter().any(|r| resolved.starts_with(r)) {
-            let roots: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
-            return Err(Error::new(
-                ErrorKind::PolicyDenied,
-                format!(
-                    "{what}: local path `{shown}` is outside the daemon's [policy] local_roots ({}); use a path inside them, or add a root to the daemon's config",
-                    if roots.is_empty() {
-                        "none configured".to_string()
-                    } else {
-                        roots.join(", ")
-                    }
-                ),
-            ));
+            return Some(Refused::OutsideRoots(resolved.to_path_buf()));
         }
-        Ok(())
+        None
     }
 
     /// The denied path that `resolved` is inside, if any.
@@ -136,16 +148,49 @@ impl LocalPolicy {
     }
 }
 
-/// Why one local destination of a download is refused. The texts follow
-/// the relative path in a `skipped` list.
+/// Why one local path in a tree (a download's destination, an upload's
+/// source) is refused. The texts follow the relative path in a `skipped`
+/// list; [`Refused::note`] writes the whole entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum Refused {
+pub enum Refused {
     #[error("not a plain relative path")]
     NotPlain,
+    /// Out of the directory a download writes into.
     #[error("it resolves to {} through a symlink, outside {}", .0.display(), .1.display())]
     OutsideRoot(PathBuf, PathBuf),
-    #[error("it is inside {}, which the daemon never writes for clients", .0.display())]
+    /// Out of `[policy] local_roots` (a symlink an upload follows).
+    #[error("it resolves to {} through a symlink, outside [policy] local_roots", .0.display())]
+    OutsideRoots(PathBuf),
+    #[error("it is inside {}, which the daemon never reads or writes for clients", .0.display())]
     Denied(PathBuf),
+}
+
+impl Refused {
+    /// The `skipped` entry for `rel`, refused for this reason.
+    pub fn note(&self, rel: &str, is_dir: bool) -> String {
+        let tail = if is_dir { " with everything in it" } else { "" };
+        format!("{rel}: {self}; skipped{tail}")
+    }
+}
+
+/// The relative paths refused in one tree. A refused directory refuses
+/// everything under it: what lies there was neither read nor written, so
+/// it is never compared, and never taken for an extra to delete.
+#[derive(Debug, Default)]
+pub struct RefusedPaths(Vec<String>);
+
+impl RefusedPaths {
+    pub fn insert(&mut self, rel: String) {
+        self.0.push(rel);
+    }
+
+    /// Whether `rel`, or a directory above it, was refused.
+    pub fn contains(&self, rel: &str) -> bool {
+        self.0.iter().any(|gone| {
+            rel.strip_prefix(gone.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
 }
 
 /// The local destinations of one download, each checked before anything
@@ -162,7 +207,7 @@ pub struct DownloadTargets<'a> {
     /// Admitted directories by relative path, resolved: a tree's files
     /// then cost no symlink resolution of their own.
     dirs: HashMap<String, PathBuf>,
-    refused: Vec<String>,
+    refused: RefusedPaths,
 }
 
 impl<'a> DownloadTargets<'a> {
@@ -174,7 +219,7 @@ impl<'a> DownloadTargets<'a> {
             root: root.to_path_buf(),
             dirs: HashMap::from([(String::new(), resolved_root.clone())]),
             resolved_root,
-            refused: Vec::new(),
+            refused: RefusedPaths::default(),
         }
     }
 
@@ -193,9 +238,8 @@ impl<'a> DownloadTargets<'a> {
                 Some(self.root.join(rel))
             }
             Err(why) => {
-                let tail = if is_dir { " with everything in it" } else { "" };
-                skipped.push(format!("{rel}: {why}; skipped{tail}"));
-                self.refused.push(rel.to_string());
+                skipped.push(why.note(rel, is_dir));
+                self.refused.insert(rel.to_string());
                 None
             }
         }
@@ -203,10 +247,12 @@ impl<'a> DownloadTargets<'a> {
 
     /// Whether `rel`, or a directory above it, was refused.
     pub fn refused(&self, rel: &str) -> bool {
-        self.refused.iter().any(|gone| {
-            rel.strip_prefix(gone.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+        self.refused.contains(rel)
+    }
+
+    /// The refused paths, once every destination has been admitted.
+    pub fn into_refused(self) -> RefusedPaths {
+        self.refused
     }
 
     /// Where `rel` resolves, if it may be written. A file's last component
@@ -236,11 +282,12 @@ impl<'a> DownloadTargets<'a> {
             return Err(Refused::OutsideRoot(resolved, self.resolved_root.clone()));
         }
         // Under the root, which the policy allowed, it is inside
-        // `local_roots` too; only the denied paths remain to check.
-        if let Some(denied) = self.policy.denied(&resolved) {
-            return Err(Refused::Denied(denied.to_path_buf()));
+        // `local_roots` too; what remains are the denied paths, which may
+        // lie under a root.
+        match self.policy.refusal(&resolved) {
+            Some(why) => Err(why),
+            None => Ok(resolved),
         }
-        Ok(resolved)
     }
 }
 
@@ -359,7 +406,7 @@ mod tests {
         assert!(targets.refused(".ssh/authorized_keys"));
         assert!(!targets.refused(".sshx"));
         assert_eq!(skipped.len(), 1, "{skipped:?}");
-        assert!(skipped[0].contains("never writes"), "{skipped:?}");
+        assert!(skipped[0].contains("never reads or writes"), "{skipped:?}");
     }
 
     #[test]

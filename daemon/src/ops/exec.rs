@@ -43,6 +43,8 @@ pub async fn run(
     let mut output = Collected::new(limit);
 
     if let Err(e) = writer.exec(true, request.command.as_bytes()).await {
+        // Should the connection still be up, give the session back.
+        let _ = writer.close().await;
         return Err(Error::new(
             ErrorKind::Unreachable,
             format!(

@@ -18,7 +18,7 @@ use sshmcp_proto::{
 use tokio_util::sync::CancellationToken;
 
 use crate::files::local;
-use crate::files::policy::{DownloadTargets, LocalPolicy};
+use crate::files::policy::{DownloadTargets, LocalPolicy, RefusedPaths};
 use crate::files::remote::{self, Remote};
 use crate::files::transfer::{Engine, FileJob, TempMode, remote_sha256};
 use crate::ops::progress::Reporter;
@@ -32,6 +32,17 @@ struct Meta {
     size: u64,
     mode: u32,
     mtime: u64,
+}
+
+impl Meta {
+    fn of(e: &local::LocalEntry) -> Meta {
+        Meta {
+            kind: e.kind,
+            size: e.size,
+            mode: e.mode,
+            mtime: e.mtime,
+        }
+    }
 }
 
 pub async fn run(
@@ -85,6 +96,29 @@ async fn sync(
     let local_side =
         local_side.map_err(|e| Error::internal(format!("local listing failed: {e}")))??;
     let remote_side = remote_side?;
+    // Local paths the policy refuses: an upload's the walk did not read, a
+    // download's destinations it may not write. They are not compared, so
+    // `delete` never takes their counterparts for extras.
+    let mut refused = RefusedPaths::default();
+    // An upload of `~` leaves `~/.ssh` home and says so. In a download's
+    // destination a refused entry stays listed (it was not entered), for
+    // the removal check below to keep it and say why.
+    let local_side = local_side.map(|tree| {
+        let mut listed: BTreeMap<String, Meta> = tree
+            .entries
+            .iter()
+            .map(|e| (e.rel.clone(), Meta::of(e)))
+            .collect();
+        for (e, why) in tree.refused {
+            if upload {
+                skipped.push(why.note(&e.rel, e.kind == FileKind::Dir));
+                refused.insert(e.rel);
+            } else {
+                listed.insert(e.rel.clone(), Meta::of(&e));
+            }
+        }
+        listed
+    });
     let (src, dst) = if upload {
         (local_side, remote_side)
     } else {
@@ -96,7 +130,7 @@ async fn sync(
     // A download checks each local path it would write before planning it:
     // a symlink in the local tree or a `.ssh` in the remote one must not
     // carry a write out of the directory or into a denied path.
-    let targets = (!upload).then(|| {
+    if !upload {
         let mut targets = DownloadTargets::new(policy, local_dir);
         src.retain(|rel, s| match s.kind {
             FileKind::Dir | FileKind::File => targets
@@ -104,9 +138,8 @@ async fn sync(
                 .is_some(),
             _ => !targets.refused(rel),
         });
-        targets
-    });
-    let refused = |rel: &str| targets.as_ref().is_some_and(|t| t.refused(rel));
+        refused = targets.into_refused();
+    }
     let (src, dst) = (&src, &dst);
 
     let mut result = SyncResult {
@@ -185,7 +218,7 @@ async fn sync(
     if req.delete {
         for (rel, d) in dst {
             // A refused path is left as it is, not treated as an extra.
-            if src.contains_key(rel) || refused(rel) {
+            if src.contains_key(rel) || refused.contains(rel) {
                 continue;
             }
             // Inside a directory that goes anyway: covered by it.
@@ -304,13 +337,13 @@ async fn sync(
     Ok(result)
 }
 
-/// The local tree by relative path; `None` when the directory is missing
-/// and may be created.
+/// The local tree; `None` when the directory is missing and may be
+/// created.
 fn list_local(
     root: &Path,
     policy: &LocalPolicy,
     must_exist: bool,
-) -> Result<Option<BTreeMap<String, Meta>>, Error> {
+) -> Result<Option<local::LocalTree>, Error> {
     match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -324,22 +357,7 @@ fn list_local(
         }
         Err(e) => return Err(local::error("sync", root, &e)),
     }
-    Ok(Some(
-        local::walk(root, false, policy, "sync")?
-            .into_iter()
-            .map(|e| {
-                (
-                    e.rel.clone(),
-                    Meta {
-                        kind: e.kind,
-                        size: e.size,
-                        mode: e.mode,
-                        mtime: e.mtime,
-                    },
-                )
-            })
-            .collect(),
-    ))
+    local::walk(root, false, policy, "sync").map(Some)
 }
 
 /// The remote tree by relative path; `None` when the directory is missing

@@ -141,10 +141,14 @@ async fn plan_upload(
     let root = local.to_path_buf();
     let policy = policy.clone();
     let follow = req.follow_symlinks;
-    let entries =
-        tokio::task::spawn_blocking(move || local::walk(&root, follow, &policy, "upload"))
-            .await
-            .map_err(|e| Error::internal(format!("local walk failed: {e}")))??;
+    let tree = tokio::task::spawn_blocking(move || local::walk(&root, follow, &policy, "upload"))
+        .await
+        .map_err(|e| Error::internal(format!("local walk failed: {e}")))??;
+    plan.skipped.extend(
+        tree.refused
+            .iter()
+            .map(|(e, why)| why.note(&e.rel, e.kind == FileKind::Dir)),
+    );
     remote.mkdir_all(&req.remote_path, None).await?;
     let root_entry = local::entry(String::new(), &meta);
     plan.dirs.push((
@@ -153,7 +157,7 @@ async fn plan_upload(
         root_entry.mode,
         root_entry.mtime,
     ));
-    for e in entries {
+    for e in tree.entries {
         let src = local.join(&e.rel);
         let dst = remote::join(&req.remote_path, &e.rel);
         match e.kind {

@@ -3,6 +3,7 @@
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -45,9 +46,11 @@ impl SessionRuntimeDir {
                 });
         }
         let socket = dir.join("sshmcp/sshmcpd.sock");
+        // The tests need the place to themselves; a stale socket is fine
+        // (the daemon replaces it), a live daemon is not.
         assert!(
-            !socket.exists(),
-            "{} exists: a real sshmcpd may be running there; stop it to run this test",
+            UnixStream::connect(&socket).is_err(),
+            "an sshmcpd is listening at {}: stop it to run this test",
             socket.display()
         );
         SessionRuntimeDir {
@@ -66,8 +69,11 @@ impl SessionRuntimeDir {
 impl Drop for SessionRuntimeDir {
     fn drop(&mut self) {
         // Best effort: a leftover empty directory under /run is harmless.
+        // The test's daemon may have been killed before removing its socket.
         if self.created_sshmcp {
             let _ = std::fs::remove_dir_all(self.dir.join("sshmcp"));
+        } else {
+            let _ = std::fs::remove_file(self.socket());
         }
         if self.created_dir {
             let _ = std::fs::remove_dir(&self.dir);
