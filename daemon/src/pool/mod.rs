@@ -4,32 +4,37 @@
 //! spans hosts is ever held across network I/O, so hosts connect in
 //! parallel. A cold host gets exactly one connect at a time (single
 //! flight): the first caller starts it on a task of its own and every
-//! caller waits on the host's [`Notify`] for a free session slot. A
-//! connection carries up to `sessions_per_connection` session channels;
-//! when all are busy the pool opens another connection, up to
-//! `max_per_host`, and past that callers wait until their deadline and get
-//! `Overloaded`.
+//! caller waits on the host's [`Notify`](tokio::sync::Notify) for a free
+//! session slot. A connection carries up to `sessions_per_connection`
+//! session channels; when all are busy the pool opens another connection,
+//! up to `max_per_host`, and past that callers wait until their deadline
+//! and get `Overloaded`.
+//!
+//! Here: the host table and what callers ask of the whole pool. One
+//! host's slots and connects live in `host`, a connection and its leased
+//! slots in `lease`, the settings in `settings`.
 
 pub mod connect;
-mod jump;
+mod host;
+mod lease;
+mod settings;
 pub mod sftp;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use russh::ChannelOpenFailure;
 use russh::client::Msg;
-use sshmcp_proto::{ConnState, Error, ErrorKind, HostState, HostStats};
-use tokio::sync::{Notify, Semaphore};
+use sshmcp_proto::{Error, ErrorKind, HostState, HostStats};
 
-use crate::config::Config;
 use crate::hosts::HostTable;
-use crate::hosts::ssh_config::ResolvedHost;
+use crate::hosts::ssh_config::JumpHop;
 use crate::stats::{Registry, names};
-use connect::{ConnectOptions, SshHandle};
+use host::Host;
+use lease::{Lease, OpenFailure};
+pub use settings::PoolSettings;
 
 tokio::task_local! {
     /// When the current request's time in queues runs out, set by the
@@ -42,51 +47,6 @@ tokio::task_local! {
 
 /// A session channel on a pooled connection.
 pub type SessionChannel = russh::Channel<Msg>;
-
-/// Pool-wide settings, from `[pool]` and `[ssh]`.
-#[derive(Debug, Clone)]
-pub struct PoolSettings {
-    pub sessions_per_connection: u32,
-    pub max_per_host: u32,
-    pub max_inflight_per_host: u32,
-    pub idle_timeout: Duration,
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
-    pub connect_timeout: Duration,
-    pub keepalive: Duration,
-    pub channel_open_timeout: Duration,
-    /// How long a request may wait for a busy host's free slot.
-    pub queue_timeout: Duration,
-    pub warm: HashSet<String>,
-    /// SFTP sessions a host may have open at once.
-    pub sftp_sessions: u32,
-    overrides: HashMap<String, (Option<u32>, Option<u32>)>,
-}
-
-impl PoolSettings {
-    pub fn from_config(config: &Config) -> Self {
-        PoolSettings {
-            sessions_per_connection: config.pool.sessions_per_connection,
-            max_per_host: config.pool.max_per_host,
-            max_inflight_per_host: config.limits.max_inflight_per_host,
-            idle_timeout: Duration::from_secs(config.pool.idle_timeout_secs),
-            breaker_failures: config.pool.breaker_failures.max(1),
-            breaker_cooldown: Duration::from_secs(config.pool.breaker_cooldown_secs),
-            connect_timeout: Duration::from_secs(config.ssh.connect_timeout_secs),
-            keepalive: Duration::from_secs(config.ssh.keepalive_secs),
-            channel_open_timeout: Duration::from_secs(config.ssh.channel_open_timeout_secs),
-            queue_timeout: config.queue_timeout(),
-            warm: config.pool.warm.iter().cloned().collect(),
-            sftp_sessions: config.pool.sftp_sessions,
-            overrides: config
-                .pool
-                .hosts
-                .iter()
-                .map(|(alias, o)| (alias.clone(), (o.sessions_per_connection, o.max_per_host)))
-                .collect(),
-        }
-    }
-}
 
 /// The daemon's SSH connections to every configured host.
 pub struct HostPool {
@@ -106,145 +66,6 @@ struct Shared {
     /// no agent of its own.
     caller_agent: Mutex<Option<PathBuf>>,
     next_conn_id: AtomicU64,
-}
-
-/// One host's connections and their bookkeeping.
-pub struct Host {
-    pub resolved: ResolvedHost,
-    session_cap: u32,
-    max_conns: u32,
-    state: Mutex<Slots>,
-    /// Woken whenever a slot frees up, a connection arrives or a connect fails.
-    changed: Notify,
-    /// Bounds requests running or waiting on this host.
-    pub inflight: Semaphore,
-    /// The ProxyJump host this one is reached through, or why it cannot be.
-    via: Mutex<Option<Result<Arc<Host>, Error>>>,
-    /// Open SFTP sessions, shared by file operations.
-    sftp: sftp::SftpSlots,
-    shared: Arc<Shared>,
-}
-
-#[derive(Default)]
-struct Slots {
-    conns: Vec<Arc<Connection>>,
-    connecting: bool,
-    /// A connection was found dead since the last successful connect.
-    replacing: bool,
-    /// Bumped on every failed connect, so waiters learn of the failure.
-    failure_epoch: u64,
-    consecutive_failures: u32,
-    last_error: Option<Error>,
-    circuit_open_until: Option<Instant>,
-}
-
-/// One SSH connection and the session channels it carries.
-pub struct Connection {
-    id: u64,
-    handle: SshHandle,
-    busy: AtomicU32,
-    /// Lowered when the server refuses a channel below our configured cap.
-    cap: AtomicU32,
-    dead: AtomicBool,
-    last_used: Mutex<Instant>,
-    /// The slot on the jump host's connection that carries this one.
-    _tunnel: Option<Lease>,
-}
-
-impl Connection {
-    fn is_alive(&self) -> bool {
-        !self.dead.load(Ordering::Acquire) && !self.handle.is_closed()
-    }
-
-    fn has_room(&self) -> bool {
-        self.busy.load(Ordering::Acquire) < self.cap.load(Ordering::Acquire)
-    }
-
-    fn idle_for(&self) -> Duration {
-        self.last_used
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
-    }
-
-    /// The server refused a session channel while `busy` of ours were
-    /// counted on this connection: its MaxSessions (or what it still holds
-    /// from closes it has not yet processed) is below our cap, so stop
-    /// asking above what it has just accepted. The cap comes back when the
-    /// connection next goes idle, so a passing refusal costs nothing lasting.
-    fn note_refusal(&self, alias: &str, reason: &str) {
-        let busy = self.busy.load(Ordering::Acquire);
-        let lowered = busy.saturating_sub(1).max(1);
-        let before = self.cap.fetch_min(lowered, Ordering::AcqRel);
-        if lowered < before {
-            tracing::info!(
-                host = alias,
-                conn = self.id,
-                cap = lowered,
-                "server refused a session channel ({reason}); retrying on another slot"
-            );
-        }
-    }
-
-    fn close(self: &Arc<Self>) {
-        self.dead.store(true, Ordering::Release);
-        let conn = self.clone();
-        tokio::spawn(async move {
-            let bye = conn
-                .handle
-                .disconnect(russh::Disconnect::ByApplication, "", "en");
-            let _ = tokio::time::timeout(Duration::from_secs(2), bye).await;
-        });
-    }
-}
-
-/// A session slot on a connection, held for the length of one operation.
-/// Dropping it frees the slot and wakes waiters: at once when no channel
-/// was opened on it, else once the server has let the channel go.
-pub struct Lease {
-    host: Arc<Host>,
-    conn: Arc<Connection>,
-    /// A session channel was opened on this slot.
-    holds_channel: bool,
-}
-
-/// How long a freed slot waits for the server to confirm it has processed
-/// the channel's close before it is reused anyway.
-const RELEASE_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        // OpenSSH frees a session's MaxSessions slot only after it has
-        // processed our CHANNEL_CLOSE and reaped the session, a moment after
-        // we have seen the channel close: a slot reused at once is refused
-        // (CONNECT_FAILED). A global request sent now is answered only after
-        // everything before it, the close included, has been processed, so
-        // the slot counts as busy until that reply arrives.
-        if self.holds_channel
-            && self.conn.is_alive()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let host = self.host.clone();
-            let conn = self.conn.clone();
-            runtime.spawn(async move {
-                let _ =
-                    tokio::time::timeout(RELEASE_BARRIER_TIMEOUT, conn.handle.send_ping()).await;
-                host.release(&conn);
-            });
-            return;
-        }
-        self.host.release(&self.conn);
-    }
-}
-
-/// Why opening a channel on a leased connection failed.
-enum OpenFailure {
-    /// The connection is gone or wedged: retry on a fresh one.
-    Dead(String),
-    /// The server refused a session channel (OpenSSH says CONNECT_FAILED
-    /// past MaxSessions): retry on another slot or connection.
-    Refused(String),
-    Other(Error),
 }
 
 impl HostPool {
@@ -286,8 +107,8 @@ impl HostPool {
             let via = host
                 .resolved
                 .proxy_jump
-                .as_deref()
-                .map(|spec| self.jump_host(table, &fresh, spec, 0, &mut jumps));
+                .split_last()
+                .map(|(hop, before)| self.jump_host(table, &fresh, before, hop, 0, &mut jumps));
             *host.via.lock().unwrap_or_else(|p| p.into_inner()) = via;
         }
         for old in std::mem::replace(
@@ -300,18 +121,26 @@ impl HostPool {
         *self.order.write().unwrap_or_else(|p| p.into_inner()) = table.aliases().to_vec();
     }
 
-    /// The host that ProxyJump `spec` reaches the target through: a
-    /// configured alias shares that alias's pooled connections; any other
-    /// hop gets a host of its own, resolved through the ssh config.
+    /// The host that ProxyJump's last `hop` (after the hops `before` it)
+    /// reaches the target through: a configured alias shares that alias's
+    /// pooled connections; any other hop gets a host of its own, resolved
+    /// through the ssh config.
     fn jump_host(
         &self,
         table: &HostTable,
         known: &HashMap<String, Arc<Host>>,
-        spec: &str,
+        before: &[JumpHop],
+        hop: &JumpHop,
         depth: u32,
         jumps: &mut Vec<Arc<Host>>,
     ) -> Result<Arc<Host>, Error> {
         if depth >= 8 {
+            let spec = before
+                .iter()
+                .chain([hop])
+                .map(JumpHop::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             return Err(Error::new(
                 ErrorKind::BadRequest,
                 format!(
@@ -320,31 +149,30 @@ impl HostPool {
                 ),
             ));
         }
-        let (before, hop) = jump::last_hop(spec)?;
-        let plain = before.is_none() && hop.user.is_none() && hop.port.is_none();
+        let plain = before.is_empty() && hop.user.is_none() && hop.port.is_none();
         if let Some(host) = known.get(&hop.host).filter(|_| plain) {
-            if let Some(own) = &host.resolved.proxy_jump {
+            if let Some((own_hop, own_before)) = host.resolved.proxy_jump.split_last() {
                 // Only to refuse loops; the alias's own route is set apart.
-                self.jump_host(table, known, own, depth + 1, jumps)?;
+                self.jump_host(table, known, own_before, own_hop, depth + 1, jumps)?;
             }
             return Ok(host.clone());
         }
         let mut resolved = table.resolve(&hop.host);
-        if let Some(user) = hop.user {
-            resolved.user = user;
+        if let Some(user) = &hop.user {
+            resolved.user = user.clone();
         }
         if let Some(port) = hop.port {
             resolved.port = port;
         }
-        if before.is_some() {
-            resolved.proxy_jump = before;
+        if !before.is_empty() {
+            resolved.proxy_jump = before.to_vec();
         }
         let host = Arc::new(Host::new(resolved, self.shared.clone()));
         let via = host
             .resolved
             .proxy_jump
-            .as_deref()
-            .map(|spec| self.jump_host(table, known, spec, depth + 1, jumps));
+            .split_last()
+            .map(|(hop, before)| self.jump_host(table, known, before, hop, depth + 1, jumps));
         *host.via.lock().unwrap_or_else(|p| p.into_inner()) = via;
         jumps.push(host.clone());
         Ok(host)
@@ -414,10 +242,7 @@ impl HostPool {
         loop {
             let mut lease = host.checkout(deadline).await?;
             match lease.open_channel().await {
-                Ok(channel) => {
-                    lease.holds_channel = true;
-                    return Ok((lease, channel));
-                }
+                Ok(channel) => return Ok((lease, channel)),
                 Err(OpenFailure::Dead(why)) if dead_retries > 0 => {
                     dead_retries -= 1;
                     tracing::info!(
@@ -524,396 +349,4 @@ impl HostPool {
     pub fn connection_count(&self) -> u32 {
         self.all_hosts().iter().map(|h| h.state().connections).sum()
     }
-}
-
-impl Host {
-    fn new(resolved: ResolvedHost, shared: Arc<Shared>) -> Self {
-        let settings = &shared.settings;
-        let (cap, max) = settings
-            .overrides
-            .get(&resolved.alias)
-            .copied()
-            .unwrap_or((None, None));
-        Host {
-            session_cap: cap.unwrap_or(settings.sessions_per_connection),
-            max_conns: max.unwrap_or(settings.max_per_host),
-            inflight: Semaphore::new(settings.max_inflight_per_host as usize),
-            state: Mutex::new(Slots::default()),
-            changed: Notify::new(),
-            via: Mutex::new(None),
-            sftp: sftp::SftpSlots::default(),
-            resolved,
-            shared,
-        }
-    }
-
-    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Wait for a free session slot, connecting when needed. A connect in
-    /// progress is waited for until `deadline`; a host whose every slot is
-    /// busy at `max_per_host` only until the queue timeout, then the
-    /// caller gets `Overloaded` rather than joining an ever longer queue.
-    async fn checkout(self: &Arc<Self>, deadline: Instant) -> Result<Lease, Error> {
-        let start_epoch = self.slots().failure_epoch;
-        let admission_deadline = QUEUE_DEADLINE
-            .try_with(std::cell::Cell::take)
-            .ok()
-            .flatten();
-        let queue_deadline = deadline.min(
-            admission_deadline
-                .unwrap_or_else(|| Instant::now() + self.shared.settings.queue_timeout),
-        );
-        loop {
-            let wait_until;
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut slots = self.slots();
-                if slots.conns.iter().any(|c| !c.is_alive()) {
-                    slots.conns.retain(|c| c.is_alive());
-                    slots.replacing = true;
-                }
-                let best = slots
-                    .conns
-                    .iter()
-                    .filter(|c| c.has_room())
-                    .min_by_key(|c| c.busy.load(Ordering::Acquire));
-                if let Some(conn) = best {
-                    conn.busy.fetch_add(1, Ordering::AcqRel);
-                    return Ok(Lease {
-                        host: self.clone(),
-                        conn: conn.clone(),
-                        holds_channel: false,
-                    });
-                }
-                if slots.failure_epoch > start_epoch
-                    && let Some(error) = &slots.last_error
-                {
-                    return Err(error.clone());
-                }
-                if let Some(until) = slots.circuit_open_until {
-                    if Instant::now() < until {
-                        return Err(self.circuit_open_error(&slots, until));
-                    }
-                    slots.circuit_open_until = None;
-                }
-                if !slots.connecting && (slots.conns.len() as u32) < self.max_conns {
-                    slots.connecting = true;
-                    self.clone().spawn_connect();
-                }
-                wait_until = if slots.connecting {
-                    deadline
-                } else {
-                    queue_deadline
-                };
-            }
-            if tokio::time::timeout_at(wait_until.into(), notified)
-                .await
-                .is_err()
-            {
-                return Err(self.wait_timeout_error());
-            }
-        }
-    }
-
-    /// Start one connect attempt on a task of its own. The boxed future's
-    /// declared `Send` breaks the type cycle checkout -> connect -> jump
-    /// host checkout that ProxyJump creates.
-    fn spawn_connect(self: Arc<Self>) {
-        let attempt: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-            Box::pin(self.connect_once());
-        tokio::spawn(attempt);
-    }
-
-    /// One connect attempt; wakes every waiter when done, success or not.
-    async fn connect_once(self: Arc<Self>) {
-        let settings = &self.shared.settings;
-        let options = ConnectOptions {
-            timeout: self
-                .resolved
-                .connect_timeout
-                .unwrap_or(settings.connect_timeout),
-            keepalive: Some(
-                self.resolved
-                    .server_alive_interval
-                    .unwrap_or(settings.keepalive),
-            ),
-            keepalive_max: self.resolved.server_alive_count_max.max(1) as usize,
-            fallback_agent: self
-                .shared
-                .caller_agent
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        };
-        let alias = self.resolved.alias.clone();
-        let started = Instant::now();
-        let via = self.via.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let result = match via {
-            None => connect::establish(&self.resolved, &options)
-                .await
-                .map(|handle| (handle, None)),
-            Some(Err(error)) => Err(error),
-            Some(Ok(jump)) => self
-                .connect_through(&jump, &options)
-                .await
-                .map(|(handle, lease)| (handle, Some(lease))),
-        };
-        {
-            let mut slots = self.slots();
-            slots.connecting = false;
-            match result {
-                Ok((handle, tunnel)) => {
-                    let id = self.shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(host = %alias, conn = id, ms = started.elapsed().as_millis() as u64, "connected");
-                    metrics::counter!(names::CONNECTS, "host" => alias.clone()).increment(1);
-                    if std::mem::take(&mut slots.replacing) {
-                        metrics::counter!(names::RECONNECTS, "host" => alias.clone()).increment(1);
-                    }
-                    slots.conns.push(Arc::new(Connection {
-                        id,
-                        handle,
-                        busy: AtomicU32::new(0),
-                        cap: AtomicU32::new(self.session_cap),
-                        dead: AtomicBool::new(false),
-                        last_used: Mutex::new(Instant::now()),
-                        _tunnel: tunnel,
-                    }));
-                    slots.consecutive_failures = 0;
-                    slots.last_error = None;
-                }
-                Err(error) => {
-                    tracing::warn!(host = %alias, "connect failed: {}", error.message);
-                    metrics::counter!(names::CONNECT_FAILURES, "host" => alias.clone())
-                        .increment(1);
-                    slots.failure_epoch += 1;
-                    slots.consecutive_failures += 1;
-                    if slots.consecutive_failures >= settings.breaker_failures
-                        && is_network_failure(error.kind)
-                    {
-                        slots.circuit_open_until = Some(Instant::now() + settings.breaker_cooldown);
-                    }
-                    slots.last_error = Some(error);
-                }
-            }
-        }
-        self.changed.notify_waiters();
-    }
-
-    /// Reach this host through a direct-tcpip channel on a pooled
-    /// connection to `jump`, and hold that channel's slot for as long as
-    /// the connection lives.
-    async fn connect_through(
-        &self,
-        jump: &Arc<Host>,
-        options: &ConnectOptions,
-    ) -> Result<(SshHandle, Lease), Error> {
-        let deadline = Instant::now() + options.timeout;
-        let lease = jump.checkout(deadline).await?;
-        let target = &self.resolved;
-        let open = lease.conn.handle.channel_open_direct_tcpip(
-            target.hostname.clone(),
-            u32::from(target.port),
-            "127.0.0.1",
-            0,
-        );
-        let channel = match tokio::time::timeout_at(deadline.into(), open).await {
-            Ok(Ok(channel)) => channel,
-            Ok(Err(e)) => {
-                return Err(Error::new(
-                    ErrorKind::Unreachable,
-                    format!(
-                        "jump host {} could not open a tunnel to {}:{} for {}: {e}; check that \
-                         the jump host can reach it and allows TCP forwarding",
-                        jump.resolved.alias, target.hostname, target.port, target.alias
-                    ),
-                ));
-            }
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::ConnectTimeout,
-                    format!(
-                        "jump host {} did not open a tunnel to {} in time",
-                        jump.resolved.alias, target.alias
-                    ),
-                ));
-            }
-        };
-        let handle = connect::establish_over(target, options, channel.into_stream()).await?;
-        Ok((handle, lease))
-    }
-
-    fn circuit_open_error(&self, slots: &Slots, until: Instant) -> Error {
-        let last = slots
-            .last_error
-            .as_ref()
-            .map(|e| e.message.as_str())
-            .unwrap_or("unknown");
-        Error::new(
-            ErrorKind::Unreachable,
-            format!(
-                "{} failed to connect {} times in a row, so calls fail fast for another {}s \
-                 (circuit breaker). Last error: {last}",
-                self.resolved.alias,
-                slots.consecutive_failures,
-                until.saturating_duration_since(Instant::now()).as_secs() + 1
-            ),
-        )
-    }
-
-    fn wait_timeout_error(&self) -> Error {
-        let slots = self.slots();
-        if slots.connecting && slots.conns.is_empty() {
-            return Error::new(
-                ErrorKind::ConnectTimeout,
-                format!(
-                    "still connecting to {} when the request's time ran out; retry, or raise \
-                     the request's timeout",
-                    self.resolved.alias
-                ),
-            );
-        }
-        Error::new(
-            ErrorKind::Overloaded,
-            format!(
-                "all session channels to {} are busy ({} connections x {} sessions, \
-                 [pool] max_per_host = {}); retry shortly, or raise the pool limits",
-                self.resolved.alias,
-                slots.conns.len(),
-                self.session_cap,
-                self.max_conns
-            ),
-        )
-    }
-
-    /// Give a lease's slot back and wake whoever waits for one.
-    fn release(&self, conn: &Connection) {
-        *conn.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-        if conn.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
-            conn.cap.store(self.session_cap, Ordering::Release);
-        }
-        self.changed.notify_waiters();
-    }
-
-    /// Take a dead connection out of service.
-    fn retire(&self, conn: &Arc<Connection>) {
-        conn.dead.store(true, Ordering::Release);
-        let mut slots = self.slots();
-        slots.conns.retain(|c| c.id != conn.id);
-        slots.replacing = true;
-    }
-
-    fn drain(&self) {
-        self.close_sftp();
-        let conns = std::mem::take(&mut self.slots().conns);
-        for conn in conns {
-            conn.close();
-        }
-        self.changed.notify_waiters();
-    }
-
-    fn reap_idle(&self, timeout: Duration, keep_one: bool) {
-        self.reap_idle_sftp(timeout);
-        let mut slots = self.slots();
-        let mut keep = if keep_one { 1 } else { 0 };
-        let mut reaped = Vec::new();
-        slots.conns.retain(|conn| {
-            let idle = conn.busy.load(Ordering::Acquire) == 0 && conn.idle_for() >= timeout;
-            if !idle || !conn.is_alive() {
-                return conn.is_alive();
-            }
-            if keep > 0 {
-                keep -= 1;
-                return true;
-            }
-            reaped.push(conn.clone());
-            false
-        });
-        drop(slots);
-        for conn in reaped {
-            tracing::info!(host = %self.resolved.alias, conn = conn.id, "closing idle connection");
-            conn.close();
-        }
-    }
-
-    fn state(&self) -> HostState {
-        let slots = self.slots();
-        let live: Vec<_> = slots.conns.iter().filter(|c| c.is_alive()).collect();
-        let busy: u32 = live.iter().map(|c| c.busy.load(Ordering::Acquire)).sum();
-        let capacity: u32 = live.iter().map(|c| c.cap.load(Ordering::Acquire)).sum();
-        let state = if !live.is_empty() {
-            ConnState::Connected
-        } else if slots.circuit_open_until.is_some_and(|t| Instant::now() < t) {
-            ConnState::CircuitOpen
-        } else if slots.connecting {
-            ConnState::Connecting
-        } else {
-            ConnState::Cold
-        };
-        HostState {
-            alias: self.resolved.alias.clone(),
-            hostname: self.resolved.hostname.clone(),
-            port: self.resolved.port,
-            user: self.resolved.user.clone(),
-            state,
-            connections: live.len() as u32,
-            channels_busy: busy,
-            channels_idle: capacity.saturating_sub(busy),
-            last_error: slots.last_error.as_ref().map(|e| e.message.clone()),
-        }
-    }
-}
-
-impl Lease {
-    async fn open_channel(&self) -> Result<SessionChannel, OpenFailure> {
-        let timeout = self.host.shared.settings.channel_open_timeout;
-        match tokio::time::timeout(timeout, self.conn.handle.channel_open_session()).await {
-            Err(_) => Err(OpenFailure::Dead(format!(
-                "opening a channel took longer than {}s",
-                timeout.as_secs()
-            ))),
-            Ok(Ok(channel)) => Ok(channel),
-            Ok(Err(russh::Error::ChannelOpenFailure(failure))) => {
-                Err(OpenFailure::Refused(refusal_reason(&failure)))
-            }
-            Ok(Err(e)) if self.conn.handle.is_closed() => Err(OpenFailure::Dead(e.to_string())),
-            Ok(Err(
-                e @ (russh::Error::SendError
-                | russh::Error::Disconnect
-                | russh::Error::HUP
-                | russh::Error::ConnectionTimeout
-                | russh::Error::KeepaliveTimeout
-                | russh::Error::IO(_)),
-            )) => Err(OpenFailure::Dead(e.to_string())),
-            Ok(Err(e)) => Err(OpenFailure::Other(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "cannot open a session channel to {}: {e}",
-                    self.host.resolved.alias
-                ),
-            ))),
-        }
-    }
-}
-
-/// A refused channel open's reason, as the server gave it.
-fn refusal_reason(failure: &ChannelOpenFailure) -> String {
-    match failure {
-        ChannelOpenFailure::AdministrativelyProhibited => "administratively prohibited".into(),
-        ChannelOpenFailure::ConnectFailed => "connect failed: no more sessions".into(),
-        ChannelOpenFailure::UnknownChannelType => "unknown channel type".into(),
-        ChannelOpenFailure::ResourceShortage => "resource shortage".into(),
-        ChannelOpenFailure::Other { code, reason } => {
-            format!("code {code}: {}", reason.escape_debug())
-        }
-    }
-}
-
-/// Failures that say the host is down or unreachable (worth a breaker),
-/// as opposed to trust or auth problems that retrying will not fix.
-fn is_network_failure(kind: ErrorKind) -> bool {
-    matches!(kind, ErrorKind::Unreachable | ErrorKind::ConnectTimeout)
 }
