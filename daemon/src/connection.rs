@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use sshmcp_proto::{
-    ClientFrame, DaemonFrame, Error, ErrorKind, Hello, PROTO_VERSION, Reply, Request, Response,
-    Welcome, decode, encode, frame_codec,
+    ClientFrame, DaemonFrame, Error, ErrorKind, Hello, PROTO_VERSION, Reply, Response, Welcome,
+    decode, encode, frame_codec,
 };
 use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::{Caller, dispatch};
 use crate::memory::MemoryPermit;
-use crate::ops::progress::Reporter;
+use crate::progress::Reporter;
 use crate::state::Daemon;
 
 /// How long a new client has to send its Hello.
@@ -42,6 +42,12 @@ const ADMIN_BINARY: &str = "sshmcpctl";
 /// Longest caller name kept from a Hello, for logs and stats.
 const MAX_CALLER_NAME: usize = 128;
 
+/// The daemon's own uid: the only one its socket admits.
+pub fn current_uid() -> u32 {
+    // SAFETY: getuid cannot fail and has no preconditions.
+    unsafe { libc::getuid() }
+}
+
 /// Counts a connection in `Daemon::clients` for as long as it lives, even
 /// if its task panics.
 struct ClientSlot<'a>(&'a Daemon);
@@ -60,7 +66,7 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let mut frames = FramedRead::new(read, frame_codec(HELLO_MAX_FRAME.min(max_frame)));
     let mut sink = FramedWrite::new(write, frame_codec(max_frame));
 
-    let own_uid = crate::server::current_uid();
+    let own_uid = current_uid();
     match peer.map(|p| p.uid()) {
         Some(uid) if uid == own_uid => {}
         other => {
@@ -132,14 +138,6 @@ fn clean_name(name: &str) -> String {
         clean.push('…');
     }
     clean
-}
-
-/// Admin requests: inspecting and steering the daemon, not working on hosts.
-fn is_admin(request: &Request) -> bool {
-    matches!(
-        request,
-        Request::Status | Request::Stats | Request::Hosts | Request::Drain { .. } | Request::Reload
-    )
 }
 
 async fn serve_client(
@@ -276,7 +274,7 @@ async fn serve_client(
                         break;
                     }
                 };
-                if admin_only && !is_admin(&request) {
+                if admin_only && !request.is_admin() {
                     let reply = Err(Error::new(
                         ErrorKind::Overloaded,
                         format!(
@@ -312,7 +310,7 @@ async fn serve_client(
                 let inflight = inflight.clone();
                 tokio::spawn(async move {
                     let progress = Reporter::new(id, control);
-                    let reply = dispatch(&daemon, &caller, request, &token, &progress).await;
+                    let reply = dispatch(&daemon, &caller, id, request, &token, &progress).await;
                     lock(&inflight).remove(&id);
                     queue_reply(&daemon, &replies, id, reply, slot);
                 });

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use sshmcp_proto::{Error, ErrorKind, Reply, Request, Response};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::ops;
-use crate::ops::progress::Reporter;
+use crate::ops::{self, Op};
+use crate::progress::Reporter;
 use crate::state::Daemon;
 use crate::stats::names;
 
@@ -21,10 +22,11 @@ pub struct Caller {
     pub mcp_client: Option<String>,
 }
 
-/// Run `request` to completion (or cancellation) and account for it.
+/// Run request `id` to completion (or cancellation) and account for it.
 pub async fn dispatch(
     daemon: &Daemon,
     caller: &Caller,
+    id: u64,
     request: Request,
     cancel: &CancellationToken,
     progress: &Reporter,
@@ -32,7 +34,7 @@ pub async fn dispatch(
     let started = Instant::now();
     let op = request.op_name();
     let host = request.host().unwrap_or("-").to_string();
-    let reply = run(daemon, request, cancel, progress).await;
+    let reply = admit(daemon, caller, id, request, cancel, progress, started).await;
     let elapsed = started.elapsed();
     metrics::histogram!(names::OP_DURATION_US, "op" => op, "host" => host.clone())
         .record(elapsed.as_micros() as f64);
@@ -48,28 +50,40 @@ pub async fn dispatch(
     reply
 }
 
-async fn run(
+/// Check the request, resolve its host, take the limits' slots and run it.
+async fn admit(
     daemon: &Daemon,
+    caller: &Caller,
+    id: u64,
     request: Request,
     cancel: &CancellationToken,
     progress: &Reporter,
+    started: Instant,
 ) -> Reply {
     request.validate(daemon.config().daemon.max_frame)?;
+    let host = match request.host() {
+        Some(alias) => Some(daemon.pool.host(alias)?),
+        None => None,
+    };
+    let ctx = ops::Context {
+        daemon,
+        id,
+        caller,
+        cancel,
+        progress,
+        started,
+        host,
+    };
     // Admin requests skip the limits so an overloaded daemon can still be
-    // inspected.
-    match request {
-        Request::Status => return Ok(Response::Status(ops::status::status(daemon))),
-        Request::Stats => return Ok(Response::Stats(ops::status::stats(daemon))),
-        Request::Hosts => return Ok(Response::Hosts(ops::hosts::run(daemon))),
-        Request::Drain { host } => return ops::warm::drain(daemon, &host).map(|()| Response::Ok),
-        Request::Reload => return ops::reload::run(daemon).await.map(Response::Reloaded),
-        _ => {}
+    // inspected (their connection's own bound still applies).
+    if request.is_admin() {
+        return run(&ctx, request).await;
     }
     // One queue deadline for the whole request: the daemon's limit, the
     // host's limit and the pool's first free slot share it, so a request
     // never waits more than queue_timeout_ms in all.
     let wait = daemon.config().queue_timeout();
-    let queue_deadline = Instant::now() + wait;
+    let queue_deadline = started + wait;
     let _global = acquire(
         &daemon.inflight,
         queue_deadline,
@@ -78,11 +92,7 @@ async fn run(
         "[limits] max_inflight",
     )
     .await?;
-    let host = match request.host() {
-        Some(alias) => Some(daemon.pool.host(alias)?),
-        None => None,
-    };
-    let _per_host = match &host {
+    let _per_host = match &ctx.host {
         Some(host) => Some(
             acquire(
                 &host.inflight,
@@ -96,81 +106,46 @@ async fn run(
         None => None,
     };
     crate::pool::QUEUE_DEADLINE
-        .scope(
-            Cell::new(Some(queue_deadline)),
-            run_op(daemon, request, cancel, progress),
-        )
+        .scope(Cell::new(Some(queue_deadline)), run(&ctx, request))
         .await
 }
 
-/// The op itself, once admitted.
-async fn run_op(
-    daemon: &Daemon,
-    request: Request,
-    cancel: &CancellationToken,
-    progress: &Reporter,
-) -> Reply {
+/// The one match from request to op and from op output to response. What
+/// an op logs carries the request's id and caller.
+async fn run(ctx: &ops::Context<'_>, request: Request) -> Reply {
+    let span = tracing::debug_span!("request", id = ctx.id, caller = %ctx.caller.binary);
+    match_op(ctx, request).instrument(span).await
+}
+
+async fn match_op(ctx: &ops::Context<'_>, request: Request) -> Reply {
     match request {
-        Request::Exec(exec) => {
-            // Both streams may be kept in full, and the reply holds them
-            // twice more on its way out (encoded, then in the socket's
-            // write buffer): reserve all of it before running.
-            let limit = exec
-                .max_output_bytes
-                .unwrap_or(sshmcp_proto::ExecRequest::DEFAULT_MAX_OUTPUT);
-            let _memory = daemon.memory.admit(limit.saturating_mul(2 * 3))?;
-            ops::exec::run(&daemon.pool, exec, daemon.config().daemon.max_frame, cancel)
-                .await
-                .map(Response::Exec)
-        }
-        Request::Warm { host } => ops::warm::warm(daemon, &host).await.map(|()| Response::Ok),
-        Request::Status
-        | Request::Stats
-        | Request::Hosts
-        | Request::Drain { .. }
-        | Request::Reload => Err(Error::internal("admin request reached the limited path")),
-        Request::Stat(req) => ops::files::stat(&daemon.pool, req)
-            .await
-            .map(Response::Stat),
-        Request::ListDir(req) => ops::files::list_dir(&daemon.pool, req)
-            .await
-            .map(Response::ListDir),
-        Request::ReadFile(req) => {
-            // The bytes read, then twice more on the way out.
-            let max_frame = daemon.config().daemon.max_frame;
-            let most = req
-                .length
-                .unwrap_or(sshmcp_proto::ReadFileRequest::DEFAULT_MAX_READ)
-                .min(max_frame as u64);
-            let _memory = daemon.memory.admit(most.saturating_mul(3))?;
-            ops::files::read_file(&daemon.pool, req, max_frame)
-                .await
-                .map(Response::ReadFile)
-        }
-        Request::WriteFile(req) => {
-            // The request's bytes are already here; the pieces in flight
-            // copy them once more.
-            let _memory = daemon.memory.admit(req.data.len() as u64)?;
-            ops::files::write_file(&daemon.pool, req)
-                .await
-                .map(Response::WriteFile)
-        }
-        Request::Mkdir(req) => ops::files::mkdir(&daemon.pool, req)
-            .await
-            .map(|()| Response::Ok),
-        Request::Remove(req) => ops::files::remove(&daemon.pool, req)
-            .await
-            .map(Response::Remove),
-        Request::Rename(req) => ops::files::rename(&daemon.pool, req)
-            .await
-            .map(|()| Response::Ok),
-        Request::Transfer(req) => ops::transfer::run(daemon, req, cancel, progress)
-            .await
-            .map(Response::Transfer),
-        Request::Sync(req) => ops::sync::run(daemon, req, cancel, progress)
-            .await
-            .map(Response::Sync),
+        Request::Status => op(ctx, ops::Status).await.map(Response::Status),
+        Request::Stats => op(ctx, ops::Stats).await.map(Response::Stats),
+        Request::Hosts => op(ctx, ops::Hosts).await.map(Response::Hosts),
+        Request::Reload => op(ctx, ops::Reload).await.map(Response::Reloaded),
+        Request::Warm { host } => op(ctx, ops::Warm { host }).await.map(|()| Response::Ok),
+        Request::Drain { host } => op(ctx, ops::Drain { host }).await.map(|()| Response::Ok),
+        Request::Exec(req) => op(ctx, req).await.map(Response::Exec),
+        Request::Stat(req) => op(ctx, req).await.map(Response::Stat),
+        Request::ListDir(req) => op(ctx, req).await.map(Response::ListDir),
+        Request::ReadFile(req) => op(ctx, req).await.map(Response::ReadFile),
+        Request::WriteFile(req) => op(ctx, req).await.map(Response::WriteFile),
+        Request::Mkdir(req) => op(ctx, req).await.map(|()| Response::Ok),
+        Request::Remove(req) => op(ctx, req).await.map(Response::Remove),
+        Request::Rename(req) => op(ctx, req).await.map(|()| Response::Ok),
+        Request::Transfer(req) => op(ctx, req).await.map(Response::Transfer),
+        Request::Sync(req) => op(ctx, req).await.map(Response::Sync),
     }
+}
+
+/// Reserve what `op` declares under the memory cap, then run it.
+async fn op<O: Op>(ctx: &ops::Context<'_>, op: O) -> Result<O::Output, Error> {
+    let bytes = op.reservation(ctx.daemon.config().daemon.max_frame);
+    let _memory = match bytes {
+        0 => None,
+        bytes => Some(ctx.daemon.memory.admit(bytes)?),
+    };
+    op.run(ctx).await
 }
 
 async fn acquire<'a>(

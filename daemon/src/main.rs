@@ -2,6 +2,7 @@
 //! user's hosts and serves every MCP shim and `sshmcpctl` over one Unix
 //! socket.
 
+mod command;
 mod config;
 mod connection;
 mod dispatch;
@@ -10,6 +11,7 @@ mod hosts;
 mod memory;
 mod ops;
 mod pool;
+mod progress;
 mod reload;
 mod resources;
 mod runtime;
@@ -21,7 +23,6 @@ mod systemd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -152,7 +153,7 @@ fn run(args: Args) -> Result<(), String> {
             "sshmcpd {} listening",
             env!("CARGO_PKG_VERSION")
         );
-        spawn_warmup(&daemon, warm);
+        daemon.spawn_warmup(warm);
         spawn_reaper(&daemon);
         tokio::spawn(memory.watch(daemon.shutdown.clone()));
         let accept = tokio::spawn(server::accept_loop(daemon.clone(), listener));
@@ -189,24 +190,6 @@ fn raise_fd_limit() {
             "open-file limit (soft RLIMIT_NOFILE) set to the hard limit"
         ),
         Err(e) => tracing::warn!("cannot raise the open-file limit (RLIMIT_NOFILE): {e}"),
-    }
-}
-
-/// Connect `aliases` now, each on its own task.
-pub(crate) fn spawn_warmup(daemon: &Daemon, aliases: Vec<String>) {
-    for alias in aliases {
-        let Some(daemon) = daemon.arc() else {
-            return;
-        };
-        daemon.warming.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            match daemon.pool.warm(&alias, deadline).await {
-                Ok(()) => tracing::info!(host = %alias, "warmed up"),
-                Err(e) => tracing::warn!(host = %alias, "warm-up failed: {}", e.message),
-            }
-            daemon.warming.fetch_sub(1, Ordering::Relaxed);
-        });
     }
 }
 

@@ -107,7 +107,7 @@ fn apply(daemon: &Daemon) -> Result<String, String> {
         .cloned()
         .collect();
     daemon.set_config(effective);
-    crate::spawn_warmup(daemon, to_warm);
+    daemon.spawn_warmup(to_warm);
 
     let list = |names: &[String]| {
         if names.is_empty() {

@@ -44,7 +44,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
             dir: dir.to_owned(),
             source,
         })?;
-    let me = current_uid();
+    let me = connection::current_uid();
     let meta = std::fs::metadata(dir).map_err(|source| ListenError::Dir {
         dir: dir.to_owned(),
         source,
@@ -111,9 +111,4 @@ pub async fn accept_loop(daemon: Arc<Daemon>, listener: UnixListener) {
             }
         }
     }
-}
-
-pub fn current_uid() -> u32 {
-    // SAFETY: getuid cannot fail and has no preconditions.
-    unsafe { libc::getuid() }
 }

@@ -1,9 +1,9 @@
 //! What every part of the daemon shares while it runs.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +70,24 @@ impl Daemon {
     /// This daemon as an `Arc`, for tasks that outlive the caller's borrow.
     pub fn arc(&self) -> Option<Arc<Daemon>> {
         self.me.upgrade()
+    }
+
+    /// Connect `aliases` now, each on its own task.
+    pub fn spawn_warmup(&self, aliases: Vec<String>) {
+        for alias in aliases {
+            let Some(daemon) = self.arc() else {
+                return;
+            };
+            daemon.warming.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                match daemon.pool.warm(&alias, deadline).await {
+                    Ok(()) => tracing::info!(host = %alias, "warmed up"),
+                    Err(e) => tracing::warn!(host = %alias, "warm-up failed: {}", e.message),
+                }
+                daemon.warming.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
     }
 
     /// Which local paths clients may have the daemon read and write, as

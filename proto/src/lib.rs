@@ -1,7 +1,8 @@
 //! The wire contract between `sshmcpd`, the `sshmcp` shim and `sshmcpctl`.
 //!
 //! This crate is the only vocabulary the three binaries share. It holds the
-//! frame types, the requests and replies, and (behind the `client` feature)
+//! frame types, the requests and replies, the help text `sshmcpctl` shows
+//! for the requests it sends ([`help!`]), and (behind the `client` feature)
 //! an async client for the daemon's socket.
 //!
 //! Speaking the protocol takes five steps:
@@ -25,6 +26,8 @@
 //!
 //! Garbage, truncated or oversized frames get a `Goodbye` where one can still
 //! be sent, then the daemon closes that one connection.
+
+#![warn(missing_docs)]
 
 use serde::{Deserialize, Serialize};
 
@@ -57,10 +60,14 @@ pub use validate::{
 /// Bumped whenever a frame's layout changes; both ends must agree.
 pub const PROTO_VERSION: u32 = 2;
 
-/// Default upper bound on one frame's payload; larger data moves in chunks.
+/// Default `[daemon] max_frame`, the upper bound on one frame's payload, and
+/// the limit clients assume. More data than fits takes several requests
+/// (`read_file`'s `offset`, `write_file`'s `append`) or a transfer.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// Who is calling: shown in stats and written to the audit log.
+/// Who is calling: named in the daemon's log of requests and in a version
+/// mismatch's error. Past `[daemon] max_clients` only a `binary` of
+/// `sshmcpctl` is let in, and only for admin requests.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
     /// The calling binary (`sshmcp`, `sshmcpctl`, ...).
@@ -99,10 +106,20 @@ pub struct Welcome {
 pub enum ClientFrame {
     /// Must be the first frame on a connection.
     Hello(Hello),
-    /// Start a request; `id` must not be in use on this connection.
-    Request { id: u64, request: Request },
+    /// Start a request.
+    Request {
+        /// Chosen by the client; not in use on this connection (a reused id
+        /// is answered with [`ErrorKind::BadRequest`]). Every frame about
+        /// this request carries it.
+        id: u64,
+        /// What to do.
+        request: Request,
+    },
     /// Abandon request `id`. Unknown or finished ids are ignored.
-    Cancel { id: u64 },
+    Cancel {
+        /// The request to abandon.
+        id: u64,
+    },
 }
 
 /// Frames the daemon sends.
@@ -110,78 +127,140 @@ pub enum ClientFrame {
 pub enum DaemonFrame {
     /// Answer to a matching `Hello`.
     Welcome(Welcome),
-    /// How far request `id` has got.
-    Progress { id: u64, progress: Progress },
-    /// A chunk of a streaming request's output.
-    Output {
+    /// How far request `id` has got. Advisory: throttled, and dropped
+    /// rather than wait for a slow reader.
+    Progress {
+        /// The request it is about.
         id: u64,
+        /// How far.
+        progress: Progress,
+    },
+    /// A chunk of request `id`'s output as it is produced. No request
+    /// streams yet (`exec` returns its output whole, in `Done`); clients
+    /// accept these and may ignore them.
+    Output {
+        /// The request it is about.
+        id: u64,
+        /// Which stream the bytes came from.
         stream: OutputStream,
+        /// The bytes, raw.
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
-    /// The final reply to request `id`.
-    Done { id: u64, reply: Reply },
-    /// The daemon is closing this connection, and why (bad frame, version
-    /// mismatch, refused peer, shutdown).
+    /// The final reply to request `id`; nothing about `id` follows it.
+    Done {
+        /// The request it answers.
+        id: u64,
+        /// Its outcome.
+        reply: Reply,
+    },
+    /// The daemon is closing this connection, and why: a malformed or
+    /// oversized frame, no `Hello` first, a version mismatch, a peer of
+    /// another uid, too many clients.
     Goodbye(Error),
 }
 
-/// Progress of a long request such as a transfer.
+/// Progress of a long request (`transfer`, `sync`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
-    /// Units done so far (bytes, files, ...).
+    /// Units done so far (bytes, for transfer and sync).
     pub done: u64,
     /// Units expected in all, when known.
     pub total: Option<u64>,
-    /// A short human-readable note.
+    /// A short human-readable note (`3 of 10 files, 512 of 4096 bytes`).
     pub message: Option<String>,
 }
 
 /// The outcome of a request.
 pub type Reply = Result<Response, Error>;
 
-/// What a client can ask of the daemon. Each variant's doc is also the help
-/// text of the matching `sshmcpctl` subcommand or MCP tool.
+/// The help text of the requests `sshmcpctl` sends, written once: each is
+/// the doc of its [`Request`] variant (`#[doc = help!(status)]`) and the
+/// `--help` of the `sshmcpctl` subcommand that sends it
+/// (`about = sshmcp_proto::help!(status)`).
+///
+/// `help!(status)` expands to a string literal, not a constant, because a
+/// doc attribute takes only a literal or a macro that makes one (as do
+/// derives that copy docs, such as schemars'). The first paragraph is the
+/// summary; later ones, after a blank line, are detail for `--help`.
+///
+/// The names are `status`, `stats`, `hosts`, `warm`, `drain`, `reload`, and
+/// `host` for their host argument.
+#[macro_export]
+macro_rules! help {
+    (status) => {
+        "Daemon version, pid, uptime, socket and health."
+    };
+    (stats) => {
+        "Per-host pool counters, per-op latency percentiles and the daemon's resource use."
+    };
+    (hosts) => {
+        "Configured hosts with their pool state."
+    };
+    (warm) => {
+        "Open a connection to a host now, so the next call finds it warm."
+    };
+    (drain) => {
+        "Close a host's idle connections; busy ones close when their work ends."
+    };
+    (reload) => {
+        "Re-read the config and the ssh config, as SIGHUP does.\n\n\
+         Unchanged hosts stay warm, removed ones close, new ones are added. A bad new config \
+         is refused and the old one stays in force."
+    };
+    (host) => {
+        "Host alias from the SSH client config."
+    };
+}
+
+/// What a client can ask of the daemon. The docs of the requests
+/// `sshmcpctl` sends are its subcommands' help too (see [`help!`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
-    /// Daemon version, pid, uptime, socket and health.
+    #[doc = help!(status)]
     Status,
-    /// Per-host pool counters and per-op latency percentiles.
+    #[doc = help!(stats)]
     Stats,
-    /// Configured hosts with their pool state.
+    #[doc = help!(hosts)]
     Hosts,
-    /// Run a command on a host.
+    /// Run a command on a host through the remote user's shell; answer its
+    /// exit status and output.
     Exec(ExecRequest),
-    /// Open a connection to a host now, so the next call finds it warm.
-    Warm { host: String },
-    /// Close a host's idle connections; busy ones close when their work ends.
-    Drain { host: String },
+    #[doc = help!(warm)]
+    Warm {
+        #[doc = help!(host)]
+        host: String,
+    },
+    #[doc = help!(drain)]
+    Drain {
+        #[doc = help!(host)]
+        host: String,
+    },
     /// What a remote path is: type, size, mode, mtime.
     Stat(StatRequest),
-    /// A remote directory's entries.
+    /// A remote directory's entries, optionally recursive.
     ListDir(ListDirRequest),
-    /// Bytes of a remote file.
+    /// Bytes of a remote file, from an offset.
     ReadFile(ReadFileRequest),
     /// Atomically replace (or append to) a remote file.
     WriteFile(WriteFileRequest),
     /// Make a remote directory.
     Mkdir(MkdirRequest),
-    /// Delete a remote path.
+    /// Delete a remote file, symlink or directory.
     Remove(RemoveRequest),
-    /// Move a remote path.
+    /// Move or rename a remote path.
     Rename(RenameRequest),
-    /// Copy files between this machine and a host.
+    /// Copy a file or directory tree between this machine and a host.
     Transfer(TransferRequest),
     /// One-way directory sync between this machine and a host.
     Sync(SyncRequest),
-    /// Re-read the config and the ssh config, as SIGHUP does: unchanged
-    /// hosts stay warm, removed ones close, new ones are added. A bad new
-    /// config is refused and the old one stays in force.
+    #[doc = help!(reload)]
     Reload,
 }
 
 impl Request {
-    /// Short stable name of the operation, for stats and audit.
+    /// Short stable name of the operation, for stats, logs and error
+    /// messages.
     pub fn op_name(&self) -> &'static str {
         match self {
             Request::Status => "status",
@@ -203,6 +282,21 @@ impl Request {
         }
     }
 
+    /// Admin requests inspect and steer the daemon rather than work on a
+    /// host: they skip the daemon's request limits, so an overloaded daemon
+    /// can still be inspected, and are all that `sshmcpctl`'s reserved
+    /// connections may send.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Request::Status
+                | Request::Stats
+                | Request::Hosts
+                | Request::Drain { .. }
+                | Request::Reload
+        )
+    }
+
     /// The host the request targets, if any.
     pub fn host(&self) -> Option<&str> {
         match self {
@@ -222,24 +316,37 @@ impl Request {
     }
 }
 
-/// Successful replies, one variant per [`Request`] kind.
+/// Successful replies: each [`Request`] has one kind of answer, named
+/// after it, or [`Response::Ok`] when there is nothing to say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Response {
+    /// The daemon's version, pid, uptime, socket and health (answers `Status`).
     Status(Status),
+    /// Pool counters, op latencies and resource use (answers `Stats`).
     Stats(Stats),
+    /// Every configured host with its pool state, in config order (answers
+    /// `Hosts`).
     Hosts(Vec<HostState>),
+    /// How the command ended and what it wrote (answers `Exec`).
     Exec(ExecOutput),
     /// The request succeeded and has nothing to return (warm, drain, mkdir,
     /// rename).
     Ok,
+    /// What the path is (answers `Stat`).
     Stat(FileStat),
+    /// The directory's entries (answers `ListDir`).
     ListDir(DirListing),
+    /// The bytes read (answers `ReadFile`).
     ReadFile(FileContent),
+    /// What the write did (answers `WriteFile`).
     WriteFile(WriteResult),
+    /// What was removed (answers `Remove`).
     Remove(RemoveResult),
+    /// What was copied (answers `Transfer`).
     Transfer(TransferResult),
+    /// What the sync changed, or would change (answers `Sync`).
     Sync(SyncResult),
-    /// What a reload changed, in one line.
+    /// What a reload changed, in one line (answers `Reload`).
     Reloaded(String),
 }
 

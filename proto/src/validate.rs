@@ -39,12 +39,12 @@ pub const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// The most output bytes per stream an `exec` reply can carry when frames
 /// are at most `max_frame` bytes: both streams travel in one reply.
-pub fn max_output_per_stream(max_frame: usize) -> u64 {
+pub const fn max_output_per_stream(max_frame: usize) -> u64 {
     (max_frame.saturating_sub(REPLY_HEADROOM) / 2) as u64
 }
 
 /// The most file bytes one `read_file` reply can carry.
-pub fn max_read_per_reply(max_frame: usize) -> u64 {
+pub const fn max_read_per_reply(max_frame: usize) -> u64 {
     max_frame.saturating_sub(REPLY_HEADROOM) as u64
 }
 
@@ -82,9 +82,9 @@ impl Request {
                     )?;
                 }
             }
-            Request::Stat(req) => check_path(op, "path", &req.path)?,
+            Request::Stat(req) => check_remote(op, "path", &req.path)?,
             Request::ListDir(req) => {
-                check_path(op, "path", &req.path)?;
+                check_remote(op, "path", &req.path)?;
                 if let Some(max) = req.max_entries {
                     check_range(
                         op,
@@ -97,36 +97,54 @@ impl Request {
                 }
             }
             Request::ReadFile(req) => {
-                check_path(op, "path", &req.path)?;
+                check_remote(op, "path", &req.path)?;
                 check_range(op, "offset", req.offset, 0, MAX_OFFSET, " (bytes)")?;
                 if let Some(length) = req.length {
                     check_range(op, "length", length, 0, MAX_OFFSET, " (bytes)")?;
                 }
             }
             Request::WriteFile(req) => {
-                check_path(op, "path", &req.path)?;
+                check_remote(op, "path", &req.path)?;
+                if req.path.ends_with('/') {
+                    return Err(bad(
+                        op,
+                        format_args!("`{}` ends in `/`; name the file to write", req.path),
+                    ));
+                }
                 if let Some(mode) = req.mode {
                     check_mode(op, mode)?;
                 }
             }
             Request::Mkdir(req) => {
-                check_path(op, "path", &req.path)?;
+                check_remote(op, "path", &req.path)?;
                 if let Some(mode) = req.mode {
                     check_mode(op, mode)?;
                 }
             }
-            Request::Remove(req) => check_path(op, "path", &req.path)?,
+            Request::Remove(req) => {
+                check_remote(op, "path", &req.path)?;
+                let trimmed = req.path.trim_end_matches('/');
+                if trimmed.is_empty() || trimmed == "." || trimmed == "~" {
+                    return Err(bad(
+                        op,
+                        format_args!(
+                            "refusing to remove `{}`; name what to remove below it",
+                            req.path
+                        ),
+                    ));
+                }
+            }
             Request::Rename(req) => {
-                check_path(op, "from", &req.from)?;
-                check_path(op, "to", &req.to)?;
+                check_remote(op, "from", &req.from)?;
+                check_remote(op, "to", &req.to)?;
             }
             Request::Transfer(req) => {
                 check_path(op, "local_path", &req.local_path)?;
-                check_path(op, "remote_path", &req.remote_path)?;
+                check_remote(op, "remote_path", &req.remote_path)?;
             }
             Request::Sync(req) => {
                 check_path(op, "local_dir", &req.local_dir)?;
-                check_path(op, "remote_dir", &req.remote_dir)?;
+                check_remote(op, "remote_dir", &req.remote_dir)?;
             }
             Request::Status
             | Request::Stats
@@ -200,6 +218,18 @@ fn check_text(op: &str, name: &str, value: &str, max: usize) -> Result<(), Error
 
 fn check_path(op: &str, name: &str, value: &str) -> Result<(), Error> {
     check_text(op, name, value, MAX_PATH_BYTES)
+}
+
+/// A remote path: a path, and not empty (SFTP would take `` as the home
+/// directory, which nobody means).
+fn check_remote(op: &str, name: &str, value: &str) -> Result<(), Error> {
+    if value.trim().is_empty() {
+        return Err(bad(
+            op,
+            format_args!("`{name}` is empty; pass a remote path"),
+        ));
+    }
+    check_path(op, name, value)
 }
 
 /// A host alias: what an ssh config `Host` line can name, so no control

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use russh_sftp::protocol::{FileAttributes, OpenFlags};
-use sshmcp_proto::{Error, ErrorKind, ExecRequest};
+use sshmcp_proto::{Error, ErrorKind};
 use tokio_util::sync::CancellationToken;
 
 use super::local::{self, Writer};
 use super::remote::{self, PIPELINE_DEPTH, Remote};
 use crate::memory::Memory;
-use crate::ops::progress::Reporter;
 use crate::pool::HostPool;
 use crate::pool::sftp::{SESSION_WAIT, Sftp};
+use crate::progress::Reporter;
 
 /// Files moved at once in a tree transfer or sync.
 pub const PARALLEL_FILES: usize = 32;
@@ -417,7 +417,6 @@ pub async fn remote_sha256(
     pool: &HostPool,
     host: &str,
     paths: &[String],
-    max_frame: usize,
     cancel: &CancellationToken,
 ) -> Result<Option<HashMap<String, String>>, Error> {
     let mut sums = HashMap::new();
@@ -441,16 +440,16 @@ pub async fn remote_sha256(
             command.push(' ');
             command.push_str(&shell_quote(path));
         }
-        let out = crate::ops::exec::run(
+        let out = crate::command::run(
             pool,
-            ExecRequest {
-                host: host.to_string(),
-                command,
-                stdin: None,
-                timeout_secs: Some(3600),
-                max_output_bytes: Some(((batch.len() * 200) as u64).max(4096)),
+            crate::command::Command {
+                host,
+                line: &command,
+                stdin: &[],
+                timeout: Duration::from_secs(3600),
+                max_output: ((batch.len() * 200) as u64).max(4096),
+                started: Instant::now(),
             },
-            max_frame,
             cancel,
         )
         .await?;
@@ -478,6 +477,59 @@ pub async fn remote_sha256(
 /// `s` quoted for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// A planned tree copy.
+#[derive(Default)]
+pub struct Plan {
+    /// Destination directories to create, parents first, with the source's
+    /// mode and mtime to set at the end.
+    pub dirs: Vec<(String, PathBuf, u32, u64)>,
+    pub files: Vec<FileJob>,
+    pub skipped: Vec<String>,
+}
+
+/// Create the destination directories, parents first.
+pub async fn make_dirs(engine: &Engine<'_>, plan: &Plan, upload: bool) -> Result<(), Error> {
+    if plan.dirs.is_empty() {
+        return Ok(());
+    }
+    if upload {
+        let sftp = engine.sftp().await?;
+        let remote = Remote::new(&sftp, engine.host);
+        for (dst, ..) in &plan.dirs {
+            if remote.try_stat(dst, true).await?.is_none() {
+                remote.mkdir(dst, Some(0o700)).await?;
+            }
+        }
+    } else {
+        for (_, dst, ..) in &plan.dirs {
+            std::fs::create_dir_all(dst).map_err(|e| local::error("download", dst, &e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Give destination directories their source's mode and mtime, deepest
+/// first (creating files inside a directory changes its mtime).
+pub async fn finish_dirs(engine: &Engine<'_>, plan: &Plan, upload: bool) {
+    let mut dirs: Vec<_> = plan.dirs.iter().collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.matches('/').count()));
+    if upload {
+        let Ok(sftp) = engine.sftp().await else {
+            return;
+        };
+        let remote = Remote::new(&sftp, engine.host);
+        for (dst, _, mode, mtime) in dirs {
+            let _ = remote
+                .set_times_mode(dst, Some(*mode), Some(*mtime as u32))
+                .await;
+        }
+    } else {
+        for (_, dst, mode, mtime) in dirs {
+            let _ = local::finish_dir(dst, Some(*mode), Some(*mtime));
+        }
+    }
 }
 
 #[cfg(test)]

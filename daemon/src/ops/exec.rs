@@ -1,290 +1,49 @@
-//! `exec`: run a command on a host over a pooled connection.
-//!
-//! The channel is always drained (an unread channel stalls the whole
-//! connection in russh) and always closed explicitly (dropping a russh
-//! channel sends no CHANNEL_CLOSE, and leaked sessions eat the server's
-//! MaxSessions). On timeout or cancel the remote process group gets TERM,
-//! then KILL, before the channel is closed.
+//! `exec`: run a command on a host, as `ssh host 'command'` would.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use russh::{ChannelMsg, Sig};
-use sshmcp_proto::{Error, ErrorKind, ExecOutput, ExecRequest};
-use tokio_util::sync::CancellationToken;
+use sshmcp_proto::{Error, ExecOutput, ExecRequest};
 
-use crate::pool::HostPool;
+use super::{Context, Op};
+use crate::command::{self, Command};
 
-/// How long a signalled process gets to exit before the next step.
-const SIGNAL_GRACE: Duration = Duration::from_secs(2);
+impl Op for ExecRequest {
+    type Output = ExecOutput;
 
-pub async fn run(
-    pool: &HostPool,
-    request: ExecRequest,
-    max_frame: usize,
-    cancel: &CancellationToken,
-) -> Result<ExecOutput, Error> {
-    // The dispatcher has validated every argument (`Request::validate`):
-    // the timeout is within a day and the output cap fits a reply.
-    let started = Instant::now();
-    let timeout_secs = request
-        .timeout_secs
-        .unwrap_or(ExecRequest::DEFAULT_TIMEOUT_SECS);
-    let limit = request
-        .max_output_bytes
-        .unwrap_or(ExecRequest::DEFAULT_MAX_OUTPUT)
-        .min(sshmcp_proto::max_output_per_stream(max_frame));
-    let deadline = started + Duration::from_secs(timeout_secs);
+    /// Both streams may be kept in full, and the reply holds them twice
+    /// more on its way out (encoded, then in the socket's write buffer).
+    fn reservation(&self, max_frame: usize) -> u64 {
+        self.max_output(max_frame).saturating_mul(2 * 3)
+    }
 
-    let (lease, channel) = tokio::select! {
-        opened = pool.session(&request.host, deadline) => opened?,
-        () = cancel.cancelled() => return Err(cancelled(&request.host)),
-    };
-    let (mut reader, writer) = channel.split();
-    let mut output = Collected::new(limit);
-
-    if let Err(e) = writer.exec(true, request.command.as_bytes()).await {
-        // Should the connection still be up, give the session back.
-        let _ = writer.close().await;
-        return Err(Error::new(
-            ErrorKind::Unreachable,
-            format!(
-                "lost the connection to {} while starting the command: {e}",
-                request.host
+    async fn run(self, ctx: &Context<'_>) -> Result<ExecOutput, Error> {
+        // `Request::validate` has checked the arguments: the timeout is
+        // within a day and the output cap fits one reply.
+        let max_frame = ctx.daemon.config().daemon.max_frame;
+        let command = Command {
+            host: &self.host,
+            line: &self.command,
+            stdin: self.stdin.as_deref().unwrap_or_default(),
+            timeout: Duration::from_secs(
+                self.timeout_secs
+                    .unwrap_or(ExecRequest::DEFAULT_TIMEOUT_SECS),
             ),
-        ));
-    }
-    // Feed stdin from its own task so a command that writes before it reads
-    // cannot deadlock against us; EOF right away when there is none, so
-    // commands that read stdin do not wait forever.
-    let stdin = request.stdin.unwrap_or_default();
-    let feeder = async {
-        if !stdin.is_empty() {
-            writer.data(&stdin[..]).await?;
-        }
-        writer.eof().await
-    };
-    tokio::pin!(feeder);
-    let mut feeding = true;
-
-    let stop = loop {
-        tokio::select! {
-            result = &mut feeder, if feeding => {
-                feeding = false;
-                if let Err(e) = result {
-                    tracing::debug!(host = %request.host, "stdin not fully delivered: {e}");
-                }
-            }
-            msg = reader.wait() => match msg {
-                Some(msg) => {
-                    if output.absorb(msg) {
-                        break None;
-                    }
-                }
-                None => break None,
-            },
-            () = tokio::time::sleep_until(deadline.into()) => break Some(ErrorKind::Timeout),
-            () = cancel.cancelled() => break Some(ErrorKind::Cancelled),
-        }
-    };
-
-    let Some(reason) = stop else {
-        // The server closed the channel after the command ended.
-        drop(lease);
-        return output.finish(started, &request.host);
-    };
-
-    // Stop the remote process group: TERM, then KILL, draining all along.
-    let mut exited = false;
-    for signal in [Sig::TERM, Sig::KILL] {
-        if writer.signal(signal).await.is_err() {
-            break;
-        }
-        if drain_until(&mut reader, &mut output, Instant::now() + SIGNAL_GRACE).await {
-            exited = true;
-            break;
-        }
-    }
-    let _ = writer.close().await;
-    if !exited {
-        drain_until(&mut reader, &mut output, Instant::now() + SIGNAL_GRACE).await;
-    }
-    drop(lease);
-    let partial = output.summary();
-    Err(match reason {
-        ErrorKind::Timeout => Error::new(
-            ErrorKind::Timeout,
-            format!(
-                "command on {} ran past timeout_secs={timeout_secs} and was stopped (TERM, then \
-                 KILL); {partial}. Raise timeout_secs, or run long jobs in the background \
-                 (e.g. with nohup) and poll",
-                request.host
-            ),
-        ),
-        _ => Error::new(
-            ErrorKind::Cancelled,
-            format!(
-                "command on {} was cancelled and stopped (TERM, then KILL); {partial}",
-                request.host
-            ),
-        ),
-    })
-}
-
-fn cancelled(host: &str) -> Error {
-    Error::new(
-        ErrorKind::Cancelled,
-        format!("exec on {host} was cancelled before the command started"),
-    )
-}
-
-/// Keep reading until the channel ends (true) or `until` passes (false).
-async fn drain_until(
-    reader: &mut russh::ChannelReadHalf,
-    output: &mut Collected,
-    until: Instant,
-) -> bool {
-    loop {
-        match tokio::time::timeout_at(until.into(), reader.wait()).await {
-            Ok(Some(msg)) => {
-                if output.absorb(msg) {
-                    return true;
-                }
-            }
-            Ok(None) => return true,
-            Err(_) => return false,
-        }
+            max_output: self.max_output(max_frame),
+            started: ctx.started,
+        };
+        command::run(&ctx.daemon.pool, command, ctx.cancel).await
     }
 }
 
-/// Output gathered so far, capped per stream; bytes past the cap are
-/// counted and dropped, never buffered.
-struct Collected {
-    limit: u64,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    stdout_bytes: u64,
-    stderr_bytes: u64,
-    exit_code: Option<u32>,
-    signal: Option<String>,
+/// What `ExecRequest` asks of a reply, within what one frame carries.
+trait MaxOutput {
+    fn max_output(&self, max_frame: usize) -> u64;
 }
 
-impl Collected {
-    fn new(limit: u64) -> Self {
-        Collected {
-            limit,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            stdout_bytes: 0,
-            stderr_bytes: 0,
-            exit_code: None,
-            signal: None,
-        }
-    }
-
-    /// Take in one channel message; true when the channel is closed.
-    fn absorb(&mut self, msg: ChannelMsg) -> bool {
-        match msg {
-            ChannelMsg::Data { data } => {
-                keep(&mut self.stdout, &mut self.stdout_bytes, &data, self.limit)
-            }
-            ChannelMsg::ExtendedData { data, ext: 1 } => {
-                keep(&mut self.stderr, &mut self.stderr_bytes, &data, self.limit)
-            }
-            ChannelMsg::ExitStatus { exit_status } => self.exit_code = Some(exit_status),
-            ChannelMsg::ExitSignal { signal_name, .. } => {
-                self.signal = Some(signal_label(&signal_name));
-            }
-            ChannelMsg::Close => return true,
-            _ => {}
-        }
-        false
-    }
-
-    fn truncated(&self) -> bool {
-        self.stdout_bytes > self.stdout.len() as u64 || self.stderr_bytes > self.stderr.len() as u64
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "it had written {} bytes to stdout and {} to stderr",
-            self.stdout_bytes, self.stderr_bytes
-        )
-    }
-
-    fn finish(self, started: Instant, host: &str) -> Result<ExecOutput, Error> {
-        if self.exit_code.is_none() && self.signal.is_none() {
-            return Err(Error::new(
-                ErrorKind::Unreachable,
-                format!(
-                    "the connection to {host} ended before the command reported an exit status; \
-                     {}. The command may or may not have completed",
-                    self.summary()
-                ),
-            ));
-        }
-        Ok(ExecOutput {
-            truncated: self.truncated(),
-            exit_code: self.exit_code,
-            signal: self.signal,
-            stdout: self.stdout,
-            stderr: self.stderr,
-            stdout_bytes: self.stdout_bytes,
-            stderr_bytes: self.stderr_bytes,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
-    }
-}
-
-fn keep(buffer: &mut Vec<u8>, total: &mut u64, data: &[u8], limit: u64) {
-    *total += data.len() as u64;
-    let room = (limit as usize).saturating_sub(buffer.len());
-    buffer.extend_from_slice(&data[..data.len().min(room)]);
-}
-
-fn signal_label(signal: &Sig) -> String {
-    match signal {
-        Sig::Custom(name) => name.clone(),
-        other => format!("{other:?}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn output_past_the_cap_is_counted_not_kept() {
-        let mut out = Collected::new(4);
-        out.absorb(ChannelMsg::Data {
-            data: b"abcdef"[..].into(),
-        });
-        out.absorb(ChannelMsg::Data {
-            data: b"gh"[..].into(),
-        });
-        assert_eq!(out.stdout, b"abcd");
-        assert_eq!(out.stdout_bytes, 8);
-        assert!(out.truncated());
-    }
-
-    #[test]
-    fn stderr_is_kept_apart_from_stdout() {
-        let mut out = Collected::new(100);
-        out.absorb(ChannelMsg::ExtendedData {
-            data: b"oops"[..].into(),
-            ext: 1,
-        });
-        out.absorb(ChannelMsg::ExitStatus { exit_status: 3 });
-        let done = out.finish(Instant::now(), "h").unwrap();
-        assert_eq!(done.stderr, b"oops");
-        assert!(done.stdout.is_empty());
-        assert_eq!(done.exit_code, Some(3));
-        assert!(!done.truncated);
-    }
-
-    #[test]
-    fn a_channel_that_ends_without_status_is_an_error() {
-        let out = Collected::new(100);
-        let err = out.finish(Instant::now(), "h").unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Unreachable);
+impl MaxOutput for ExecRequest {
+    fn max_output(&self, max_frame: usize) -> u64 {
+        self.max_output_bytes
+            .unwrap_or(ExecRequest::DEFAULT_MAX_OUTPUT)
+            .min(sshmcp_proto::max_output_per_stream(max_frame))
     }
 }

@@ -1,9 +1,16 @@
-//! `hosts`: configured hosts with their pool state.
+//! `hosts`: the configured hosts with their pool state.
 
-use sshmcp_proto::HostState;
+use sshmcp_proto::{Error, HostState};
 
-use crate::state::Daemon;
+use super::{Context, Op};
 
-pub fn run(daemon: &Daemon) -> Vec<HostState> {
-    daemon.pool.host_states()
+/// The `Hosts` request.
+pub struct Hosts;
+
+impl Op for Hosts {
+    type Output = Vec<HostState>;
+
+    async fn run(self, ctx: &Context<'_>) -> Result<Vec<HostState>, Error> {
+        Ok(ctx.daemon.pool.host_states())
+    }
 }

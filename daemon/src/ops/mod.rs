@@ -1,12 +1,75 @@
-//! One file per operation. Ops know nothing of sockets, limits or metrics:
-//! the dispatcher wraps them all alike.
+//! One file per operation, each an [`Op`]: what it needs from the request,
+//! the memory it may hold, and how it runs. Ops know nothing of sockets,
+//! limits, metrics or logs: the dispatcher wraps them all alike, so what
+//! wraps every op (and, next, the cache, policy and audit) lives there once.
 
-pub mod exec;
-pub mod files;
-pub mod hosts;
-pub mod progress;
-pub mod reload;
-pub mod status;
-pub mod sync;
-pub mod transfer;
-pub mod warm;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sshmcp_proto::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::Caller;
+use crate::pool::Host;
+use crate::progress::Reporter;
+use crate::state::Daemon;
+
+mod drain;
+mod exec;
+mod hosts;
+mod list_dir;
+mod mkdir;
+mod read_file;
+mod reload;
+mod remove;
+mod rename;
+mod stat;
+mod stats;
+mod status;
+mod sync;
+mod transfer;
+mod warm;
+mod write_file;
+
+pub use drain::Drain;
+pub use hosts::Hosts;
+pub use reload::Reload;
+pub use stats::Stats;
+pub use status::Status;
+pub use warm::Warm;
+
+/// What the dispatcher hands every op: who asked, how to stop, where
+/// progress goes, and the host already resolved.
+pub struct Context<'a> {
+    /// The daemon's shared state.
+    pub daemon: &'a Daemon,
+    /// The request's id on its connection.
+    pub id: u64,
+    /// Who sent the request.
+    pub caller: &'a Caller,
+    /// Cancelled when the client cancels or goes away.
+    pub cancel: &'a CancellationToken,
+    /// Progress events for the client.
+    pub progress: &'a Reporter,
+    /// When the request arrived; durations count from here.
+    pub started: Instant,
+    /// The host the request targets, resolved once by the dispatcher.
+    pub host: Option<Arc<Host>>,
+}
+
+/// One operation of the daemon.
+pub trait Op: Sized {
+    /// What a successful run returns.
+    type Output;
+
+    /// Bytes of memory this op may hold at once (its buffers and its reply
+    /// on the way out), reserved under the memory cap before it runs; 0 for
+    /// small work. `max_frame` bounds what one reply can carry.
+    fn reservation(&self, _max_frame: usize) -> u64 {
+        0
+    }
+
+    /// Run the op to its end, or until `ctx.cancel` fires.
+    fn run(self, ctx: &Context<'_>) -> impl Future<Output = Result<Self::Output, Error>> + Send;
+}

@@ -2,13 +2,20 @@
 
 use sshmcp_proto::{Error, ErrorKind};
 
-use crate::state::Daemon;
+use super::{Context, Op};
 
-pub async fn run(daemon: &Daemon) -> Result<String, Error> {
-    crate::reload::reload(daemon).await.map_err(|e| {
-        Error::new(
-            ErrorKind::BadRequest,
-            format!("reload refused, the previous config stays in force: {e}"),
-        )
-    })
+/// The `Reload` request.
+pub struct Reload;
+
+impl Op for Reload {
+    type Output = String;
+
+    async fn run(self, ctx: &Context<'_>) -> Result<String, Error> {
+        crate::reload::reload(ctx.daemon).await.map_err(|e| {
+            Error::new(
+                ErrorKind::BadRequest,
+                format!("reload refused, the previous config stays in force: {e}"),
+            )
+        })
+    }
 }

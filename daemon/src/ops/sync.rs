@@ -17,12 +17,14 @@ use sshmcp_proto::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::{Context, Op};
 use crate::files::local;
 use crate::files::policy::{DownloadTargets, LocalPolicy, RefusedPaths};
 use crate::files::remote::{self, Remote};
-use crate::files::transfer::{Engine, FileJob, TempMode, remote_sha256};
-use crate::ops::progress::Reporter;
-use crate::ops::transfer::{Plan, finish_dirs, make_dirs};
+use crate::files::transfer::{
+    Engine, FileJob, Plan, TempMode, finish_dirs, make_dirs, remote_sha256,
+};
+use crate::progress::Reporter;
 use crate::state::Daemon;
 
 /// What one side holds at a relative path.
@@ -45,18 +47,21 @@ impl Meta {
     }
 }
 
-pub async fn run(
+impl Op for SyncRequest {
+    type Output = SyncResult;
+
+    async fn run(self, ctx: &Context<'_>) -> Result<SyncResult, Error> {
+        run_sync(ctx.daemon, self, ctx.cancel, ctx.progress, ctx.started).await
+    }
+}
+
+async fn run_sync(
     daemon: &Daemon,
     req: SyncRequest,
     cancel: &CancellationToken,
     progress: &Reporter,
+    started: Instant,
 ) -> Result<SyncResult, Error> {
-    let started = Instant::now();
-    if req.remote_dir.trim().is_empty() {
-        return Err(Error::bad_request(
-            "sync: `remote_dir` is empty; pass a remote directory",
-        ));
-    }
     let policy = daemon.policy();
     let local_dir = policy.check(&req.local_dir, "sync")?;
     let engine = Engine::new(&daemon.pool, &daemon.memory, &req.host, progress);
@@ -423,15 +428,7 @@ async fn checksum_differs(
         .iter()
         .map(|r| remote::join(&req.remote_dir, r))
         .collect();
-    let Some(remote_sums) = remote_sha256(
-        &daemon.pool,
-        &req.host,
-        &paths,
-        daemon.config().daemon.max_frame,
-        cancel,
-    )
-    .await?
-    else {
+    let Some(remote_sums) = remote_sha256(&daemon.pool, &req.host, &paths, cancel).await? else {
         return Err(Error::new(
             ErrorKind::IoError,
             format!(

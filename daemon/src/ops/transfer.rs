@@ -7,41 +7,37 @@
 //! (created if missing, like `cp -r src dest` with a new `dest`).
 //! Missing parent directories are created.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use sshmcp_proto::{Direction, Error, ErrorKind, FileKind, TransferRequest, TransferResult};
 use tokio_util::sync::CancellationToken;
 
+use super::{Context, Op};
 use crate::files::local;
 use crate::files::policy::{DownloadTargets, LocalPolicy};
 use crate::files::remote::{self, Remote};
-use crate::files::transfer::{Engine, FileJob, TempMode, remote_sha256};
-use crate::ops::progress::Reporter;
+use crate::files::transfer::{
+    Engine, FileJob, Plan, TempMode, finish_dirs, make_dirs, remote_sha256,
+};
+use crate::progress::Reporter;
 use crate::state::Daemon;
 
-/// A planned tree copy.
-#[derive(Default)]
-pub struct Plan {
-    /// Destination directories to create, parents first, with the source's
-    /// mode and mtime to set at the end.
-    pub dirs: Vec<(String, PathBuf, u32, u64)>,
-    pub files: Vec<FileJob>,
-    pub skipped: Vec<String>,
+impl Op for TransferRequest {
+    type Output = TransferResult;
+
+    async fn run(self, ctx: &Context<'_>) -> Result<TransferResult, Error> {
+        transfer(ctx.daemon, self, ctx.cancel, ctx.progress, ctx.started).await
+    }
 }
 
-pub async fn run(
+async fn transfer(
     daemon: &Daemon,
     req: TransferRequest,
     cancel: &CancellationToken,
     progress: &Reporter,
+    started: Instant,
 ) -> Result<TransferResult, Error> {
-    let started = Instant::now();
-    if req.remote_path.trim().is_empty() {
-        return Err(Error::bad_request(
-            "transfer: `remote_path` is empty; pass a remote path",
-        ));
-    }
     let policy = daemon.policy();
     let local = policy.check(&req.local_path, "transfer")?;
     let engine = Engine::new(&daemon.pool, &daemon.memory, &req.host, progress);
@@ -287,49 +283,6 @@ async fn plan_download(
     Ok(plan)
 }
 
-/// Create the destination directories, parents first.
-pub async fn make_dirs(engine: &Engine<'_>, plan: &Plan, upload: bool) -> Result<(), Error> {
-    if plan.dirs.is_empty() {
-        return Ok(());
-    }
-    if upload {
-        let sftp = engine.sftp().await?;
-        let remote = Remote::new(&sftp, engine.host);
-        for (dst, ..) in &plan.dirs {
-            if remote.try_stat(dst, true).await?.is_none() {
-                remote.mkdir(dst, Some(0o700)).await?;
-            }
-        }
-    } else {
-        for (_, dst, ..) in &plan.dirs {
-            std::fs::create_dir_all(dst).map_err(|e| local::error("download", dst, &e))?;
-        }
-    }
-    Ok(())
-}
-
-/// Give destination directories their source's mode and mtime, deepest
-/// first (creating files inside a directory changes its mtime).
-pub async fn finish_dirs(engine: &Engine<'_>, plan: &Plan, upload: bool) {
-    let mut dirs: Vec<_> = plan.dirs.iter().collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.matches('/').count()));
-    if upload {
-        let Ok(sftp) = engine.sftp().await else {
-            return;
-        };
-        let remote = Remote::new(&sftp, engine.host);
-        for (dst, _, mode, mtime) in dirs {
-            let _ = remote
-                .set_times_mode(dst, Some(*mode), Some(*mtime as u32))
-                .await;
-        }
-    } else {
-        for (_, dst, mode, mtime) in dirs {
-            let _ = local::finish_dir(dst, Some(*mode), Some(*mtime));
-        }
-    }
-}
-
 /// Compare SHA-256 of every file on both ends. `None` (with a note) when
 /// the host has no `sha256sum`; an error naming the first file that differs.
 async fn verify(
@@ -340,15 +293,7 @@ async fn verify(
     notes: &mut Vec<String>,
 ) -> Result<Option<bool>, Error> {
     let paths: Vec<String> = files.iter().map(|f| f.remote.clone()).collect();
-    let Some(remote_sums) = remote_sha256(
-        &daemon.pool,
-        host,
-        &paths,
-        daemon.config().daemon.max_frame,
-        cancel,
-    )
-    .await?
-    else {
+    let Some(remote_sums) = remote_sha256(&daemon.pool, host, &paths, cancel).await? else {
         notes.push(format!(
             "not verified: {host} has no sha256sum command (install coreutils there to verify)"
         ));

@@ -1,17 +1,22 @@
-//! `warm` and `drain`: open a host's connection ahead of use, or close
-//! its idle ones.
+//! `warm`: connect a host now, so the next call finds it warm.
 
 use std::time::Instant;
 
 use sshmcp_proto::Error;
 
-use crate::state::Daemon;
+use super::{Context, Op};
 
-pub async fn warm(daemon: &Daemon, host: &str) -> Result<(), Error> {
-    let deadline = Instant::now() + daemon.config().queue_timeout();
-    daemon.pool.warm(host, deadline).await
+/// The `Warm` request.
+pub struct Warm {
+    /// Host alias.
+    pub host: String,
 }
 
-pub fn drain(daemon: &Daemon, host: &str) -> Result<(), Error> {
-    daemon.pool.drain(host)
+impl Op for Warm {
+    type Output = ();
+
+    async fn run(self, ctx: &Context<'_>) -> Result<(), Error> {
+        let deadline = Instant::now() + ctx.daemon.config().queue_timeout();
+        ctx.daemon.pool.warm(&self.host, deadline).await
+    }
 }

@@ -32,7 +32,7 @@ use sshmcp_proto::{Error, ErrorKind, HostState, HostStats};
 use crate::hosts::HostTable;
 use crate::hosts::ssh_config::JumpHop;
 use crate::stats::{Registry, names};
-use host::Host;
+pub use host::Host;
 use lease::{Lease, OpenFailure};
 pub use settings::PoolSettings;
 

@@ -1,0 +1,77 @@
+//! `read_file`: bytes of a remote file, from an offset, at most one reply's
+//! worth (`truncated` says when there is more).
+
+use russh_sftp::protocol::{FileAttributes, OpenFlags};
+use sshmcp_proto::{Error, ErrorKind, FileContent, FileKind, ReadFileRequest};
+
+use super::{Context, Op};
+use crate::files::on_sftp;
+use crate::files::remote::kind_of;
+
+impl Op for ReadFileRequest {
+    type Output = FileContent;
+
+    /// The bytes read, then twice more on the way out (encoded, then in
+    /// the socket's write buffer).
+    fn reservation(&self, max_frame: usize) -> u64 {
+        self.length
+            .unwrap_or(ReadFileRequest::DEFAULT_MAX_READ)
+            .min(sshmcp_proto::max_read_per_reply(max_frame))
+            .saturating_mul(3)
+    }
+
+    async fn run(self, ctx: &Context<'_>) -> Result<FileContent, Error> {
+        let pool = &ctx.daemon.pool;
+        let max_frame = ctx.daemon.config().daemon.max_frame;
+        let req = self;
+        let most = sshmcp_proto::max_read_per_reply(max_frame);
+        let want = req
+            .length
+            .unwrap_or(ReadFileRequest::DEFAULT_MAX_READ)
+            .min(most);
+        on_sftp!(pool, &req.host, retry = true, |remote| async {
+            let attrs = remote.stat(&req.path, true).await?;
+            if kind_of(&attrs) != FileKind::File {
+                return Err(Error::new(
+                    ErrorKind::WrongType,
+                    format!(
+                        "read_file: {}:{} is a {}, not a regular file; use list_dir or stat",
+                        req.host,
+                        req.path,
+                        kind_of(&attrs).as_str()
+                    ),
+                ));
+            }
+            let handle = remote
+                .open(
+                    "read_file",
+                    &req.path,
+                    OpenFlags::READ,
+                    FileAttributes::empty(),
+                )
+                .await?;
+            let size = match remote.sftp.raw().fstat(handle.id.clone()).await {
+                Ok(a) => a.attrs.size.unwrap_or(0),
+                Err(e) => return Err(remote.error("read_file", &req.path, e)),
+            };
+            let mut data = Vec::with_capacity(want.min(size.saturating_sub(req.offset)) as usize);
+            if req.offset < size {
+                remote
+                    .read_range(&handle, &req.path, req.offset, want, |_, piece| {
+                        data.extend_from_slice(&piece);
+                        std::future::ready(Ok(()))
+                    })
+                    .await?;
+            }
+            let _ = handle.close().await;
+            let end = req.offset + data.len() as u64;
+            Ok(FileContent {
+                path: req.path.clone(),
+                offset: req.offset,
+                size,
+                truncated: end < size,
+                data,
+            })
+        })
+    }
+}

@@ -1,0 +1,26 @@
+//! `stats`: per-host pool counters, per-op latency percentiles and the
+//! process's resources.
+
+use std::sync::atomic::Ordering;
+
+use sshmcp_proto::Error;
+
+use super::{Context, Op};
+
+/// The `Stats` request.
+pub struct Stats;
+
+impl Op for Stats {
+    type Output = sshmcp_proto::Stats;
+
+    async fn run(self, ctx: &Context<'_>) -> Result<sshmcp_proto::Stats, Error> {
+        let daemon = ctx.daemon;
+        Ok(sshmcp_proto::Stats {
+            uptime_ms: daemon.started.elapsed().as_millis() as u64,
+            clients: daemon.clients.load(Ordering::Relaxed),
+            hosts: daemon.pool.host_stats(),
+            ops: daemon.registry.op_stats(),
+            resources: crate::resources::collect(&daemon.memory),
+        })
+    }
+}
