@@ -12,6 +12,7 @@ use sshmcp_proto::{Error, ErrorKind, FileKind};
 use tokio::sync::mpsc;
 
 use super::policy::{LocalPolicy, Refused};
+use super::remote::{MAX_DEPTH, NotEntered};
 
 /// One entry of a local tree.
 #[derive(Debug, Clone)]
@@ -79,11 +80,51 @@ pub fn entry(rel: String, meta: &std::fs::Metadata) -> LocalEntry {
 /// A local tree as [`walk`] found it.
 #[derive(Debug, Default)]
 pub struct LocalTree {
-    /// What the policy allows: directories before their contents, sorted.
+    /// What the walk takes: directories before their contents, sorted.
     pub entries: Vec<LocalEntry>,
-    /// What the policy refuses, and why. A refused directory was not
-    /// entered: nothing under it was read or listed.
-    pub refused: Vec<(LocalEntry, Refused)>,
+    /// What it left out, and why: what the policy refuses, symlinks that
+    /// loop, directories too deep. A directory left out was not entered:
+    /// nothing under it was read or listed.
+    pub refused: Vec<(LocalEntry, LeftOut)>,
+}
+
+/// Why [`walk`] left an entry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeftOut {
+    Refused(Refused),
+    NotEntered(NotEntered),
+}
+
+impl LeftOut {
+    /// The `skipped` entry for `rel`.
+    pub fn note(&self, rel: &str, is_dir: bool) -> String {
+        match self {
+            LeftOut::Refused(why) => why.note(rel, is_dir),
+            LeftOut::NotEntered(why) => why.note(rel),
+        }
+    }
+}
+
+/// A directory [`walk`] is to list.
+struct Pending {
+    rel: String,
+    /// Where it resolves: the path the policy judges its entries by, at no
+    /// symlink resolution per entry.
+    resolved: PathBuf,
+    /// It and the directories above it, for loop checks.
+    inside: Vec<Ancestor>,
+}
+
+/// A directory [`walk`] is inside.
+#[derive(Clone)]
+struct Ancestor {
+    /// Device and inode: the same directory, whatever path reached it.
+    id: (u64, u64),
+    rel: String,
+}
+
+fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
 }
 
 /// Every entry under `root`, a directory the policy allowed, symlinks
@@ -91,6 +132,14 @@ pub struct LocalTree {
 /// it resolves, before it is entered or read: `root` may be `~`, and
 /// `~/.ssh` must not come along. Symlinks not followed and special files
 /// come back as such; callers report and skip them.
+///
+/// A followed symlink to a directory the walk is inside (`dir/loop ->
+/// ..`) is left out, not entered: entering it would never end. Only
+/// ancestors count: a second link to a directory elsewhere is no loop,
+/// and is copied again as `cp -rL` does. A directory more than
+/// [`MAX_DEPTH`] levels down is left out too. A loop with no symlink in
+/// it (a bind mount of a parent) is an error: a sync that deleted the
+/// copy of such a directory would delete through it.
 pub fn walk(
     root: &Path,
     follow: bool,
@@ -99,10 +148,21 @@ pub fn walk(
 ) -> Result<LocalTree, Error> {
     let mut tree = LocalTree::default();
     let resolved_root = root.canonicalize().map_err(|e| error(what, root, &e))?;
-    // Directories to list, with where each resolves: the path the policy
-    // judges for their entries, at no symlink resolution per entry.
-    let mut stack = vec![(String::new(), resolved_root)];
-    while let Some((rel, resolved_dir)) = stack.pop() {
+    let root_meta = std::fs::metadata(root).map_err(|e| error(what, root, &e))?;
+    let mut stack = vec![Pending {
+        rel: String::new(),
+        resolved: resolved_root,
+        inside: vec![Ancestor {
+            id: identity(&root_meta),
+            rel: String::new(),
+        }],
+    }];
+    while let Some(Pending {
+        rel,
+        resolved: resolved_dir,
+        inside,
+    }) = stack.pop()
+    {
         let dir = if rel.is_empty() {
             root.to_path_buf()
         } else {
@@ -124,6 +184,8 @@ pub fn walk(
             names.push(name);
         }
         names.sort();
+        // How many levels below the top the entries are.
+        let depth = inside.len();
         let mut subdirs = Vec::new();
         for name in names {
             let path = dir.join(&name);
@@ -134,17 +196,43 @@ pub fn walk(
                 format!("{rel}/{name}")
             };
             let mut meta = std::fs::symlink_metadata(&path).map_err(|e| error(what, &path, &e))?;
-            if meta.file_type().is_symlink() && follow {
+            let link = meta.file_type().is_symlink();
+            if link && follow {
                 resolved = path.canonicalize().map_err(|e| error(what, &path, &e))?;
                 meta = std::fs::metadata(&path).map_err(|e| error(what, &path, &e))?;
             }
             let e = entry(rel.clone(), &meta);
             if let Some(why) = policy.refusal(&resolved) {
-                tree.refused.push((e, why));
+                tree.refused.push((e, LeftOut::Refused(why)));
                 continue;
             }
             if e.kind == FileKind::Dir {
-                subdirs.push((rel, resolved));
+                let id = identity(&meta);
+                if let Some(again) = inside.iter().find(|a| a.id == id) {
+                    if !link {
+                        return Err(cycle(what, &path, root, &again.rel));
+                    }
+                    let why = NotEntered::Loop {
+                        to: again.rel.clone(),
+                    };
+                    tree.refused.push((e, LeftOut::NotEntered(why)));
+                    continue;
+                }
+                if depth > MAX_DEPTH {
+                    tree.refused
+                        .push((e, LeftOut::NotEntered(NotEntered::TooDeep)));
+                    continue;
+                }
+                let mut below = inside.clone();
+                below.push(Ancestor {
+                    id,
+                    rel: rel.clone(),
+                });
+                subdirs.push(Pending {
+                    rel,
+                    resolved,
+                    inside: below,
+                });
             }
             tree.entries.push(e);
         }
@@ -152,6 +240,23 @@ pub fn walk(
         stack.extend(subdirs.into_iter().rev());
     }
     Ok(tree)
+}
+
+/// A directory that is one of its own ancestors with no symlink between.
+fn cycle(what: &str, path: &Path, root: &Path, ancestor: &str) -> Error {
+    let again = if ancestor.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(ancestor)
+    };
+    Error::new(
+        ErrorKind::IoError,
+        format!(
+            "{what}: local directory {} is {} again (a bind mount?), so the tree never ends; unmount it or pick a directory without it",
+            path.display(),
+            again.display()
+        ),
+    )
 }
 
 /// Stream `path` from `start` in `chunk`-byte pieces on a blocking

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
 
 use futures_util::stream::{FuturesOrdered, FuturesUnordered};
 use futures_util::{Stream, StreamExt};
@@ -73,8 +74,76 @@ pub struct Walk {
     pub entries: Vec<(String, FileAttributes)>,
     /// Stopped at the limit.
     pub truncated: bool,
-    /// Names left out, with the directory that listed them.
-    pub suspect: Vec<SuspectName>,
+    /// What the walk left out or did not enter, and why: suspect names and
+    /// directories not entered. Each is written for a `skipped` list.
+    pub suspect: Vec<Skipped>,
+}
+
+/// How many directory levels below its top a walk enters. The last guard
+/// against a loop no check sees (a bind mount of a parent, a server whose
+/// `realpath` resolves no links): real trees are far shallower, and what
+/// lies below is named in `skipped`, not silently dropped.
+pub const MAX_DEPTH: usize = 64;
+
+/// Why a walk, local or remote, found a directory and did not enter it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotEntered {
+    /// It resolves to a directory the walk is already inside, `to`
+    /// (relative to the top, empty for the top itself): entering it would
+    /// never end.
+    Loop { to: String },
+    /// It is more than [`MAX_DEPTH`] levels down.
+    TooDeep,
+}
+
+impl NotEntered {
+    /// The `skipped` entry for the directory at `rel`; short, as a
+    /// language model reads it.
+    pub fn note(&self, rel: &str) -> String {
+        match self {
+            NotEntered::Loop { to } => {
+                let to = if to.is_empty() { "." } else { to };
+                format!("`{rel}`: symlink loops back to `{to}`; skipped")
+            }
+            NotEntered::TooDeep => {
+                format!("`{rel}`: deeper than {MAX_DEPTH} directory levels; not entered")
+            }
+        }
+    }
+}
+
+/// Something [`Remote::walk_reporting`] left out or did not enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skipped {
+    /// A listed name that cannot be one path component.
+    Suspect(SuspectName),
+    /// The directory at `rel`, relative to the top.
+    NotEntered { rel: String, why: NotEntered },
+}
+
+/// Written for a `skipped` list.
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Skipped::Suspect(name) => name.fmt(f),
+            Skipped::NotEntered { rel, why } => f.write_str(&why.note(rel)),
+        }
+    }
+}
+
+/// A directory a remote walk is to list, with the directories above it.
+struct Pending {
+    rel: String,
+    /// Its ancestors by canonical path (the top first), for loop checks.
+    above: Arc<Vec<Ancestor>>,
+}
+
+/// A directory a remote walk is inside.
+#[derive(Clone)]
+struct Ancestor {
+    /// Where the server's `realpath` says it is.
+    canonical: String,
+    rel: String,
 }
 
 /// A name a server listed that cannot be one path component: joined onto
@@ -324,7 +393,8 @@ impl<'a> Remote<'a> {
 
     /// Every path under `root` (relative, `/`-separated), directories
     /// before their contents, symlinks not followed. Stops after `limit`
-    /// entries and says so. Suspect names are left out (see
+    /// entries and says so. Suspect names and directories that loop are
+    /// left out, directories too deep are not entered (see
     /// [`Remote::walk_reporting`]).
     pub async fn walk(
         &self,
@@ -336,44 +406,104 @@ impl<'a> Remote<'a> {
             .map(|walk| (walk.entries, walk.truncated))
     }
 
-    /// [`Remote::walk`], with the suspect names met on the way, for callers
-    /// that report what they skipped. Directories are listed concurrently.
+    /// [`Remote::walk`], with what was left out or not entered on the way,
+    /// for callers that report what they skipped. Directories are listed
+    /// concurrently.
+    ///
+    /// Loops: SFTP gives no inode to recognise a directory met twice, so
+    /// each directory's canonical path comes from the server's `realpath`,
+    /// asked alongside its listing (no extra wait). One whose canonical
+    /// path is an ancestor's is a link back up the tree: OpenSSH lists a
+    /// link as a link, never entered, but another server may list it as
+    /// the directory it leads to. It is left out, as the link it is, with a
+    /// note. Only ancestors count: a second link to a directory elsewhere
+    /// is no loop. A `realpath` that resolves no links (or lies), or a bind
+    /// mount of a parent, which loops with no link at all, still ends at
+    /// [`MAX_DEPTH`]; a directory that deep stays listed, not entered, so
+    /// a sync with `delete` does not take its counterpart for an extra.
     pub async fn walk_reporting(&self, root: &str, limit: usize) -> Result<Walk, Error> {
         let mut walk = Walk::default();
-        let mut pending: VecDeque<String> = VecDeque::from([String::new()]);
+        let top = Pending {
+            rel: String::new(),
+            above: Arc::default(),
+        };
+        let mut pending: VecDeque<Pending> = VecDeque::from([top]);
         let mut listing = FuturesUnordered::new();
         loop {
             while listing.len() < 8
-                && let Some(rel) = pending.pop_front()
+                && let Some(dir) = pending.pop_front()
             {
-                let dir = join(root, &rel);
-                listing.push(async move { (rel, self.list(&dir).await) });
+                let path = join(root, &dir.rel);
+                listing.push(async move {
+                    let (listed, canonical) = tokio::join!(self.list(&path), self.canonical(&path));
+                    (dir, listed, canonical)
+                });
             }
-            let Some((rel, listed)) = listing.next().await else {
+            let Some((dir, listed, canonical)) = listing.next().await else {
                 break;
             };
+            let looped = canonical
+                .as_ref()
+                .and_then(|c| dir.above.iter().find(|a| a.canonical == *c));
+            if let Some(to) = looped {
+                // Its parent listed it as a directory: it goes as a link.
+                if let Some(at) = walk.entries.iter().rposition(|(rel, _)| *rel == dir.rel) {
+                    walk.entries.remove(at);
+                }
+                let why = NotEntered::Loop { to: to.rel.clone() };
+                walk.suspect.push(Skipped::NotEntered { rel: dir.rel, why });
+                continue;
+            }
             let Listing {
                 mut entries,
                 suspect,
             } = listed?;
-            walk.suspect
-                .extend(suspect.into_iter().map(|s| SuspectName {
-                    dir: rel.clone(),
+            walk.suspect.extend(suspect.into_iter().map(|s| {
+                Skipped::Suspect(SuspectName {
+                    dir: dir.rel.clone(),
                     ..s
-                }));
+                })
+            }));
+            let above = match canonical {
+                Some(canonical) => {
+                    let mut above = Vec::clone(&dir.above);
+                    above.push(Ancestor {
+                        canonical,
+                        rel: dir.rel.clone(),
+                    });
+                    Arc::new(above)
+                }
+                None => dir.above,
+            };
+            // How many levels below the top the entries are.
+            let depth = if dir.rel.is_empty() {
+                1
+            } else {
+                dir.rel.matches('/').count() + 2
+            };
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, attrs) in entries {
                 if walk.entries.len() >= limit {
                     walk.truncated = true;
                     break;
                 }
-                let path = if rel.is_empty() {
+                let path = if dir.rel.is_empty() {
                     name
                 } else {
-                    format!("{rel}/{name}")
+                    format!("{}/{name}", dir.rel)
                 };
                 if kind_of(&attrs) == FileKind::Dir {
-                    pending.push_back(path.clone());
+                    if depth > MAX_DEPTH {
+                        walk.suspect.push(Skipped::NotEntered {
+                            rel: path.clone(),
+                            why: NotEntered::TooDeep,
+                        });
+                    } else {
+                        pending.push_back(Pending {
+                            rel: path.clone(),
+                            above: Arc::clone(&above),
+                        });
+                    }
                 }
                 walk.entries.push((path, attrs));
             }
@@ -382,6 +512,13 @@ impl<'a> Remote<'a> {
             }
         }
         Ok(walk)
+    }
+
+    /// Where the server says `path` is, links resolved (OpenSSH's
+    /// `realpath` resolves them); `None` when it does not say.
+    async fn canonical(&self, path: &str) -> Option<String> {
+        let name = self.sftp.raw().realpath(path).await.ok()?;
+        name.files.into_iter().next().map(|f| f.filename)
     }
 
     /// Wait for a free file handle on this session.
@@ -643,14 +780,48 @@ impl<'a> Remote<'a> {
 
     /// Remove `path` and, when it is a directory, everything in it
     /// (symlinks are removed, never followed). Returns (files, dirs).
+    ///
+    /// A tree deeper than [`MAX_DEPTH`] is refused before anything goes:
+    /// its depth may be a loop (a bind mount of a parent), and removing
+    /// through one removes what it leads to.
     pub async fn remove_tree(&self, path: &str) -> Result<(u64, u64), Error> {
-        let (entries, _) = self.walk(path, usize::MAX).await?;
+        let walk = self.walk_reporting(path, usize::MAX).await?;
+        let mut unlink: Vec<&str> = Vec::new();
+        for skipped in &walk.suspect {
+            match skipped {
+                Skipped::NotEntered {
+                    rel,
+                    why: NotEntered::TooDeep,
+                } => {
+                    return Err(Error::new(
+                        ErrorKind::IoError,
+                        format!(
+                            "remove: {host}:{path} goes deeper than {MAX_DEPTH} directory levels (to `{rel}`), which may be a loop such as a bind mount; nothing was removed. Remove {host}:{deep} first if it is real",
+                            host = self.host,
+                            deep = join(path, rel),
+                        ),
+                    ));
+                }
+                // A link the server listed as a directory: unlinking it
+                // leaves what it leads to alone.
+                Skipped::NotEntered {
+                    rel,
+                    why: NotEntered::Loop { .. },
+                } => unlink.push(rel),
+                Skipped::Suspect(_) => {}
+            }
+        }
         let mut files = 0;
         let mut removals = FuturesUnordered::new();
         let mut dirs = Vec::new();
-        for (rel, attrs) in &entries {
+        let listed = walk
+            .entries
+            .iter()
+            .map(|(rel, attrs)| (rel.as_str(), kind_of(attrs)));
+        let links = unlink.into_iter().map(|rel| (rel, FileKind::Symlink));
+        for (rel, kind) in listed.chain(links) {
             let full = join(path, rel);
-            if kind_of(attrs) == FileKind::Dir {
+            if kind == FileKind::Dir {
                 dirs.push(full);
             } else {
                 files += 1;
