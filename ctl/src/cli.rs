@@ -1,10 +1,11 @@
-//! Command-line arguments. Each subcommand's doc comment is its `--help`
-//! text and matches the doc of the [`Request`] it sends.
+//! Command-line arguments. A subcommand that sends a [`Request`] shows that
+//! request's doc as its help: the text lives once, in proto's
+//! [`help!`](sshmcp_proto::help!). `top` has its own.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use sshmcp_proto::Request;
+use sshmcp_proto::{Request, help};
 
 /// Admin tool for sshmcpd, the sshmcp daemon: status, stats, hosts, warm,
 /// drain, reload and a live view (top).
@@ -41,25 +42,23 @@ pub struct Cli {
 /// One subcommand, one request to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
-    /// Daemon version, pid, uptime, socket and health.
+    #[command(about = summary(help!(status)), long_about = details(help!(status)))]
     Status,
-    /// Per-host pool counters and per-op latency percentiles.
+    #[command(about = summary(help!(stats)), long_about = details(help!(stats)))]
     Stats,
-    /// Configured hosts with their pool state.
+    #[command(about = summary(help!(hosts)), long_about = details(help!(hosts)))]
     Hosts,
-    /// Open a connection to a host now, so the next call finds it warm.
+    #[command(about = summary(help!(warm)), long_about = details(help!(warm)))]
     Warm {
-        /// Host alias from the SSH client config
+        #[arg(help = summary(help!(host)))]
         host: String,
     },
-    /// Close a host's idle connections; busy ones close when their work ends.
+    #[command(about = summary(help!(drain)), long_about = details(help!(drain)))]
     Drain {
-        /// Host alias from the SSH client config
+        #[arg(help = summary(help!(host)))]
         host: String,
     },
-    /// Re-read the config and the ssh config, as SIGHUP does: unchanged
-    /// hosts stay warm, removed ones close, new ones are added. A bad new
-    /// config is refused and the old one stays in force.
+    #[command(about = summary(help!(reload)), long_about = details(help!(reload)))]
     Reload,
     /// Live view of the pool, request rates, latency and memory, redrawn
     /// every --interval seconds until interrupted (or --count redraws).
@@ -71,6 +70,18 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },
+}
+
+/// A proto help text shown the way clap shows a doc comment: the first
+/// paragraph, without its final period, in the command list and `-h`...
+fn summary(text: &'static str) -> &'static str {
+    let first = text.split_once("\n\n").map_or(text, |(first, _)| first);
+    first.strip_suffix('.').unwrap_or(first)
+}
+
+/// ...and the whole text in `--help`, when there is more than the summary.
+fn details(text: &'static str) -> Option<&'static str> {
+    text.contains("\n\n").then_some(text)
 }
 
 fn positive_seconds(text: &str) -> Result<std::time::Duration, String> {
@@ -121,6 +132,24 @@ mod tests {
             Request::Warm {
                 host: "web1".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_request_subcommand_lists_its_proto_summary_and_shows_the_rest_in_long_help() {
+        let mut cli = Cli::command();
+        let list = cli.render_help().to_string();
+        assert!(
+            list.contains("reload  Re-read the config and the ssh config, as SIGHUP does\n"),
+            "{list}"
+        );
+        let reload = cli
+            .find_subcommand_mut("reload")
+            .expect("a reload subcommand");
+        let long = reload.render_long_help().to_string();
+        assert!(
+            long.contains("as SIGHUP does.\n\nUnchanged hosts stay warm"),
+            "{long}"
         );
     }
 

@@ -35,26 +35,48 @@ pub enum ClientError {
          set SSHMCP_SOCKET or --socket if it listens elsewhere",
         list_attempts(tried)
     )]
-    NotRunning { tried: Vec<SocketAttempt> },
+    NotRunning {
+        /// Every path tried, in order.
+        tried: Vec<SocketAttempt>,
+    },
+    /// The one socket asked for is there but cannot be used (permissions,
+    /// say): a daemon may well be running.
     #[error("cannot connect to sshmcpd at {}: {source}", socket.display())]
     Connect {
+        /// The socket path.
         socket: PathBuf,
+        /// Why connecting failed.
         source: std::io::Error,
     },
+    /// A socket accepted but the daemon sent no Welcome in time.
     #[error("sshmcpd at {} did not answer the handshake within {}s", socket.display(), HANDSHAKE_TIMEOUT.as_secs())]
-    HandshakeTimeout { socket: PathBuf },
+    HandshakeTimeout {
+        /// The socket that accepted.
+        socket: PathBuf,
+    },
+    /// The daemon answered Hello with a Goodbye (version mismatch, too many
+    /// clients, ...); its error says why.
     #[error("sshmcpd refused the connection: {0}")]
     Refused(Error),
+    /// The connection is gone, with the daemon's Goodbye when it sent one.
     #[error("{}", match .0 {
         Some(reason) => format!("sshmcpd closed the connection: {reason}"),
         None => "sshmcpd closed the connection (it may have restarted); retry".to_string(),
     })]
     Disconnected(Option<Error>),
+    /// This request does not fit in one frame; it was not sent, and the
+    /// connection stays usable.
     #[error(
         "request of {size} bytes is larger than the {max_frame}-byte frame limit; send less \
          data per call"
     )]
-    TooLarge { size: usize, max_frame: usize },
+    TooLarge {
+        /// The encoded request's size, in bytes.
+        size: usize,
+        /// The frame limit this client was made with.
+        max_frame: usize,
+    },
+    /// The daemon sent something this client does not understand.
     #[error("protocol error talking to sshmcpd: {0}")]
     Protocol(String),
 }
@@ -62,7 +84,9 @@ pub enum ClientError {
 /// A socket path that did not lead to a daemon, and why.
 #[derive(Debug)]
 pub struct SocketAttempt {
+    /// The path tried.
     pub socket: PathBuf,
+    /// What connecting to it said.
     pub error: std::io::Error,
 }
 
@@ -103,8 +127,16 @@ fn list_attempts(tried: &[SocketAttempt]) -> String {
 /// One event of a request in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// How far the request has got.
     Progress(Progress),
-    Output { stream: OutputStream, data: Vec<u8> },
+    /// A chunk of the request's output.
+    Output {
+        /// Which stream it came from.
+        stream: OutputStream,
+        /// The bytes, raw.
+        data: Vec<u8>,
+    },
+    /// The final reply; nothing follows it.
     Done(Reply),
 }
 

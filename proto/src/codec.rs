@@ -9,12 +9,17 @@ const CONFIG: bincode::config::Configuration = bincode::config::standard();
 /// A payload that could not be encoded or decoded.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
+    /// bincode could not encode the value.
     #[error("cannot encode frame: {0}")]
     Encode(#[from] bincode::error::EncodeError),
+    /// The payload is not a valid encoding of the expected type, or claims
+    /// more memory than its size allows.
     #[error("malformed frame: {0}")]
     Decode(#[from] bincode::error::DecodeError),
+    /// The value ended this many bytes before the payload did.
     #[error("malformed frame: {0} unexpected trailing bytes")]
     Trailing(usize),
+    /// The payload, of this many bytes, is over [`MAX_PAYLOAD`].
     #[error("frame of {0} bytes is larger than any frame this protocol allows")]
     TooLarge(usize),
 }

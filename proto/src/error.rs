@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
+    /// What kind of failure, for code to act on.
     pub kind: ErrorKind,
+    /// What happened and what to do about it, for a person or a model.
     pub message: String,
     /// Trying the same request again later may succeed.
     pub retriable: bool,
@@ -58,7 +60,8 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Stable lowercase name, used in MCP results and audit lines.
+    /// Stable lowercase name, used in MCP results, `sshmcpctl`'s errors and
+    /// the daemon's log.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::HostUnknown => "host_unknown",

@@ -8,15 +8,20 @@ use serde::{Deserialize, Serialize};
 pub struct ExecRequest {
     /// Host alias from the SSH client config.
     pub host: String,
-    /// Command line, interpreted by the remote user's shell.
+    /// Command line, interpreted by the remote user's shell; not empty, at
+    /// most [`MAX_COMMAND_BYTES`](crate::MAX_COMMAND_BYTES), no NUL byte.
     pub command: String,
     /// Bytes fed to the command's standard input, which is then closed.
     #[serde(with = "serde_bytes")]
     pub stdin: Option<Vec<u8>>,
-    /// Wall-clock limit; on expiry the remote process group gets TERM, then
-    /// KILL. Default 60.
+    /// Wall-clock limit in seconds, 1 to [`MAX_TIMEOUT_SECS`](crate::MAX_TIMEOUT_SECS);
+    /// on expiry the remote process group gets TERM, then KILL. Default
+    /// [`DEFAULT_TIMEOUT_SECS`](Self::DEFAULT_TIMEOUT_SECS) (60).
     pub timeout_secs: Option<u64>,
-    /// Bytes kept per stream; the rest is read and discarded. Default 1 MiB.
+    /// Bytes kept per stream; the rest is read and discarded. At most
+    /// [`max_output_per_stream`](crate::max_output_per_stream) of the
+    /// daemon's `max_frame`. Default [`DEFAULT_MAX_OUTPUT`](Self::DEFAULT_MAX_OUTPUT)
+    /// (1 MiB).
     pub max_output_bytes: Option<u64>,
 }
 
@@ -30,7 +35,9 @@ impl ExecRequest {
 /// Which output stream a chunk belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputStream {
+    /// Standard output.
     Stdout,
+    /// Standard error.
     Stderr,
 }
 

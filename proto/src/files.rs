@@ -11,9 +11,15 @@ use serde::{Deserialize, Serialize};
 
 /// What a directory entry or path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+// JSON (MCP results) names it as `as_str` does; bincode carries the variant index.
+#[serde(rename_all = "lowercase")]
 pub enum FileKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
     /// A device, socket or FIFO.
     Other,
@@ -34,7 +40,9 @@ impl FileKind {
 /// `stat`: what a remote path is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Remote path: absolute, or relative to the remote user's home.
     pub path: String,
     /// Describe a symlink's target instead of the link itself.
     pub follow_symlinks: bool,
@@ -45,13 +53,17 @@ pub struct StatRequest {
 pub struct FileStat {
     /// The path as asked (stat) or relative to the listed directory (list_dir).
     pub path: String,
+    /// What the path is.
     pub kind: FileKind,
+    /// Size in bytes (of the link itself, for an unfollowed symlink).
     pub size: u64,
     /// Permission bits (`0o644`), without the file-type bits.
     pub mode: u32,
     /// Modification time, seconds since the Unix epoch.
     pub mtime: u64,
+    /// Owner's numeric user id, when the server reports it.
     pub uid: Option<u32>,
+    /// Owner's numeric group id, when the server reports it.
     pub gid: Option<u32>,
     /// Where a symlink points, when the path is one.
     pub link_target: Option<String>,
@@ -60,11 +72,15 @@ pub struct FileStat {
 /// `list_dir`: a directory's entries, optionally recursive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListDirRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Remote directory: absolute, or relative to the remote user's home.
     pub path: String,
     /// Descend into subdirectories (symlinked directories are listed, not entered).
     pub recursive: bool,
-    /// Stop after this many entries and set `truncated`. Default 10 000.
+    /// Stop after this many entries and set `truncated`: 1 to
+    /// [`MAX_LIST_ENTRIES`](crate::MAX_LIST_ENTRIES). Default
+    /// [`DEFAULT_MAX_ENTRIES`](Self::DEFAULT_MAX_ENTRIES) (10 000).
     pub max_entries: Option<u32>,
 }
 
@@ -78,6 +94,7 @@ impl ListDirRequest {
 pub struct DirListing {
     /// The directory as asked.
     pub path: String,
+    /// The entries, each `path` relative to the directory.
     pub entries: Vec<FileStat>,
     /// `max_entries` was reached before the listing was complete.
     pub truncated: bool,
@@ -86,28 +103,35 @@ pub struct DirListing {
 /// `read_file`: bytes of a remote file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadFileRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Remote file: absolute, or relative to the remote user's home.
     pub path: String,
-    /// Where to start reading. Default 0.
+    /// Byte offset to start reading at, 0 to [`MAX_OFFSET`](crate::MAX_OFFSET).
     pub offset: u64,
-    /// How many bytes to read at most. Default: up to `DEFAULT_MAX_READ`.
+    /// How many bytes to read at most. Default
+    /// [`DEFAULT_MAX_READ`](Self::DEFAULT_MAX_READ) (1 MiB); never more than
+    /// [`max_read_per_reply`](crate::max_read_per_reply) of the daemon's
+    /// `max_frame`, whatever is asked.
     pub length: Option<u64>,
 }
 
 impl ReadFileRequest {
-    /// The most one `read_file` returns; `truncated` says when there is more.
+    /// Default `length`; the reply's `truncated` says when the file goes on.
     pub const DEFAULT_MAX_READ: u64 = 1024 * 1024;
 }
 
 /// A remote file's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileContent {
+    /// The file as asked.
     pub path: String,
+    /// The bytes read, raw.
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// The offset `data` starts at.
     pub offset: u64,
-    /// The file's whole size.
+    /// The file's whole size, in bytes.
     pub size: u64,
     /// The file goes on past the returned bytes.
     pub truncated: bool,
@@ -119,12 +143,15 @@ pub struct FileContent {
 /// old file intact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteFileRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Remote file: absolute, or relative to the remote user's home.
     pub path: String,
+    /// The bytes to write, raw.
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
-    /// Permission bits for the file; default: the old file's, else 0o644
-    /// (less the server's umask).
+    /// Permission bits for the file, at most [`MAX_MODE`](crate::MAX_MODE);
+    /// default: the old file's, else 0o644.
     pub mode: Option<u32>,
     /// Append to the file instead of replacing it. On failure the file is
     /// cut back to its old length.
@@ -135,8 +162,11 @@ pub struct WriteFileRequest {
 
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct WriteResult {
+    /// The file as asked.
     pub path: String,
+    /// Bytes written (all of `data`).
     pub bytes_written: u64,
     /// The file did not exist before.
     pub created: bool,
@@ -145,18 +175,25 @@ pub struct WriteResult {
 /// `mkdir`: make a remote directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MkdirRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Remote directory to make: absolute, or relative to the remote user's
+    /// home.
     pub path: String,
     /// Create missing parents too, and succeed when the directory exists.
     pub parents: bool,
-    /// Permission bits; default 0o755 (less the server's umask).
+    /// Permission bits, at most [`MAX_MODE`](crate::MAX_MODE), less the
+    /// server's umask; default: the server's (usually 0o755).
     pub mode: Option<u32>,
 }
 
 /// `remove`: delete a remote file, symlink or directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoveRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Remote path to delete: absolute, or relative to the remote user's
+    /// home (which itself, as `.` or `~`, is refused).
     pub path: String,
     /// Remove a directory and everything in it. Without it, only files,
     /// symlinks and empty directories are removed.
@@ -165,7 +202,9 @@ pub struct RemoveRequest {
 
 /// What a remove did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct RemoveResult {
+    /// The path as asked.
     pub path: String,
     /// Files and symlinks removed.
     pub files: u64,
@@ -176,8 +215,11 @@ pub struct RemoveResult {
 /// `rename`: move a remote path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RenameRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Remote path to move.
     pub from: String,
+    /// Remote path to move it to.
     pub to: String,
     /// Replace `to` when it exists (atomically, where the server supports
     /// `posix-rename@openssh.com`).
@@ -186,6 +228,9 @@ pub struct RenameRequest {
 
 /// Which way bytes move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+// JSON (MCP results) names it as `as_str` does; bincode carries the variant index.
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// Local to remote.
     Upload,
@@ -194,6 +239,7 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// Stable lowercase name, as MCP results show it.
     pub fn as_str(self) -> &'static str {
         match self {
             Direction::Upload => "upload",
@@ -208,10 +254,13 @@ impl Direction {
 /// preserved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Which way the bytes move.
     pub direction: Direction,
-    /// Absolute local path.
+    /// Absolute local path, inside the daemon's `[policy] local_roots`.
     pub local_path: String,
+    /// Remote path: absolute, or relative to the remote user's home.
     pub remote_path: String,
     /// Copy a directory and everything in it.
     pub recursive: bool,
@@ -225,6 +274,7 @@ pub struct TransferRequest {
 
 /// What a transfer did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct TransferResult {
     /// Files copied.
     pub files: u64,
@@ -236,10 +286,13 @@ pub struct TransferResult {
     pub resumed_bytes: u64,
     /// Symlinks and special files skipped, with why.
     pub skipped: Vec<String>,
-    /// `Some(true)` when every file's SHA-256 matched; `None` when not asked.
+    /// `Some(true)` when every file's SHA-256 matched (a mismatch fails the
+    /// request); `None` when not asked, or when the host has no `sha256sum`
+    /// (`notes` says so).
     pub verified: Option<bool>,
     /// Notes for the caller, e.g. why verification could not run.
     pub notes: Vec<String>,
+    /// Time the whole transfer took.
     pub duration_ms: u64,
 }
 
@@ -247,21 +300,29 @@ pub struct TransferResult {
 /// what differs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
+    /// Host alias from the SSH client config.
     pub host: String,
+    /// Which way the sync goes: upload makes the remote directory match the
+    /// local one, download the other way round.
     pub direction: Direction,
-    /// Absolute local directory.
+    /// Absolute local directory, inside the daemon's `[policy] local_roots`.
     pub local_dir: String,
+    /// Remote directory: absolute, or relative to the remote user's home.
     pub remote_dir: String,
     /// Delete destination files that are not in the source.
     pub delete: bool,
     /// Return the plan without changing anything.
     pub dry_run: bool,
-    /// Compare SHA-256 instead of size and mtime.
+    /// Compare same-size files by SHA-256 instead of by mtime (needs
+    /// `sha256sum` on the host).
     pub checksum: bool,
 }
 
 /// One step of a sync plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+// JSON (MCP results) names it as `as_str` does; bincode carries the variant index.
+#[serde(rename_all = "lowercase")]
 pub enum SyncAction {
     /// A directory missing at the destination.
     Mkdir,
@@ -274,6 +335,7 @@ pub enum SyncAction {
 }
 
 impl SyncAction {
+    /// Stable lowercase name, as MCP results show it.
     pub fn as_str(self) -> &'static str {
         match self {
             SyncAction::Mkdir => "mkdir",
@@ -286,8 +348,11 @@ impl SyncAction {
 
 /// A planned or done change, by path relative to the synced directories.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct SyncChange {
+    /// What is (or would be) done.
     pub action: SyncAction,
+    /// Relative to the synced directories; `.` is the directory itself.
     pub path: String,
     /// Bytes to move (create, update); 0 otherwise.
     pub bytes: u64,
@@ -300,15 +365,22 @@ impl SyncResult {
 
 /// What a sync did, or with `dry_run` would do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct SyncResult {
+    /// Nothing was changed: the result is the plan.
     pub dry_run: bool,
-    /// The changes, in the order made; at most `MAX_LISTED_CHANGES`.
+    /// The changes: deletions first, then the rest by path; at most
+    /// [`MAX_LISTED_CHANGES`](Self::MAX_LISTED_CHANGES).
     pub changes: Vec<SyncChange>,
     /// More changes were made than `changes` lists.
     pub changes_truncated: bool,
+    /// Files created at the destination.
     pub created: u64,
+    /// Files replaced because they differed.
     pub updated: u64,
+    /// Destination paths deleted (with `delete`).
     pub deleted: u64,
+    /// Directories created at the destination.
     pub dirs_created: u64,
     /// Files already the same at both ends.
     pub unchanged: u64,
@@ -316,5 +388,6 @@ pub struct SyncResult {
     pub bytes: u64,
     /// Symlinks and special files skipped, with why.
     pub skipped: Vec<String>,
+    /// Time the whole sync took.
     pub duration_ms: u64,
 }

@@ -22,7 +22,8 @@
 //!    [`DaemonFrame::Progress`] / [`DaemonFrame::Output`] events, then exactly
 //!    one [`DaemonFrame::Done`] carrying a [`Reply`].
 //! 5. [`ClientFrame::Cancel`] abandons a request (a cancelled exec kills its
-//!    remote process); its `Done` still arrives, with [`ErrorKind::Cancelled`].
+//!    remote process); its `Done` still arrives, with [`ErrorKind::Cancelled`]
+//!    when the work was cut short.
 //!
 //! Garbage, truncated or oversized frames get a `Goodbye` where one can still
 //! be sent, then the daemon closes that one connection.

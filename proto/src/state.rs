@@ -5,9 +5,13 @@ use serde::{Deserialize, Serialize};
 /// Answer to [`crate::Request::Status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The daemon's package version.
     pub daemon_version: String,
+    /// The daemon's [`PROTO_VERSION`](crate::PROTO_VERSION).
     pub proto_version: u32,
+    /// The daemon's process id.
     pub pid: u32,
+    /// Milliseconds since the daemon started.
     pub uptime_ms: u64,
     /// The socket the daemon listens on.
     pub socket: String,
@@ -26,6 +30,7 @@ pub struct Status {
 /// A host's connection state as a whole. Named in text formats (JSON) as
 /// [`ConnState::as_str`] names it; bincode carries the variant index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnState {
     /// No connection and none being made.
@@ -39,6 +44,8 @@ pub enum ConnState {
 }
 
 impl ConnState {
+    /// Stable kebab-case name (`circuit-open`), as JSON and `sshmcpctl hosts`
+    /// show it.
     pub fn as_str(self) -> &'static str {
         match self {
             ConnState::Cold => "cold",
@@ -51,11 +58,17 @@ impl ConnState {
 
 /// One configured host with its pool state (answer to `Hosts`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct HostState {
+    /// The `Host` alias requests name it by.
     pub alias: String,
+    /// Where connections go: the ssh config's `HostName`, else the alias.
     pub hostname: String,
+    /// TCP port; 22 unless the ssh config names another.
     pub port: u16,
+    /// Remote login name; the local user's unless the ssh config names one.
     pub user: String,
+    /// The host's connection state as a whole.
     pub state: ConnState,
     /// Live SSH connections.
     pub connections: u32,
@@ -70,9 +83,13 @@ pub struct HostState {
 /// One host's counters (part of [`Stats`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostStats {
+    /// The `Host` alias.
     pub alias: String,
+    /// Live SSH connections.
     pub connections: u32,
+    /// Session channels in use.
     pub channels_busy: u32,
+    /// Free session slots on live connections.
     pub channels_idle: u32,
     /// Successful connects since start.
     pub connects: u64,
@@ -82,24 +99,36 @@ pub struct HostStats {
     pub connect_failures: u64,
 }
 
-/// One operation's counters and latency percentiles, in microseconds.
+/// One operation's counters and latency percentiles since start, all hosts
+/// together (part of [`Stats`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpStats {
+    /// The operation, as [`Request::op_name`](crate::Request::op_name) names it.
     pub op: String,
+    /// Requests finished, failed ones included.
     pub count: u64,
+    /// Requests that failed.
     pub errors: u64,
+    /// Median latency, in microseconds.
     pub p50_us: u64,
+    /// 95th percentile latency, in microseconds.
     pub p95_us: u64,
+    /// 99th percentile latency, in microseconds.
     pub p99_us: u64,
+    /// Slowest request, in microseconds.
     pub max_us: u64,
 }
 
 /// Answer to [`crate::Request::Stats`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
+    /// Milliseconds since the daemon started.
     pub uptime_ms: u64,
+    /// Client connections open now.
     pub clients: u32,
+    /// Per-host pool counters, one per configured host.
     pub hosts: Vec<HostStats>,
+    /// Per-operation counters, one per operation run since start.
     pub ops: Vec<OpStats>,
     /// The daemon process's memory, threads and descriptors.
     pub resources: Resources,
@@ -108,7 +137,7 @@ pub struct Stats {
 /// What the daemon process uses, against its limits (part of [`Stats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
-    /// Resident set size now.
+    /// Resident set size now, in bytes.
     pub rss_bytes: u64,
     /// Highest resident set size since start (VmHWM).
     pub peak_rss_bytes: u64,
@@ -120,14 +149,17 @@ pub struct Resources {
     pub memory_reserved_bytes: u64,
     /// Large work refused for memory since start.
     pub memory_refusals: u64,
-    /// Memory the allocator (mimalloc) has committed now, and at most.
+    /// Memory the allocator (mimalloc) has committed now.
     pub allocator_committed_bytes: u64,
+    /// The most memory the allocator has had committed since start.
     pub allocator_peak_committed_bytes: u64,
-    /// CPU time the process has used, in milliseconds.
+    /// CPU time the process has spent in user mode, in milliseconds.
     pub cpu_user_ms: u64,
+    /// CPU time the process has spent in the kernel, in milliseconds.
     pub cpu_system_ms: u64,
-    /// Open file descriptors, and the soft limit (RLIMIT_NOFILE).
+    /// Open file descriptors.
     pub open_fds: u64,
+    /// The soft limit on open file descriptors (RLIMIT_NOFILE).
     pub max_fds: u64,
     /// The system's 1, 5 and 15 minute load averages, in thousandths.
     pub load_average_milli: [u64; 3],
@@ -138,6 +170,7 @@ pub struct Resources {
 /// One thread of the daemon (part of [`Resources`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadInfo {
+    /// The kernel's thread id.
     pub tid: u32,
     /// The kernel's name for it (at most 15 bytes).
     pub name: String,

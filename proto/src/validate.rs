@@ -4,9 +4,9 @@
 //! argument that could hurt a shared connection (a NUL byte in a command
 //! makes sshd drop the whole connection, with every other client's channels
 //! on it; a NUL in a path kills the shared SFTP session) or overflow a
-//! deadline never reaches an op. The shim runs the same check before it
-//! sends, so a model sees the same message either way. Each error names
-//! the argument and its allowed range.
+//! deadline never reaches an op. A client may run the same check before it
+//! sends; the message is the same either way. Each error names the
+//! argument and its allowed range.
 
 use crate::{Error, Request};
 
