@@ -9,14 +9,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use sshmcp_proto::{
-    ClientFrame, DaemonFrame, Error, ErrorKind, Hello, PROTO_VERSION, Reply, Response, Welcome,
-    decode, encode, frame_codec,
+    ClientFrame, DaemonFrame, Error, ErrorKind, FrameError, FrameReader, FrameWriter, Hello,
+    PROTO_VERSION, Reply, Response, Welcome,
 };
 use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::{Caller, dispatch};
@@ -63,8 +61,8 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let peer = stream.peer_cred().ok();
     let (read, write) = stream.into_split();
     let max_frame = daemon.config().daemon.max_frame;
-    let mut frames = FramedRead::new(read, frame_codec(HELLO_MAX_FRAME.min(max_frame)));
-    let mut sink = FramedWrite::new(write, frame_codec(max_frame));
+    let mut frames = FrameReader::new(read, HELLO_MAX_FRAME.min(max_frame));
+    let mut sink = FrameWriter::new(write, max_frame);
 
     let own_uid = current_uid();
     match peer.map(|p| p.uid()) {
@@ -106,13 +104,13 @@ fn too_many_clients(max_clients: usize) -> Error {
     )
 }
 
-type Frames = FramedRead<tokio::net::unix::OwnedReadHalf, tokio_util::codec::LengthDelimitedCodec>;
-type Sink = FramedWrite<tokio::net::unix::OwnedWriteHalf, tokio_util::codec::LengthDelimitedCodec>;
+type Frames = FrameReader<tokio::net::unix::OwnedReadHalf>;
+type Sink = FrameWriter<tokio::net::unix::OwnedWriteHalf>;
 
 /// Turn a client away with a reason it can read: take its Hello first (so
 /// its write does not fail against a closed socket), then say Goodbye.
 async fn refuse(frames: &mut Frames, sink: &mut Sink, bye: Error) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), frames.next()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), frames.next::<ClientFrame>()).await;
     let _ = send(sink, &DaemonFrame::Goodbye(bye)).await;
 }
 
@@ -148,23 +146,20 @@ async fn serve_client(
     mut sink: Sink,
 ) {
     let max_frame = daemon.config().daemon.max_frame;
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, frames.next()).await {
-        Ok(Some(Ok(bytes))) => match decode::<ClientFrame>(&bytes) {
-            Ok(ClientFrame::Hello(hello)) => hello,
-            Ok(_) => {
-                let bye = Error::bad_request("the first frame must be Hello");
-                let _ = send(&mut sink, &DaemonFrame::Goodbye(bye)).await;
-                return;
-            }
-            Err(e) => {
-                let bye = Error::bad_request(format!("{e}; the first frame must be Hello"));
-                let _ = send(&mut sink, &DaemonFrame::Goodbye(bye)).await;
-                return;
-            }
-        },
-        Ok(Some(Err(e))) => {
-            let bye = framing_error(&e, HELLO_MAX_FRAME.min(max_frame));
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, frames.next::<ClientFrame>()).await {
+        Ok(Some(Ok(ClientFrame::Hello(hello)))) => hello,
+        Ok(Some(Ok(_))) => {
+            let bye = Error::bad_request("the first frame must be Hello");
             let _ = send(&mut sink, &DaemonFrame::Goodbye(bye)).await;
+            return;
+        }
+        Ok(Some(Err(FrameError::Codec(e)))) => {
+            let bye = Error::bad_request(format!("{e}; the first frame must be Hello"));
+            let _ = send(&mut sink, &DaemonFrame::Goodbye(bye)).await;
+            return;
+        }
+        Ok(Some(Err(e))) => {
+            let _ = send(&mut sink, &DaemonFrame::Goodbye(framing_error(&e))).await;
             return;
         }
         Ok(None) => return,
@@ -195,7 +190,7 @@ async fn serve_client(
     if send(&mut sink, &welcome).await.is_err() {
         return;
     }
-    frames.decoder_mut().set_max_frame_length(max_frame);
+    frames.set_max_frame(max_frame);
     daemon
         .pool
         .offer_caller_agent(hello.client.ssh_auth_sock.as_deref());
@@ -244,23 +239,16 @@ async fn serve_client(
     let mut shutting_down = false;
     loop {
         let next = tokio::select! {
-            next = frames.next() => next,
+            next = frames.next::<ClientFrame>() => next,
             () = daemon.shutdown.cancelled() => {
                 shutting_down = true;
                 None
             }
         };
-        let bytes = match next {
-            Some(Ok(bytes)) => bytes,
-            Some(Err(e)) => {
-                let _ = control
-                    .send(DaemonFrame::Goodbye(framing_error(&e, max_frame)))
-                    .await;
-                break;
-            }
-            None => break,
+        let Some(frame) = next else {
+            break;
         };
-        match decode::<ClientFrame>(&bytes) {
+        match frame {
             Ok(ClientFrame::Request { id, request }) => {
                 // Stop reading this connection until one of its requests
                 // has been answered and the answer read.
@@ -326,8 +314,7 @@ async fn serve_client(
                 break;
             }
             Err(e) => {
-                let bye = Error::bad_request(format!("{e}; closing this connection"));
-                let _ = control.send(DaemonFrame::Goodbye(bye)).await;
+                let _ = control.send(DaemonFrame::Goodbye(framing_error(&e))).await;
                 break;
             }
         }
@@ -395,32 +382,23 @@ fn check_version(hello: &Hello) -> Result<(), Error> {
     ))
 }
 
-fn framing_error(error: &std::io::Error, max_frame: usize) -> Error {
-    if error.kind() == std::io::ErrorKind::InvalidData {
-        Error::bad_request(format!(
+/// The Goodbye for a frame that could not be read.
+fn framing_error(error: &FrameError) -> Error {
+    match error {
+        FrameError::TooLarge { max_frame } => Error::bad_request(format!(
             "frame larger than the daemon's max_frame ({max_frame} bytes); send large data in \
              chunks. Closing this connection"
-        ))
-    } else {
-        Error::bad_request(format!(
-            "truncated or unreadable frame ({error}); closing this connection"
-        ))
+        )),
+        FrameError::Io(_) | FrameError::Codec(_) => {
+            Error::bad_request(format!("{error}; closing this connection"))
+        }
     }
 }
 
-async fn send<W>(
-    sink: &mut FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
-    frame: &DaemonFrame,
-) -> Result<(), ()>
-where
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let bytes = match encode(frame) {
-        Ok(bytes) => bytes,
-        Err(e) => {
+async fn send(sink: &mut Sink, frame: &DaemonFrame) -> Result<(), ()> {
+    sink.send(frame).await.map_err(|e| {
+        if let FrameError::Codec(e) = e {
             tracing::error!("cannot encode a reply frame: {e}");
-            return Err(());
         }
-    };
-    sink.send(bytes::Bytes::from(bytes)).await.map_err(|_| ())
+    })
 }

@@ -10,14 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
-use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::{
-    ClientFrame, ClientInfo, DaemonFrame, Error, Hello, OutputStream, PROTO_VERSION, Progress,
-    Reply, Request, Welcome, decode, encode, frame_codec,
+    ClientFrame, ClientInfo, DaemonFrame, Error, FrameError, FrameReader, FrameWriter, Hello,
+    OutputStream, PROTO_VERSION, Progress, Reply, Request, Welcome, encode,
 };
 
 /// How long connecting and the Hello/Welcome exchange may take.
@@ -213,8 +211,8 @@ impl DaemonClient {
         max_frame: usize,
     ) -> Result<Self, ClientError> {
         let (read, write) = stream.into_split();
-        let mut reader = FramedRead::new(read, frame_codec(max_frame));
-        let mut writer = FramedWrite::new(write, frame_codec(max_frame));
+        let mut reader = FrameReader::new(read, max_frame);
+        let mut writer = FrameWriter::new(write, max_frame);
 
         let handshake = async {
             let hello = ClientFrame::Hello(Hello {
@@ -223,16 +221,17 @@ impl DaemonClient {
             });
             // A daemon that refuses us may close before reading the Hello;
             // its Goodbye is still waiting to be read, so read on regardless.
-            let sent = send(&mut writer, &hello).await;
-            match reader.next().await {
-                Some(Ok(bytes)) => match decode::<DaemonFrame>(&bytes) {
-                    Ok(DaemonFrame::Welcome(welcome)) => Ok(welcome),
-                    Ok(DaemonFrame::Goodbye(reason)) => Err(ClientError::Refused(reason)),
-                    Ok(other) => Err(ClientError::Protocol(format!(
-                        "expected Welcome, got {other:?}"
-                    ))),
-                    Err(e) => Err(ClientError::Protocol(e.to_string())),
-                },
+            let sent = writer
+                .send(&hello)
+                .await
+                .map_err(|_| ClientError::Disconnected(None));
+            match reader.next::<DaemonFrame>().await {
+                Some(Ok(DaemonFrame::Welcome(welcome))) => Ok(welcome),
+                Some(Ok(DaemonFrame::Goodbye(reason))) => Err(ClientError::Refused(reason)),
+                Some(Ok(other)) => Err(ClientError::Protocol(format!(
+                    "expected Welcome, got {other:?}"
+                ))),
+                Some(Err(FrameError::Codec(e))) => Err(ClientError::Protocol(e.to_string())),
                 Some(Err(e)) => Err(sent.err().unwrap_or(ClientError::Protocol(e.to_string()))),
                 None => Err(sent.err().unwrap_or(ClientError::Disconnected(None))),
             }
@@ -246,8 +245,8 @@ impl DaemonClient {
         let shared = Arc::new(Shared::default());
         let (outgoing, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
         tokio::spawn(async move {
-            while let Some(bytes) = queue.recv().await {
-                if writer.send(bytes::Bytes::from(bytes)).await.is_err() {
+            while let Some(payload) = queue.recv().await {
+                if writer.send_payload(payload).await.is_err() {
                     break;
                 }
             }
@@ -348,39 +347,23 @@ impl Drop for Call {
     }
 }
 
-async fn send<W>(
-    writer: &mut FramedWrite<W, tokio_util::codec::LengthDelimitedCodec>,
-    frame: &ClientFrame,
-) -> Result<(), ClientError>
-where
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let bytes = encode(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    writer
-        .send(bytes::Bytes::from(bytes))
-        .await
-        .map_err(|_| ClientError::Disconnected(None))
-}
-
 /// Route every frame from the daemon to the call waiting for it, until the
 /// connection ends; then wake every waiter.
-async fn read_replies<R>(
-    mut reader: FramedRead<R, tokio_util::codec::LengthDelimitedCodec>,
-    shared: Arc<Shared>,
-) where
+async fn read_replies<R>(mut reader: FrameReader<R>, shared: Arc<Shared>)
+where
     R: tokio::io::AsyncRead + Unpin,
 {
     let mut reason = None;
-    while let Some(Ok(bytes)) = reader.next().await {
-        let (id, event) = match decode::<DaemonFrame>(&bytes) {
-            Ok(DaemonFrame::Progress { id, progress }) => (id, Event::Progress(progress)),
-            Ok(DaemonFrame::Output { id, stream, data }) => (id, Event::Output { stream, data }),
-            Ok(DaemonFrame::Done { id, reply }) => (id, Event::Done(reply)),
-            Ok(DaemonFrame::Goodbye(error)) => {
+    while let Some(Ok(frame)) = reader.next::<DaemonFrame>().await {
+        let (id, event) = match frame {
+            DaemonFrame::Progress { id, progress } => (id, Event::Progress(progress)),
+            DaemonFrame::Output { id, stream, data } => (id, Event::Output { stream, data }),
+            DaemonFrame::Done { id, reply } => (id, Event::Done(reply)),
+            DaemonFrame::Goodbye(error) => {
                 reason = Some(error);
                 break;
             }
-            Ok(DaemonFrame::Welcome(_)) | Err(_) => break,
+            DaemonFrame::Welcome(_) => break,
         };
         let done = matches!(event, Event::Done(_));
         let mut pending = lock(&shared.pending);

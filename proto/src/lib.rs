@@ -11,9 +11,10 @@
 //!    of [`client_socket_candidates`] that answers). The daemon admits only
 //!    its own uid.
 //! 2. Frames in both directions are a 4-byte big-endian length followed by a
-//!    bincode (2.0, standard config, serde) payload; see [`frame_codec`],
-//!    [`encode`] and [`decode`]. A frame may not exceed the daemon's
-//!    `max_frame` (default [`DEFAULT_MAX_FRAME`]).
+//!    bincode (2.0, standard config, serde) payload; [`FrameReader`] and
+//!    [`FrameWriter`] speak it over any byte stream (both ends use them), on
+//!    top of [`frame_codec`], [`encode`] and [`decode`]. A frame may not
+//!    exceed the daemon's `max_frame` (default [`DEFAULT_MAX_FRAME`]).
 //! 3. Send [`ClientFrame::Hello`] first; the daemon answers
 //!    [`DaemonFrame::Welcome`], or [`DaemonFrame::Goodbye`] with an error that
 //!    names both versions when [`PROTO_VERSION`]s differ.
@@ -38,10 +39,12 @@ mod codec;
 mod error;
 mod exec;
 mod files;
+mod framed;
 mod socket;
 mod state;
 mod validate;
 
+pub use framed::{FrameError, FrameReader, FrameWriter};
 pub use codec::{CodecError, MAX_PAYLOAD, decode, encode, frame_codec};
 pub use error::{Error, ErrorKind};
 pub use exec::{ExecOutput, ExecRequest, OutputStream};
