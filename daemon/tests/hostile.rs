@@ -45,6 +45,18 @@ async fn status_ok(client: &DaemonClient) {
     }
 }
 
+/// What a test that measures what a hostile client costs starts from: a
+/// fleet, a daemon with `config` on it, a well-behaved client the daemon
+/// has served, and the daemon's resident memory then, in MiB.
+async fn baseline(config: &str) -> (Fleet, Daemon, DaemonClient, u64) {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, config);
+    let good = connect(daemon.socket()).await;
+    status_ok(&good).await;
+    let before = rss_mib(daemon.pid());
+    (fleet, daemon, good, before)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_eleven_byte_hello_claiming_a_2_pow_62_byte_string_gets_a_goodbye() {
     let fleet = Fleet::start(1);
@@ -66,11 +78,7 @@ async fn an_eleven_byte_hello_claiming_a_2_pow_62_byte_string_gets_a_goodbye() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_seven_byte_frame_claiming_a_gibibyte_leaves_the_daemon_small() {
-    let fleet = Fleet::start(1);
-    let daemon = Daemon::start(&fleet, "");
-    let good = connect(daemon.socket()).await;
-    status_ok(&good).await;
-    let before = rss_mib(daemon.pid());
+    let (_fleet, daemon, good, before) = baseline("").await;
 
     // Hello, proto_version 2, a string of 2^30 bytes (0xFC: a u32 follows).
     let mut payload = vec![0x00, 0x02, 0xFC];
@@ -91,11 +99,7 @@ async fn a_seven_byte_frame_claiming_a_gibibyte_leaves_the_daemon_small() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_never_reads_its_replies_cannot_grow_the_daemon() {
-    let fleet = Fleet::start(1);
-    let daemon = Daemon::start(&fleet, "");
-    let good = connect(daemon.socket()).await;
-    status_ok(&good).await;
-    let before = rss_mib(daemon.pid());
+    let (_fleet, daemon, good, before) = baseline("").await;
 
     let mut raw = RawClient::connect_with_hello(&daemon).await;
     let mut sent = 0u64;
@@ -141,11 +145,7 @@ async fn a_client_that_never_reads_its_replies_cannot_grow_the_daemon() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unread_exec_replies_count_against_the_memory_cap() {
-    let fleet = Fleet::start(1);
-    let daemon = Daemon::start(&fleet, "[limits]\nmax_inflight_per_client = 16\n");
-    let good = connect(daemon.socket()).await;
-    status_ok(&good).await;
-    let before = rss_mib(daemon.pid());
+    let (_fleet, daemon, good, before) = baseline("[limits]\nmax_inflight_per_client = 16\n").await;
 
     let mut raw = RawClient::connect_with_hello(&daemon).await;
     for id in 0..64 {
@@ -245,15 +245,37 @@ async fn out_of_range_numbers_are_bad_requests_naming_the_argument_and_its_range
     assert_daemon_serves(&daemon, &client).await;
 }
 
-/// Starts a command on `host1` that outlives the bad request about to be
-/// sent on the same pooled connection, and returns its call.
-async fn long_exec(client: &DaemonClient) -> sshmcp_proto::client::Call {
-    client
+/// A daemon whose connection to `host1` runs one client's command that
+/// outlives the bad request another client, `bad`, is about to send on
+/// the same pooled connection.
+struct LongExecBeside {
+    _fleet: Fleet,
+    daemon: Daemon,
+    _others: DaemonClient,
+    bad: DaemonClient,
+    /// The command's call, for [`survived`].
+    running: sshmcp_proto::client::Call,
+}
+
+async fn long_exec_beside_a_bad_client() -> LongExecBeside {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let others = connect(daemon.socket()).await;
+    let bad = connect(daemon.socket()).await;
+    exec_ok(&daemon, &others, exec_request("host1", "true")).await;
+    let running = others
         .start(Request::Exec(exec_request(
             "host1",
             "sleep 1; echo survived",
         )))
-        .expect("start a long exec")
+        .expect("start a long exec");
+    LongExecBeside {
+        _fleet: fleet,
+        daemon,
+        _others: others,
+        bad,
+        running,
+    }
 }
 
 async fn survived(mut call: sshmcp_proto::client::Call, daemon: &Daemon) {
@@ -278,34 +300,24 @@ async fn survived(mut call: sshmcp_proto::client::Call, daemon: &Daemon) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_with_a_nul_byte_is_refused_and_other_execs_on_the_connection_finish() {
-    let fleet = Fleet::start(1);
-    let daemon = Daemon::start(&fleet, "");
-    let others = connect(daemon.socket()).await;
-    let bad = connect(daemon.socket()).await;
-    exec_ok(&daemon, &others, exec_request("host1", "true")).await;
+    let s = long_exec_beside_a_bad_client().await;
 
-    let running = long_exec(&others).await;
-    let err = exec_err(&bad, exec_request("host1", "echo a\0b")).await;
+    let err = exec_err(&s.bad, exec_request("host1", "echo a\0b")).await;
     assert_eq!(err.kind, ErrorKind::BadRequest, "{err:?}");
     assert!(err.message.contains("NUL"), "{}", err.message);
-    survived(running, &daemon).await;
+    survived(s.running, &s.daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_command_over_128_kib_is_refused_and_other_execs_on_the_connection_finish() {
-    let fleet = Fleet::start(1);
-    let daemon = Daemon::start(&fleet, "");
-    let others = connect(daemon.socket()).await;
-    let bad = connect(daemon.socket()).await;
-    exec_ok(&daemon, &others, exec_request("host1", "true")).await;
+    let s = long_exec_beside_a_bad_client().await;
 
-    let running = long_exec(&others).await;
     let command = format!("echo {}", "x".repeat(300 * 1024));
-    let err = exec_err(&bad, exec_request("host1", &command)).await;
+    let err = exec_err(&s.bad, exec_request("host1", &command)).await;
     assert_eq!(err.kind, ErrorKind::BadRequest, "{err:?}");
     assert!(err.message.contains("`command`"), "{}", err.message);
     assert!(err.message.contains("stdin"), "{}", err.message);
-    survived(running, &daemon).await;
+    survived(s.running, &s.daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -456,11 +468,7 @@ fn hostile_payload(rng: &mut Rng, valid: &[Vec<u8>]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn thousands_of_random_and_mutated_frames_leave_the_daemon_serving() {
-    let fleet = Fleet::start(1);
-    let daemon = Daemon::start(&fleet, "");
-    let good = connect(daemon.socket()).await;
-    status_ok(&good).await;
-    let before = rss_mib(daemon.pid());
+    let (_fleet, daemon, good, before) = baseline("").await;
 
     let valid: Vec<Vec<u8>> = [
         hello(PROTO_VERSION),
@@ -520,4 +528,26 @@ async fn thousands_of_random_and_mutated_frames_leave_the_daemon_serving() {
         "daemon RSS grew from {before} MiB to {after} MiB"
     );
     assert_daemon_serves(&daemon, &good).await;
+}
+
+#[test]
+fn a_socket_directory_open_to_others_is_tightened_and_the_log_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sockets = dir.path().join("open");
+    std::fs::create_dir(&sockets).expect("create the socket directory");
+    std::fs::set_permissions(&sockets, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    let socket = sockets.join("sshmcpd.sock");
+    let daemon =
+        Daemon::start_with_config_text(&format!("[daemon]\nsocket = \"{}\"\n", socket.display()));
+    let mode = std::fs::metadata(&sockets)
+        .expect("the socket directory")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "mode {mode:o}");
+    let log = daemon.log();
+    assert!(
+        log.contains("changed its mode to 0700"),
+        "the daemon should say it tightened the directory:\n{log}"
+    );
 }

@@ -11,27 +11,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use common::{connect, exec_ok, exec_request, request};
-use sshmcp_proto::client::DaemonClient;
-use sshmcp_proto::{
-    Direction, Error, Request, Response, SyncRequest, SyncResult, TransferRequest, TransferResult,
-};
-use sshmcp_testkit::{Daemon, DaemonOptions, Fleet, bin_path, test_user, unique_digits};
-
-/// What a test runs against. Fields drop in order: the servers go before
-/// the relay they run.
-struct Setup {
-    _fleet: Fleet,
-    daemon: Daemon,
-    client: DaemonClient,
-    /// The remote tree's home: a directory the test user owns.
-    remote: tempfile::TempDir,
-    _relay: Option<tempfile::TempDir>,
-}
+use common::{ScratchHost, SftpSubsystem, local_tree, set, sync_down};
+use sshmcp_proto::TransferRequest;
+use sshmcp_testkit::{DaemonOptions, unique_digits};
 
 enum Server {
     Honest,
@@ -40,17 +24,11 @@ enum Server {
 
 /// Local paths the daemon may use: `[policy] local_roots`, or the home
 /// directory when `None`.
-async fn setup(server: Server, local_roots: Option<&Path>, home: Option<&Path>) -> Setup {
-    let relay = match server {
+async fn setup(server: Server, local_roots: Option<&Path>, home: Option<&Path>) -> ScratchHost {
+    let sftp = match server {
         Server::Honest => None,
-        Server::Hostile => Some(relay_copy()),
+        Server::Hostile => Some(SftpSubsystem::testkit_program("hostile-sftp-server")),
     };
-    let mut fleet = Fleet::builder();
-    if let Some(relay) = &relay {
-        let program = relay.path().join("hostile-sftp-server");
-        fleet = fleet.sshd_config_line(&format!("Subsystem sftp {}", program.display()));
-    }
-    let fleet = fleet.start();
     let policy = match local_roots {
         Some(root) => format!("[policy]\nlocal_roots = [\"{}\"]\n", root.display()),
         None => String::new(),
@@ -61,80 +39,14 @@ async fn setup(server: Server, local_roots: Option<&Path>, home: Option<&Path>) 
             .unwrap_or_default(),
         ..DaemonOptions::default()
     };
-    let daemon = Daemon::start_with(&fleet, &policy, options);
-    let client = connect(daemon.socket()).await;
-    Setup {
-        _fleet: fleet,
-        daemon,
-        client,
-        remote: test_user().scratch_dir(),
-        _relay: relay,
-    }
+    ScratchHost::start(sftp, &policy, options).await
 }
 
-/// The relay, copied where the test user's sshd session can run it: the
-/// build directory may sit under a home the test user cannot enter.
-fn relay_copy() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let program = dir.path().join("hostile-sftp-server");
-    std::fs::copy(bin_path("hostile-sftp-server"), &program).unwrap();
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
-impl Setup {
-    fn r(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.remote.path().display())
-    }
-
-    /// Runs `command` on the host, in the remote tree's home.
-    async fn sh(&self, command: &str) {
-        let command = format!("cd '{}' && {command}", self.remote.path().display());
-        let out = exec_ok(&self.daemon, &self.client, exec_request("host1", &command)).await;
-        assert_eq!(out.exit_code, Some(0), "{command}: {out:?}");
-    }
-
-    async fn transfer_ok(&self, req: TransferRequest) -> TransferResult {
-        let what = format!("{req:?}");
-        match request(&self.client, Request::Transfer(req)).await {
-            Ok(Response::Transfer(t)) => t,
-            other => panic!("{what}: {other:?}\n{}", self.daemon.log()),
-        }
-    }
-
-    async fn sync_ok(&self, req: SyncRequest) -> SyncResult {
-        let what = format!("{req:?}");
-        let reply: Result<Response, Error> = request(&self.client, Request::Sync(req)).await;
-        match reply {
-            Ok(Response::Sync(s)) => s,
-            other => panic!("{what}: {other:?}\n{}", self.daemon.log()),
-        }
-    }
-}
-
+/// A recursive download, symlinks not followed.
 fn download(remote: &str, local: &Path) -> TransferRequest {
     TransferRequest {
-        host: "host1".into(),
-        direction: Direction::Download,
-        local_path: local.to_str().unwrap().into(),
-        remote_path: remote.into(),
         recursive: true,
-        resume: false,
-        verify: false,
-        follow_symlinks: false,
-    }
-}
-
-fn sync_down(remote: &str, local: &Path) -> SyncRequest {
-    SyncRequest {
-        host: "host1".into(),
-        direction: Direction::Download,
-        local_dir: local.to_str().unwrap().into(),
-        remote_dir: remote.into(),
-        delete: false,
-        dry_run: false,
-        checksum: false,
+        ..common::download(remote, local)
     }
 }
 
@@ -144,31 +56,6 @@ fn hostile(name: &[u8]) -> String {
     format!("hostile~{hex}")
 }
 
-/// Every path under `root`, relative.
-fn tree(root: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            out.insert(
-                path.strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-            if path.is_dir() && !path.is_symlink() {
-                pending.push(path);
-            }
-        }
-    }
-    out
-}
-
-fn set(paths: &[&str]) -> BTreeSet<String> {
-    paths.iter().map(|p| p.to_string()).collect()
-}
-
 /// A hostile tree at `x/y/tree` in the remote home: two honest files and
 /// entries the relay lists under suspect names. Returns the names the
 /// client must report, as the `skipped` entries start, and the absolute
@@ -176,7 +63,7 @@ fn set(paths: &[&str]) -> BTreeSet<String> {
 ///
 /// The tree sits two levels down so that `../../escape-N` names a real
 /// remote file: a daemon that followed it would find something to copy.
-async fn hostile_tree(s: &Setup) -> (Vec<String>, PathBuf) {
+async fn hostile_tree(s: &ScratchHost) -> (Vec<String>, PathBuf) {
     let n = unique_digits();
     let absolute = PathBuf::from(format!("/tmp/sshmcp-abs-{n}"));
     let escape = format!("../../escape-{n}");
@@ -229,87 +116,127 @@ fn assert_reported(skipped: &[String], expected: &[String]) {
     assert_eq!(skipped.len(), expected.len(), "{skipped:#?}");
 }
 
+/// A hostile host with [`hostile_tree`] on it, and an empty `local_roots`
+/// to fetch the tree into: what the tests of suspect names start from.
+struct HostileDownload {
+    s: ScratchHost,
+    /// `local_roots`.
+    local: tempfile::TempDir,
+    /// Where the tree is to land: `a/b/dest` in `local`.
+    dest: PathBuf,
+    /// The notes `skipped` must start with.
+    expected: Vec<String>,
+    /// The local path the `/tmp/...` entry aims at.
+    absolute: PathBuf,
+}
+
+impl HostileDownload {
+    async fn prepare() -> HostileDownload {
+        let local = tempfile::tempdir().unwrap();
+        let s = setup(Server::Hostile, Some(local.path()), None).await;
+        let (expected, absolute) = hostile_tree(&s).await;
+        let dest = local.path().join("a/b/dest");
+        HostileDownload {
+            s,
+            local,
+            dest,
+            expected,
+            absolute,
+        }
+    }
+
+    /// The two honest files landed under the destination, and nothing
+    /// else anywhere.
+    fn assert_only_the_honest_files_landed(&self) {
+        let dest = &self.dest;
+        assert_eq!(std::fs::read(dest.join("honest.txt")).unwrap(), b"honest");
+        assert_eq!(std::fs::read(dest.join("sub/deep.txt")).unwrap(), b"deep");
+        assert_eq!(
+            local_tree(self.local.path()),
+            set(&[
+                "a",
+                "a/b",
+                "a/b/dest",
+                "a/b/dest/honest.txt",
+                "a/b/dest/sub",
+                "a/b/dest/sub/deep.txt"
+            ]),
+            "nothing lands outside the destination"
+        );
+        let absolute = &self.absolute;
+        assert!(!absolute.exists(), "{} was written", absolute.display());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recursive_download_skips_suspect_names_and_writes_only_under_the_destination() {
-    let local = tempfile::tempdir().unwrap();
-    let s = setup(Server::Hostile, Some(local.path()), None).await;
-    let (expected, absolute) = hostile_tree(&s).await;
-    let dest = local.path().join("a/b/dest");
+    let h = HostileDownload::prepare().await;
 
-    let t = s.transfer_ok(download(&s.r("x/y/tree"), &dest)).await;
+    let t = h.s.transfer_ok(download(&h.s.r("x/y/tree"), &h.dest)).await;
 
-    assert_reported(&t.skipped, &expected);
+    assert_reported(&t.skipped, &h.expected);
     assert_eq!(t.files, 2, "{t:?}");
-    assert_eq!(std::fs::read(dest.join("honest.txt")).unwrap(), b"honest");
-    assert_eq!(std::fs::read(dest.join("sub/deep.txt")).unwrap(), b"deep");
-    assert_eq!(
-        tree(local.path()),
-        set(&[
-            "a",
-            "a/b",
-            "a/b/dest",
-            "a/b/dest/honest.txt",
-            "a/b/dest/sub",
-            "a/b/dest/sub/deep.txt"
-        ]),
-        "nothing lands outside the destination"
-    );
-    assert!(!absolute.exists(), "{} was written", absolute.display());
+    h.assert_only_the_honest_files_landed();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_download_skips_suspect_names_and_writes_only_under_the_destination() {
-    let local = tempfile::tempdir().unwrap();
-    let s = setup(Server::Hostile, Some(local.path()), None).await;
-    let (expected, absolute) = hostile_tree(&s).await;
-    let dest = local.path().join("a/b/dest");
+    let h = HostileDownload::prepare().await;
 
-    let r = s.sync_ok(sync_down(&s.r("x/y/tree"), &dest)).await;
+    let r = h.s.sync_ok(sync_down(&h.s.r("x/y/tree"), &h.dest)).await;
 
-    assert_reported(&r.skipped, &expected);
+    assert_reported(&r.skipped, &h.expected);
     assert_eq!(r.created, 2, "{r:?}");
-    assert_eq!(std::fs::read(dest.join("honest.txt")).unwrap(), b"honest");
-    assert_eq!(std::fs::read(dest.join("sub/deep.txt")).unwrap(), b"deep");
-    assert_eq!(
-        tree(local.path()),
-        set(&[
-            "a",
-            "a/b",
-            "a/b/dest",
-            "a/b/dest/honest.txt",
-            "a/b/dest/sub",
-            "a/b/dest/sub/deep.txt"
-        ]),
-        "nothing lands outside the destination"
-    );
-    assert!(!absolute.exists(), "{} was written", absolute.display());
+    h.assert_only_the_honest_files_landed();
 }
 
-/// A destination tree holding `link` -> a directory outside
-/// `local_roots`, and a remote tree that has a directory `link`.
-async fn tree_through_a_local_symlink(s: &Setup, local: &Path, outside: &Path) -> PathBuf {
-    let dest = local.join("dest");
-    std::fs::create_dir_all(&dest).unwrap();
-    std::os::unix::fs::symlink(outside, dest.join("link")).unwrap();
-    s.sh("mkdir -p tree/link && printf ok > tree/ok.txt && printf evil > tree/link/f")
-        .await;
-    dest
+/// An honest host with a tree that has a directory `link`, and a
+/// destination in `local_roots` holding `link` -> a directory outside
+/// them.
+struct ThroughALocalSymlink {
+    s: ScratchHost,
+    /// `local_roots`.
+    _local: tempfile::TempDir,
+    /// Where the destination's `link` leads.
+    outside: tempfile::TempDir,
+    dest: PathBuf,
+}
+
+impl ThroughALocalSymlink {
+    async fn prepare() -> ThroughALocalSymlink {
+        let local = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let s = setup(Server::Honest, Some(local.path()), None).await;
+        let dest = local.path().join("dest");
+        std::fs::create_dir_all(&dest).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dest.join("link")).unwrap();
+        s.sh("mkdir -p tree/link && printf ok > tree/ok.txt && printf evil > tree/link/f")
+            .await;
+        ThroughALocalSymlink {
+            s,
+            _local: local,
+            outside,
+            dest,
+        }
+    }
+
+    /// Nothing went through the link, and the file beside it landed.
+    fn assert_nothing_written_through_the_link(&self) {
+        assert!(
+            !self.outside.path().join("f").exists(),
+            "written through the symlink"
+        );
+        assert_eq!(std::fs::read(self.dest.join("ok.txt")).unwrap(), b"ok");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_does_not_write_through_a_local_symlink_out_of_local_roots() {
-    let local = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let s = setup(Server::Honest, Some(local.path()), None).await;
-    let dest = tree_through_a_local_symlink(&s, local.path(), outside.path()).await;
+    let l = ThroughALocalSymlink::prepare().await;
 
-    let t = s.transfer_ok(download(&s.r("tree"), &dest)).await;
+    let t = l.s.transfer_ok(download(&l.s.r("tree"), &l.dest)).await;
 
-    assert!(
-        !outside.path().join("f").exists(),
-        "written through the symlink"
-    );
-    assert_eq!(std::fs::read(dest.join("ok.txt")).unwrap(), b"ok");
+    l.assert_nothing_written_through_the_link();
     assert_eq!(t.files, 1, "{t:?}");
     assert_eq!(t.skipped.len(), 1, "{t:?}");
     assert!(t.skipped[0].starts_with("link: it resolves to "), "{t:?}");
@@ -317,18 +244,11 @@ async fn a_download_does_not_write_through_a_local_symlink_out_of_local_roots() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_download_does_not_write_through_a_local_symlink_out_of_local_roots() {
-    let local = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let s = setup(Server::Honest, Some(local.path()), None).await;
-    let dest = tree_through_a_local_symlink(&s, local.path(), outside.path()).await;
+    let l = ThroughALocalSymlink::prepare().await;
 
-    let r = s.sync_ok(sync_down(&s.r("tree"), &dest)).await;
+    let r = l.s.sync_ok(sync_down(&l.s.r("tree"), &l.dest)).await;
 
-    assert!(
-        !outside.path().join("f").exists(),
-        "written through the symlink"
-    );
-    assert_eq!(std::fs::read(dest.join("ok.txt")).unwrap(), b"ok");
+    l.assert_nothing_written_through_the_link();
     assert_eq!(r.created, 1, "{r:?}");
     assert!(
         r.skipped

@@ -15,16 +15,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
+use std::fmt::Debug;
 use std::path::Path;
 
-use common::{connect, exec_ok, exec_request, request};
-use sshmcp_proto::client::DaemonClient;
-use sshmcp_proto::{
-    DirListing, Direction, Error, ListDirRequest, RemoveRequest, Request, Response, SyncRequest,
-    SyncResult, TransferRequest, TransferResult,
-};
-use sshmcp_testkit::{Daemon, Fleet, test_user};
+use common::{ScratchHost, SftpSubsystem, local_tree, request, set, sync_down};
+use sshmcp_proto::{DirListing, ListDirRequest, RemoveRequest, Request, Response, TransferRequest};
+use sshmcp_testkit::DaemonOptions;
 
 /// An SFTP server that lists every symlink with the type of a directory:
 /// OpenSSH's sftp-server, whose replies pass through this relay. Only the
@@ -81,170 +77,66 @@ while (defined(my $len = take(4))) {
 }
 "#;
 
-/// What a test runs against. Fields drop in order: the daemon goes before
-/// the fleet it connects to, the fleet before the relay its sshd runs.
-struct Setup {
-    daemon: Daemon,
-    client: DaemonClient,
-    _fleet: Fleet,
-    _relay: Option<tempfile::TempDir>,
-    /// Local files: the daemon's `local_roots`.
-    local: tempfile::TempDir,
-    /// The remote side: a directory the test user owns.
-    remote: tempfile::TempDir,
-}
-
 enum Server {
     OpenSsh,
     LinksAsDirs,
 }
 
-async fn setup(server: Server) -> Setup {
-    let relay = match server {
+/// A host whose sshd runs `server`, and a local directory, the daemon's
+/// `local_roots`.
+async fn setup(server: Server) -> (ScratchHost, tempfile::TempDir) {
+    let sftp = match server {
         Server::OpenSsh => None,
-        Server::LinksAsDirs => Some(relay()),
+        Server::LinksAsDirs => Some(SftpSubsystem::perl_script(
+            "links-as-dirs.pl",
+            LINKS_AS_DIRS,
+        )),
     };
-    let mut fleet = Fleet::builder();
-    if let Some(relay) = &relay {
-        let script = relay.path().join("links-as-dirs.pl");
-        fleet = fleet.sshd_config_line(&format!(
-            "Subsystem sftp /usr/bin/perl {}",
-            script.display()
-        ));
-    }
-    let fleet = fleet.start();
     let local = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start(
-        &fleet,
-        &format!("[policy]\nlocal_roots = [\"{}\"]\n", local.path().display()),
-    );
-    let client = connect(daemon.socket()).await;
-    Setup {
-        daemon,
-        client,
-        _fleet: fleet,
-        _relay: relay,
-        local,
-        remote: test_user().scratch_dir(),
+    let config = format!("[policy]\nlocal_roots = [\"{}\"]\n", local.path().display());
+    let s = ScratchHost::start(sftp, &config, DaemonOptions::default()).await;
+    (s, local)
+}
+
+/// Every path under `rel` on the host, relative.
+async fn remote_tree(s: &ScratchHost, rel: &str) -> BTreeSet<String> {
+    s.sh(&format!("cd '{rel}' && find . -mindepth 1"))
+        .await
+        .lines()
+        .map(|line| line.trim_start_matches("./").to_string())
+        .collect()
+}
+
+async fn list_dir_ok(s: &ScratchHost, rel: &str) -> DirListing {
+    let req = Request::ListDir(ListDirRequest {
+        host: "host1".into(),
+        path: s.r(rel),
+        recursive: true,
+        max_entries: None,
+    });
+    match request(&s.client, req).await {
+        Ok(Response::ListDir(l)) => l,
+        other => panic!("list_dir {rel}: {other:?}\n{}", s.daemon.log()),
     }
 }
 
-/// [`LINKS_AS_DIRS`] in a directory the test user's sshd session can read.
-fn relay() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let script = dir.path().join("links-as-dirs.pl");
-    std::fs::write(&script, LINKS_AS_DIRS).unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
-    dir
-}
-
-impl Setup {
-    fn r(&self, rel: &str) -> String {
-        format!("{}/{rel}", self.remote.path().display())
-    }
-
-    /// Runs `command` on the host, in the remote directory; its stdout.
-    async fn sh(&self, command: &str) -> String {
-        let command = format!("cd '{}' && {command}", self.remote.path().display());
-        let out = exec_ok(&self.daemon, &self.client, exec_request("host1", &command)).await;
-        assert_eq!(out.exit_code, Some(0), "{command}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Every path under `rel` on the host, relative.
-    async fn remote_tree(&self, rel: &str) -> BTreeSet<String> {
-        self.sh(&format!("cd '{rel}' && find . -mindepth 1"))
-            .await
-            .lines()
-            .map(|line| line.trim_start_matches("./").to_string())
-            .collect()
-    }
-
-    async fn ask(&self, req: Request) -> Result<Response, Error> {
-        request(&self.client, req).await
-    }
-
-    async fn transfer_ok(&self, req: TransferRequest) -> TransferResult {
-        let what = format!("{req:?}");
-        match self.ask(Request::Transfer(req)).await {
-            Ok(Response::Transfer(t)) => t,
-            other => panic!("{what}: {other:?}\n{}", self.daemon.log()),
-        }
-    }
-
-    async fn sync_ok(&self, req: SyncRequest) -> SyncResult {
-        let what = format!("{req:?}");
-        match self.ask(Request::Sync(req)).await {
-            Ok(Response::Sync(s)) => s,
-            other => panic!("{what}: {other:?}\n{}", self.daemon.log()),
-        }
-    }
-
-    async fn list_dir_ok(&self, rel: &str) -> DirListing {
-        let req = Request::ListDir(ListDirRequest {
-            host: "host1".into(),
-            path: self.r(rel),
-            recursive: true,
-            max_entries: None,
-        });
-        match self.ask(req).await {
-            Ok(Response::ListDir(l)) => l,
-            other => panic!("list_dir {rel}: {other:?}\n{}", self.daemon.log()),
-        }
-    }
-}
-
+/// A recursive upload that follows symlinks: the walk these tests are
+/// about.
 fn upload(local: &Path, remote: &str) -> TransferRequest {
     TransferRequest {
-        host: "host1".into(),
-        direction: Direction::Upload,
-        local_path: local.to_str().unwrap().into(),
-        remote_path: remote.into(),
         recursive: true,
-        resume: false,
-        verify: false,
         follow_symlinks: true,
+        ..common::upload(local, remote)
     }
 }
 
+/// [`upload`], the other way.
 fn download(remote: &str, local: &Path) -> TransferRequest {
     TransferRequest {
-        direction: Direction::Download,
-        ..upload(local, remote)
+        recursive: true,
+        follow_symlinks: true,
+        ..common::download(remote, local)
     }
-}
-
-fn sync_down(remote: &str, local: &Path) -> SyncRequest {
-    SyncRequest {
-        host: "host1".into(),
-        direction: Direction::Download,
-        local_dir: local.to_str().unwrap().into(),
-        remote_dir: remote.into(),
-        delete: false,
-        dry_run: false,
-        checksum: false,
-    }
-}
-
-/// Every path under `root`, relative; symlinks are listed, not entered.
-fn local_tree(root: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            out.insert(path.strip_prefix(root).unwrap().display().to_string());
-            if path.is_dir() && !path.is_symlink() {
-                pending.push(path);
-            }
-        }
-    }
-    out
-}
-
-fn set(paths: &[&str]) -> BTreeSet<String> {
-    paths.iter().map(|p| p.to_string()).collect()
 }
 
 /// The real files and directories of the looping tree, each once.
@@ -262,8 +154,26 @@ fn notes(skipped: &[String]) -> BTreeSet<String> {
     skipped.iter().cloned().collect()
 }
 
+/// A copy of the looping tree, `copy`, holds every real file and directory
+/// once, `files` says three files went, and `skipped` names each loop;
+/// `result` is what the copy returned.
+fn assert_taken_once(copy: BTreeSet<String>, files: u64, skipped: &[String], result: &impl Debug) {
+    assert_eq!(copy, set(REAL), "{result:?}");
+    assert_eq!(files, 3, "{result:?}");
+    assert_eq!(notes(skipped), loop_notes());
+}
+
+/// The one directory the depth guard names, as `skipped` names it: the
+/// 65th level.
+fn depth_notes() -> Vec<String> {
+    vec![format!(
+        "`{}`: deeper than 64 directory levels; not entered",
+        nested(65)
+    )]
+}
+
 /// The looping tree, in `rel` on the host.
-async fn remote_loops(s: &Setup, rel: &str) {
+async fn remote_loops(s: &ScratchHost, rel: &str) {
     s.sh(&format!(
         "mkdir -p '{rel}/dir/a' && cd '{rel}' && printf f > f.txt && printf g > dir/g.txt \
          && printf h > dir/a/h.txt && ln -s .. dir/loop && ln -s ../../dir dir/a/back"
@@ -272,7 +182,7 @@ async fn remote_loops(s: &Setup, rel: &str) {
 }
 
 /// `depth` nested directories `d` in `rel` on the host, a file at the bottom.
-async fn remote_deep(s: &Setup, rel: &str, depth: usize) {
+async fn remote_deep(s: &ScratchHost, rel: &str, depth: usize) {
     let path = nested(depth);
     s.sh(&format!(
         "mkdir -p '{rel}/{path}' && printf x > '{rel}/{path}/bottom.txt'"
@@ -285,10 +195,18 @@ fn nested(depth: usize) -> String {
     vec!["d"; depth].join("/")
 }
 
+/// A host that lists links as directories, the looping tree at `top` on
+/// it, and the local directory.
+async fn looping_tree_listed_as_directories() -> (ScratchHost, tempfile::TempDir) {
+    let (s, local) = setup(Server::LinksAsDirs).await;
+    remote_loops(&s, "top").await;
+    (s, local)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_following_symlinks_copies_a_looping_tree_once_and_names_the_loops() {
-    let s = setup(Server::OpenSsh).await;
-    let top = s.local.path().join("top");
+    let (s, local) = setup(Server::OpenSsh).await;
+    let top = local.path().join("top");
     std::fs::create_dir_all(top.join("dir/a")).unwrap();
     std::fs::write(top.join("f.txt"), "f").unwrap();
     std::fs::write(top.join("dir/g.txt"), "g").unwrap();
@@ -298,43 +216,34 @@ async fn an_upload_following_symlinks_copies_a_looping_tree_once_and_names_the_l
 
     let t = s.transfer_ok(upload(&top, &s.r("copy"))).await;
 
-    assert_eq!(s.remote_tree("copy").await, set(REAL), "{t:?}");
-    assert_eq!(t.files, 3, "{t:?}");
-    assert_eq!(notes(&t.skipped), loop_notes());
+    assert_taken_once(remote_tree(&s, "copy").await, t.files, &t.skipped, &t);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_copies_a_tree_whose_links_are_listed_as_directories_once() {
-    let s = setup(Server::LinksAsDirs).await;
-    remote_loops(&s, "top").await;
-    let dest = s.local.path().join("copy");
+    let (s, local) = looping_tree_listed_as_directories().await;
+    let dest = local.path().join("copy");
 
     let t = s.transfer_ok(download(&s.r("top"), &dest)).await;
 
-    assert_eq!(local_tree(&dest), set(REAL), "{t:?}");
-    assert_eq!(t.files, 3, "{t:?}");
-    assert_eq!(notes(&t.skipped), loop_notes());
+    assert_taken_once(local_tree(&dest), t.files, &t.skipped, &t);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sync_download_of_a_tree_whose_links_are_listed_as_directories_takes_it_once() {
-    let s = setup(Server::LinksAsDirs).await;
-    remote_loops(&s, "top").await;
-    let dest = s.local.path().join("copy");
+    let (s, local) = looping_tree_listed_as_directories().await;
+    let dest = local.path().join("copy");
 
     let r = s.sync_ok(sync_down(&s.r("top"), &dest)).await;
 
-    assert_eq!(local_tree(&dest), set(REAL), "{r:?}");
-    assert_eq!(r.created, 3, "{r:?}");
-    assert_eq!(notes(&r.skipped), loop_notes());
+    assert_taken_once(local_tree(&dest), r.created, &r.skipped, &r);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recursive_list_dir_does_not_enter_links_listed_as_directories_that_loop() {
-    let s = setup(Server::LinksAsDirs).await;
-    remote_loops(&s, "top").await;
+    let (s, _local) = looping_tree_listed_as_directories().await;
 
-    let l = s.list_dir_ok("top").await;
+    let l = list_dir_ok(&s, "top").await;
 
     let paths: BTreeSet<String> = l.entries.iter().map(|e| e.path.clone()).collect();
     assert_eq!(paths, set(REAL), "{l:?}");
@@ -343,61 +252,51 @@ async fn a_recursive_list_dir_does_not_enter_links_listed_as_directories_that_lo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_enters_64_directory_levels_and_names_the_one_below() {
-    let s = setup(Server::OpenSsh).await;
-    let top = s.local.path().join("top");
+    let (s, local) = setup(Server::OpenSsh).await;
+    let top = local.path().join("top");
     let bottom = top.join(nested(70));
     std::fs::create_dir_all(&bottom).unwrap();
     std::fs::write(bottom.join("bottom.txt"), "x").unwrap();
 
     let t = s.transfer_ok(upload(&top, &s.r("copy"))).await;
 
-    let copied = s.remote_tree("copy").await;
+    let copied = remote_tree(&s, "copy").await;
     assert_eq!(copied, (1..=64).map(nested).collect(), "{t:?}");
-    assert_eq!(
-        t.skipped,
-        vec![format!(
-            "`{}`: deeper than 64 directory levels; not entered",
-            nested(65)
-        )]
-    );
+    assert_eq!(t.skipped, depth_notes());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_download_enters_64_directory_levels_and_names_the_one_below() {
-    let s = setup(Server::OpenSsh).await;
+    let (s, local) = setup(Server::OpenSsh).await;
     remote_deep(&s, "top", 70).await;
-    let dest = s.local.path().join("copy");
+    let dest = local.path().join("copy");
 
     let t = s.transfer_ok(download(&s.r("top"), &dest)).await;
 
     // The 65th level is listed, so made, but not entered.
     assert_eq!(local_tree(&dest), (1..=65).map(nested).collect(), "{t:?}");
-    assert_eq!(
-        t.skipped,
-        vec![format!(
-            "`{}`: deeper than 64 directory levels; not entered",
-            nested(65)
-        )]
-    );
+    assert_eq!(t.skipped, depth_notes());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_a_tree_deeper_than_64_levels_is_refused_before_anything_goes() {
-    let s = setup(Server::OpenSsh).await;
+    let (s, _local) = setup(Server::OpenSsh).await;
     remote_deep(&s, "top", 70).await;
 
-    let e = s
-        .ask(Request::Remove(RemoveRequest {
+    let e = request(
+        &s.client,
+        Request::Remove(RemoveRequest {
             host: "host1".into(),
             path: s.r("top"),
             recursive: true,
-        }))
-        .await
-        .unwrap_err();
+        }),
+    )
+    .await
+    .unwrap_err();
 
     assert!(e.message.contains("64"), "{e:?}");
     assert!(
-        s.remote_tree("top")
+        remote_tree(&s, "top")
             .await
             .contains(&format!("{}/bottom.txt", nested(70))),
         "nothing was removed"

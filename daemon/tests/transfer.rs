@@ -9,7 +9,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use common::{REPLY_TIMEOUT, connect, exec_ok, exec_request, request, within};
+use common::{
+    REPLY_TIMEOUT, connect, download, exec_ok, exec_request, request, sync_up, upload, within,
+};
 use sshmcp_proto::client::{DaemonClient, Event};
 use sshmcp_proto::{
     Direction, Error, ErrorKind, Request, Response, StatRequest, SyncAction, SyncRequest,
@@ -97,26 +99,6 @@ impl Setup {
     async fn remote_sha(&self, rel: &str) -> String {
         let out = self.sh(&format!("sha256sum '{}'", self.r(rel))).await;
         out.split_whitespace().next().unwrap().to_string()
-    }
-}
-
-fn upload(local: &Path, remote: &str) -> TransferRequest {
-    TransferRequest {
-        host: "host1".into(),
-        direction: Direction::Upload,
-        local_path: local.to_str().unwrap().into(),
-        remote_path: remote.into(),
-        recursive: false,
-        resume: false,
-        verify: false,
-        follow_symlinks: false,
-    }
-}
-
-fn download(remote: &str, local: &Path) -> TransferRequest {
-    TransferRequest {
-        direction: Direction::Download,
-        ..upload(local, remote)
     }
 }
 
@@ -435,15 +417,11 @@ async fn a_full_disk_is_reported_and_the_old_file_survives() {
     assert_eq!(s.sh(&format!("ls -A '{mount}'")).await, "f\n");
 }
 
+/// A sync between `local` and `remote`, both relative, in `direction`.
 fn sync_req(s: &Setup, direction: Direction, local: &str, remote: &str) -> SyncRequest {
     SyncRequest {
-        host: "host1".into(),
         direction,
-        local_dir: s.l(local).to_str().unwrap().into(),
-        remote_dir: s.r(remote),
-        delete: false,
-        dry_run: false,
-        checksum: false,
+        ..sync_up(&s.l(local), &s.r(remote))
     }
 }
 

@@ -77,15 +77,17 @@ pub fn entry(rel: String, meta: &std::fs::Metadata) -> LocalEntry {
     }
 }
 
-/// A local tree as [`walk`] found it.
+/// A local tree as [`walk`] found it: the entries it takes, and every
+/// entry it left out, each with why (the policy refuses it, a symlink that
+/// loops, a directory too deep).
 #[derive(Debug, Default)]
 pub struct LocalTree {
     /// What the walk takes: directories before their contents, sorted.
     pub entries: Vec<LocalEntry>,
-    /// What it left out, and why: what the policy refuses, symlinks that
-    /// loop, directories too deep. A directory left out was not entered:
-    /// nothing under it was read or listed.
-    pub refused: Vec<(LocalEntry, LeftOut)>,
+    /// Every entry left out, with why: what the policy refuses, symlinks
+    /// that loop, directories too deep. A directory left out was not
+    /// entered: nothing under it was read or listed.
+    pub left_out: Vec<(LocalEntry, LeftOut)>,
 }
 
 /// Why [`walk`] left an entry out.
@@ -203,7 +205,7 @@ pub fn walk(
             }
             let e = entry(rel.clone(), &meta);
             if let Some(why) = policy.refusal(&resolved) {
-                tree.refused.push((e, LeftOut::Refused(why)));
+                tree.left_out.push((e, LeftOut::Refused(why)));
                 continue;
             }
             if e.kind == FileKind::Dir {
@@ -215,11 +217,11 @@ pub fn walk(
                     let why = NotEntered::Loop {
                         to: again.rel.clone(),
                     };
-                    tree.refused.push((e, LeftOut::NotEntered(why)));
+                    tree.left_out.push((e, LeftOut::NotEntered(why)));
                     continue;
                 }
                 if depth > MAX_DEPTH {
-                    tree.refused
+                    tree.left_out
                         .push((e, LeftOut::NotEntered(NotEntered::TooDeep)));
                     continue;
                 }

@@ -173,18 +173,20 @@ impl Refused {
     }
 }
 
-/// The relative paths refused in one tree. A refused directory refuses
-/// everything under it: what lies there was neither read nor written, so
-/// it is never compared, and never taken for an extra to delete.
+/// The relative paths left out of one tree: refused by the policy, or (in
+/// an upload's local tree) not entered because they loop or lie too deep.
+/// A directory left out takes everything under it along: what lies there
+/// was neither read nor written, so it is never compared, and never taken
+/// for an extra to delete.
 #[derive(Debug, Default)]
-pub struct RefusedPaths(Vec<String>);
+pub struct LeftOutPaths(Vec<String>);
 
-impl RefusedPaths {
+impl LeftOutPaths {
     pub fn insert(&mut self, rel: String) {
         self.0.push(rel);
     }
 
-    /// Whether `rel`, or a directory above it, was refused.
+    /// Whether `rel`, or a directory above it, was left out.
     pub fn contains(&self, rel: &str) -> bool {
         self.0.iter().any(|gone| {
             rel.strip_prefix(gone.as_str())
@@ -207,7 +209,7 @@ pub struct DownloadTargets<'a> {
     /// Admitted directories by relative path, resolved: a tree's files
     /// then cost no symlink resolution of their own.
     dirs: HashMap<String, PathBuf>,
-    refused: RefusedPaths,
+    refused: LeftOutPaths,
 }
 
 impl<'a> DownloadTargets<'a> {
@@ -219,7 +221,7 @@ impl<'a> DownloadTargets<'a> {
             root: root.to_path_buf(),
             dirs: HashMap::from([(String::new(), resolved_root.clone())]),
             resolved_root,
-            refused: RefusedPaths::default(),
+            refused: LeftOutPaths::default(),
         }
     }
 
@@ -251,7 +253,7 @@ impl<'a> DownloadTargets<'a> {
     }
 
     /// The refused paths, once every destination has been admitted.
-    pub fn into_refused(self) -> RefusedPaths {
+    pub fn into_refused(self) -> LeftOutPaths {
         self.refused
     }
 

@@ -67,16 +67,19 @@ pub struct Listing {
     pub suspect: Vec<SuspectName>,
 }
 
-/// A tree as [`Remote::walk_reporting`] returns it.
+/// A tree as [`Remote::walk_reporting`] returns it: the entries it takes,
+/// and every entry it left out or did not enter, each with why (a suspect
+/// name, a directory that loops, one too deep).
 #[derive(Debug, Default)]
 pub struct Walk {
     /// Relative paths, directories before their contents.
     pub entries: Vec<(String, FileAttributes)>,
     /// Stopped at the limit.
     pub truncated: bool,
-    /// What the walk left out or did not enter, and why: suspect names and
-    /// directories not entered. Each is written for a `skipped` list.
-    pub suspect: Vec<Skipped>,
+    /// Every entry left out or not entered, with why: suspect names,
+    /// directories that loop, directories too deep. Each is written for a
+    /// `skipped` list.
+    pub left_out: Vec<Skipped>,
 }
 
 /// How many directory levels below its top a walk enters. The last guard
@@ -451,14 +454,15 @@ impl<'a> Remote<'a> {
                     walk.entries.remove(at);
                 }
                 let why = NotEntered::Loop { to: to.rel.clone() };
-                walk.suspect.push(Skipped::NotEntered { rel: dir.rel, why });
+                walk.left_out
+                    .push(Skipped::NotEntered { rel: dir.rel, why });
                 continue;
             }
             let Listing {
                 mut entries,
                 suspect,
             } = listed?;
-            walk.suspect.extend(suspect.into_iter().map(|s| {
+            walk.left_out.extend(suspect.into_iter().map(|s| {
                 Skipped::Suspect(SuspectName {
                     dir: dir.rel.clone(),
                     ..s
@@ -494,7 +498,7 @@ impl<'a> Remote<'a> {
                 };
                 if kind_of(&attrs) == FileKind::Dir {
                     if depth > MAX_DEPTH {
-                        walk.suspect.push(Skipped::NotEntered {
+                        walk.left_out.push(Skipped::NotEntered {
                             rel: path.clone(),
                             why: NotEntered::TooDeep,
                         });
@@ -787,7 +791,7 @@ impl<'a> Remote<'a> {
     pub async fn remove_tree(&self, path: &str) -> Result<(u64, u64), Error> {
         let walk = self.walk_reporting(path, usize::MAX).await?;
         let mut unlink: Vec<&str> = Vec::new();
-        for skipped in &walk.suspect {
+        for skipped in &walk.left_out {
             match skipped {
                 Skipped::NotEntered {
                     rel,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Context, Op};
 use crate::files::local;
-use crate::files::policy::{DownloadTargets, LocalPolicy, RefusedPaths};
+use crate::files::policy::{DownloadTargets, LeftOutPaths, LocalPolicy};
 use crate::files::remote::{self, Remote};
 use crate::files::transfer::{
     Engine, FileJob, Plan, TempMode, finish_dirs, make_dirs, remote_sha256,
@@ -101,12 +101,13 @@ async fn sync(
     let local_side =
         local_side.map_err(|e| Error::internal(format!("local listing failed: {e}")))??;
     let remote_side = remote_side?;
-    // Local paths the policy refuses: an upload's the walk did not read, a
-    // download's destinations it may not write. They are not compared, so
+    // Local paths left out: an upload's the walk did not read (the policy
+    // refuses them, or they loop or lie too deep), a download's
+    // destinations the policy may not write. They are not compared, so
     // `delete` never takes their counterparts for extras.
-    let mut refused = RefusedPaths::default();
+    let mut left_out = LeftOutPaths::default();
     // An upload of `~` leaves `~/.ssh` home and says so. In a download's
-    // destination a refused entry stays listed (it was not entered), for
+    // destination an entry left out stays listed (it was not entered), for
     // the removal check below to keep it and say why.
     let local_side = local_side.map(|tree| {
         let mut listed: BTreeMap<String, Meta> = tree
@@ -114,10 +115,10 @@ async fn sync(
             .iter()
             .map(|e| (e.rel.clone(), Meta::of(e)))
             .collect();
-        for (e, why) in tree.refused {
+        for (e, why) in tree.left_out {
             if upload {
                 skipped.push(why.note(&e.rel, e.kind == FileKind::Dir));
-                refused.insert(e.rel);
+                left_out.insert(e.rel);
             } else {
                 listed.insert(e.rel.clone(), Meta::of(&e));
             }
@@ -143,7 +144,7 @@ async fn sync(
                 .is_some(),
             _ => !targets.refused(rel),
         });
-        refused = targets.into_refused();
+        left_out = targets.into_refused();
     }
     let (src, dst) = (&src, &dst);
 
@@ -222,8 +223,8 @@ async fn sync(
     }
     if req.delete {
         for (rel, d) in dst {
-            // A refused path is left as it is, not treated as an extra.
-            if src.contains_key(rel) || refused.contains(rel) {
+            // A path left out is left as it is, not treated as an extra.
+            if src.contains_key(rel) || left_out.contains(rel) {
                 continue;
             }
             // Inside a directory that goes anyway: covered by it.
@@ -397,7 +398,7 @@ async fn list_remote(
         None => return Ok(None),
     }
     let walk = remote.walk_reporting(root, usize::MAX).await?;
-    skipped.extend(walk.suspect.iter().map(ToString::to_string));
+    skipped.extend(walk.left_out.iter().map(ToString::to_string));
     Ok(Some(
         walk.entries
             .into_iter()

@@ -141,7 +141,7 @@ async fn plan_upload(
         .await
         .map_err(|e| Error::internal(format!("local walk failed: {e}")))??;
     plan.skipped.extend(
-        tree.refused
+        tree.left_out
             .iter()
             .map(|(e, why)| why.note(&e.rel, e.kind == FileKind::Dir)),
     );
@@ -226,7 +226,7 @@ async fn plan_download(
     }
     let walk = remote.walk_reporting(&req.remote_path, usize::MAX).await?;
     plan.skipped
-        .extend(walk.suspect.iter().map(ToString::to_string));
+        .extend(walk.left_out.iter().map(ToString::to_string));
     std::fs::create_dir_all(local).map_err(|e| local::error("download", local, &e))?;
     plan.dirs.push((
         req.remote_path.clone(),

@@ -1,19 +1,22 @@
 //! Shared helpers for the daemon's end-to-end tests: a protocol client on
-//! the daemon's socket, bounded waits, and markers that find a test's own
-//! remote processes.
+//! the daemon's socket, bounded waits, markers that find a test's own
+//! remote processes, and the host, requests and trees the file tests share.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::future::Future;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{
-    ClientFrame, ClientInfo, DaemonFrame, Error, ExecOutput, ExecRequest, Hello, HostStats,
-    PROTO_VERSION, Reply, Request, Response, decode, encode,
+    ClientFrame, ClientInfo, DaemonFrame, Direction, Error, ExecOutput, ExecRequest, Hello,
+    HostStats, PROTO_VERSION, Reply, Request, Response, SyncRequest, SyncResult, TransferRequest,
+    TransferResult, decode, encode,
 };
-use sshmcp_testkit::{Daemon, SshServer, unique_digits};
+use sshmcp_testkit::{Daemon, DaemonOptions, Fleet, SshServer, bin_path, test_user, unique_digits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
@@ -234,4 +237,190 @@ pub async fn assert_daemon_serves(daemon: &Daemon, client: &sshmcp_proto::client
     let fresh = connect(daemon.socket()).await;
     let out = exec_ok(daemon, &fresh, exec_request("host1", "echo new")).await;
     assert_eq!(out.stdout, b"new\n");
+}
+
+/// An SFTP server of the test's own in place of OpenSSH's: a file in a
+/// fresh directory the test user's sshd session can read (the build
+/// directory may sit under a home that user cannot enter), and the
+/// `Subsystem sftp` command that runs it.
+pub struct SftpSubsystem {
+    command: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SftpSubsystem {
+    /// The testkit's program `name` (see [`bin_path`]), run as it is.
+    pub fn testkit_program(name: &str) -> SftpSubsystem {
+        let program = std::fs::read(bin_path(name))
+            .unwrap_or_else(|e| panic!("cannot read the testkit's {name}: {e}"));
+        let (dir, path) = readable_file(name, &program, 0o755);
+        SftpSubsystem {
+            command: path.display().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// A perl script, run by `/usr/bin/perl`.
+    pub fn perl_script(name: &str, text: &str) -> SftpSubsystem {
+        let (dir, path) = readable_file(name, text.as_bytes(), 0o644);
+        SftpSubsystem {
+            command: format!("/usr/bin/perl {}", path.display()),
+            _dir: dir,
+        }
+    }
+}
+
+/// `contents` as `name`, with `mode`, in a fresh directory anyone may enter.
+fn readable_file(name: &str, contents: &[u8], mode: u32) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("open the directory to the test user");
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("cannot write {name}: {e}"));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("cannot chmod {name}: {e}"));
+    (dir, path)
+}
+
+/// A daemon serving one host, `host1`, a client connected to it, and a
+/// fresh directory on that host that the test user owns: what the file
+/// tests start from. Fields drop in order: the daemon goes before the
+/// fleet it connects to, the fleet before the SFTP server its sshd runs.
+pub struct ScratchHost {
+    pub daemon: Daemon,
+    pub client: DaemonClient,
+    _fleet: Fleet,
+    _sftp: Option<SftpSubsystem>,
+    /// The directory on the host.
+    pub remote: tempfile::TempDir,
+}
+
+impl ScratchHost {
+    /// A daemon with `config` (TOML added to the fleet's) and `options`,
+    /// whose host's sshd runs `sftp`, or OpenSSH's sftp-server when `None`.
+    pub async fn start(
+        sftp: Option<SftpSubsystem>,
+        config: &str,
+        options: DaemonOptions,
+    ) -> ScratchHost {
+        let mut fleet = Fleet::builder();
+        if let Some(sftp) = &sftp {
+            fleet = fleet.sshd_config_line(&format!("Subsystem sftp {}", sftp.command));
+        }
+        let fleet = fleet.start();
+        let daemon = Daemon::start_with(&fleet, config, options);
+        let client = connect(daemon.socket()).await;
+        ScratchHost {
+            daemon,
+            client,
+            _fleet: fleet,
+            _sftp: sftp,
+            remote: test_user().scratch_dir(),
+        }
+    }
+
+    /// `rel` in the directory on the host.
+    pub fn r(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.remote.path().display())
+    }
+
+    /// Runs `command` on the host, in the directory there, and returns its
+    /// stdout; it must exit 0.
+    pub async fn sh(&self, command: &str) -> String {
+        let command = format!("cd '{}' && {command}", self.remote.path().display());
+        let out = exec_ok(&self.daemon, &self.client, exec_request("host1", &command)).await;
+        assert_eq!(out.exit_code, Some(0), "{command}: {out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    /// A transfer that must succeed; on failure the panic shows the
+    /// daemon's log.
+    pub async fn transfer_ok(&self, req: TransferRequest) -> TransferResult {
+        let what = format!("{req:?}");
+        match request(&self.client, Request::Transfer(req)).await {
+            Ok(Response::Transfer(t)) => t,
+            other => panic!("{what}: {other:?}\n{}", self.daemon.log()),
+        }
+    }
+
+    /// A sync that must succeed; on failure the panic shows the daemon's
+    /// log.
+    pub async fn sync_ok(&self, req: SyncRequest) -> SyncResult {
+        let what = format!("{req:?}");
+        match request(&self.client, Request::Sync(req)).await {
+            Ok(Response::Sync(s)) => s,
+            other => panic!("{what}: {other:?}\n{}", self.daemon.log()),
+        }
+    }
+}
+
+/// An upload of `local` to `remote` on `host1` with every option off: not
+/// recursive, no resume, no verify, symlinks not followed. Tests turn on
+/// what they need.
+pub fn upload(local: &Path, remote: &str) -> TransferRequest {
+    TransferRequest {
+        host: "host1".into(),
+        direction: Direction::Upload,
+        local_path: local.to_str().expect("a UTF-8 local path").into(),
+        remote_path: remote.into(),
+        recursive: false,
+        resume: false,
+        verify: false,
+        follow_symlinks: false,
+    }
+}
+
+/// [`upload`], the other way.
+pub fn download(remote: &str, local: &Path) -> TransferRequest {
+    TransferRequest {
+        direction: Direction::Download,
+        ..upload(local, remote)
+    }
+}
+
+/// A sync of the local directory `local` to `remote` on `host1`, with every
+/// option off: no delete, no dry run, no checksum.
+pub fn sync_up(local: &Path, remote: &str) -> SyncRequest {
+    SyncRequest {
+        host: "host1".into(),
+        direction: Direction::Upload,
+        local_dir: local.to_str().expect("a UTF-8 local path").into(),
+        remote_dir: remote.into(),
+        delete: false,
+        dry_run: false,
+        checksum: false,
+    }
+}
+
+/// [`sync_up`], the other way.
+pub fn sync_down(remote: &str, local: &Path) -> SyncRequest {
+    SyncRequest {
+        direction: Direction::Download,
+        ..sync_up(local, remote)
+    }
+}
+
+/// Every path under the local directory `root`, relative; symlinks are
+/// listed, not entered.
+pub fn local_tree(root: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            let rel = path.strip_prefix(root).expect("a path under the root");
+            out.insert(rel.display().to_string());
+            if path.is_dir() && !path.is_symlink() {
+                pending.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// `paths` as a set, to compare with a tree.
+pub fn set(paths: &[&str]) -> BTreeSet<String> {
+    paths.iter().map(|p| p.to_string()).collect()
 }
