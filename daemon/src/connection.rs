@@ -17,7 +17,8 @@ use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::{Caller, dispatch};
+use crate::dispatch::dispatch;
+use crate::ops::Caller;
 use crate::memory::MemoryPermit;
 use crate::progress::Reporter;
 use crate::state::Daemon;

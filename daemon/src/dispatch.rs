@@ -9,18 +9,10 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::ops::{self, Op};
+use crate::ops::{self, Caller, Op};
 use crate::progress::Reporter;
 use crate::state::Daemon;
 use crate::stats::names;
-
-/// Who sent a request, for logs.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub pid: Option<i32>,
-    pub binary: String,
-    pub mcp_client: Option<String>,
-}
 
 /// Run request `id` to completion (or cancellation) and account for it.
 pub async fn dispatch(

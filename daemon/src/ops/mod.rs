@@ -10,7 +10,6 @@ use std::time::Instant;
 use sshmcp_proto::Error;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::Caller;
 use crate::pool::Host;
 use crate::progress::Reporter;
 use crate::state::Daemon;
@@ -38,6 +37,17 @@ pub use reload::Reload;
 pub use stats::Stats;
 pub use status::Status;
 pub use warm::Warm;
+
+/// Who sent a request, for logs.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The calling process, from the socket's peer credentials.
+    pub pid: Option<i32>,
+    /// The calling binary, from its Hello (escaped, cut short).
+    pub binary: String,
+    /// The MCP client's name, when the caller is the shim.
+    pub mcp_client: Option<String>,
+}
 
 /// What the dispatcher hands every op: who asked, how to stop, where
 /// progress goes, and the host already resolved.
