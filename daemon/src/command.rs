@@ -7,21 +7,22 @@
 //! MaxSessions). On timeout or cancel the remote process group gets TERM,
 //! then KILL, before the channel is closed.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::{ChannelMsg, Sig};
 use sshmcp_proto::{Error, ErrorKind, ExecOutput};
 use tokio_util::sync::CancellationToken;
 
-use crate::pool::HostPool;
+use crate::pool::Host;
 
 /// How long a signalled process gets to exit before the next step.
 const SIGNAL_GRACE: Duration = Duration::from_secs(2);
 
 /// A command to run, with its limits.
 pub struct Command<'a> {
-    /// Host alias.
-    pub host: &'a str,
+    /// The host, resolved.
+    pub host: &'a Arc<Host>,
     /// Command line, interpreted by the remote user's shell.
     pub line: &'a str,
     /// Bytes fed to standard input, which is then closed.
@@ -35,11 +36,7 @@ pub struct Command<'a> {
 }
 
 /// Run `command` to its end, its timeout or `cancel`.
-pub async fn run(
-    pool: &HostPool,
-    command: Command<'_>,
-    cancel: &CancellationToken,
-) -> Result<ExecOutput, Error> {
+pub async fn run(command: Command<'_>, cancel: &CancellationToken) -> Result<ExecOutput, Error> {
     let Command {
         host,
         line,
@@ -49,11 +46,12 @@ pub async fn run(
         started,
     } = command;
     let timeout_secs = timeout.as_secs();
+    let alias = host.resolved.alias.as_str();
     let deadline = started + timeout;
 
     let (lease, channel) = tokio::select! {
-        opened = pool.session(host, deadline) => opened?,
-        () = cancel.cancelled() => return Err(cancelled(host)),
+        opened = host.session(deadline) => opened?,
+        () = cancel.cancelled() => return Err(cancelled(alias)),
     };
     let (mut reader, writer) = channel.split();
     let mut output = Collected::new(max_output);
@@ -65,7 +63,7 @@ pub async fn run(
             ErrorKind::Unreachable,
             format!(
                 "lost the connection to {} while starting the command: {e}",
-                host
+                alias
             ),
         ));
     }
@@ -86,7 +84,7 @@ pub async fn run(
             result = &mut feeder, if feeding => {
                 feeding = false;
                 if let Err(e) = result {
-                    tracing::debug!(host = %host, "stdin not fully delivered: {e}");
+                    tracing::debug!(host = %alias, "stdin not fully delivered: {e}");
                 }
             }
             msg = reader.wait() => match msg {
@@ -105,7 +103,7 @@ pub async fn run(
     let Some(reason) = stop else {
         // The server closed the channel after the command ended.
         drop(lease);
-        return output.finish(started, host);
+        return output.finish(started, alias);
     };
 
     // Stop the remote process group: TERM, then KILL, draining all along.
@@ -132,14 +130,14 @@ pub async fn run(
                 "command on {} ran past timeout_secs={timeout_secs} and was stopped (TERM, then \
                  KILL); {partial}. Raise timeout_secs, or run long jobs in the background \
                  (e.g. with nohup) and poll",
-                host
+                alias
             ),
         ),
         _ => Error::new(
             ErrorKind::Cancelled,
             format!(
                 "command on {} was cancelled and stopped (TERM, then KILL); {partial}",
-                host
+                alias
             ),
         ),
     })

@@ -18,8 +18,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::dispatch;
-use crate::ops::Caller;
 use crate::memory::MemoryPermit;
+use crate::ops::Caller;
 use crate::progress::Reporter;
 use crate::state::Daemon;
 

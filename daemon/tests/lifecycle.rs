@@ -29,6 +29,14 @@ async fn hosts_listed_under_warm_are_connected_at_start_without_a_request() {
         "the warm host to be connected",
     );
     let client = connect(daemon.socket()).await;
+    // sshd logs the login a moment before the daemon has the connection in
+    // its pool: wait for the pool to say so too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while host_state(&client, "host1").await.state != ConnState::Connected
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(
         host_state(&client, "host1").await.state,
         ConnState::Connected

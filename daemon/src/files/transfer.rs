@@ -419,6 +419,7 @@ pub async fn remote_sha256(
     paths: &[String],
     cancel: &CancellationToken,
 ) -> Result<Option<HashMap<String, String>>, Error> {
+    let resolved = pool.host(host)?;
     let mut sums = HashMap::new();
     let mut batch: Vec<&String> = Vec::new();
     let mut len = 0;
@@ -441,9 +442,8 @@ pub async fn remote_sha256(
             command.push_str(&shell_quote(path));
         }
         let out = crate::command::run(
-            pool,
             crate::command::Command {
-                host,
+                host: &resolved,
                 line: &command,
                 stdin: &[],
                 timeout: Duration::from_secs(3600),

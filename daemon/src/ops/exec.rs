@@ -21,7 +21,7 @@ impl Op for ExecRequest {
         // within a day and the output cap fits one reply.
         let max_frame = ctx.daemon.config().daemon.max_frame;
         let command = Command {
-            host: &self.host,
+            host: ctx.host()?,
             line: &self.command,
             stdin: self.stdin.as_deref().unwrap_or_default(),
             timeout: Duration::from_secs(
@@ -31,7 +31,7 @@ impl Op for ExecRequest {
             max_output: self.max_output(max_frame),
             started: ctx.started,
         };
-        command::run(&ctx.daemon.pool, command, ctx.cancel).await
+        command::run(command, ctx.cancel).await
     }
 }
 

@@ -68,6 +68,16 @@ pub struct Context<'a> {
     pub host: Option<Arc<Host>>,
 }
 
+impl Context<'_> {
+    /// The request's host, resolved by the dispatcher; an op that targets
+    /// a host always has one.
+    pub fn host(&self) -> Result<&Arc<Host>, Error> {
+        self.host
+            .as_ref()
+            .ok_or_else(|| Error::internal("a host op reached its op without a resolved host"))
+    }
+}
+
 /// One operation of the daemon.
 pub trait Op: Sized {
     /// What a successful run returns.

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use russh::client::Msg;
 use sshmcp_proto::{Error, ErrorKind, HostState, HostStats};
@@ -33,7 +33,7 @@ use crate::hosts::HostTable;
 use crate::hosts::ssh_config::JumpHop;
 use crate::stats::{Registry, names};
 pub use host::Host;
-use lease::{Lease, OpenFailure};
+use lease::Lease;
 pub use settings::PoolSettings;
 
 tokio::task_local! {
@@ -228,62 +228,13 @@ impl HostPool {
     }
 
     /// Open a session channel on `alias`, waiting at most until `deadline`
-    /// for a slot. A connection found dead is replaced and the open retried
-    /// once on a fresh one; a refused open (the server's MaxSessions) is
-    /// retried on another slot or connection until the deadline.
+    /// (see [`Host::session`]).
     pub async fn session(
         &self,
         alias: &str,
         deadline: Instant,
     ) -> Result<(Lease, SessionChannel), Error> {
-        let host = self.host(alias)?;
-        let mut dead_retries = 1;
-        let mut refusals: u32 = 0;
-        loop {
-            let mut lease = host.checkout(deadline).await?;
-            match lease.open_channel().await {
-                Ok(channel) => return Ok((lease, channel)),
-                Err(OpenFailure::Dead(why)) if dead_retries > 0 => {
-                    dead_retries -= 1;
-                    tracing::info!(
-                        host = alias,
-                        conn = lease.conn.id,
-                        "connection found dead ({why}); retrying on a fresh one"
-                    );
-                    host.retire(&lease.conn);
-                }
-                Err(OpenFailure::Dead(why)) => {
-                    host.retire(&lease.conn);
-                    return Err(Error::new(
-                        ErrorKind::Unreachable,
-                        format!("connection to {alias} died twice in a row ({why}); retry later"),
-                    ));
-                }
-                Err(OpenFailure::Refused(reason)) => {
-                    refusals += 1;
-                    metrics::counter!(names::CHANNEL_REFUSALS, "host" => alias.to_string())
-                        .increment(1);
-                    lease.conn.note_refusal(alias, &reason);
-                    drop(lease);
-                    // Slots free up as other calls finish; back off a little
-                    // (2, 4, 8 ... 64 ms) so a burst does not spin on them.
-                    let pause = Duration::from_millis(1 << refusals.min(6));
-                    if Instant::now() + pause >= deadline {
-                        return Err(Error::new(
-                            ErrorKind::Overloaded,
-                            format!(
-                                "{alias} refused {refusals} session channel(s) ({reason}) until the \
-                                 request's time ran out; its sshd MaxSessions is lower than the \
-                                 load. Retry shortly, or lower [pool] sessions_per_connection \
-                                 for it"
-                            ),
-                        ));
-                    }
-                    tokio::time::sleep(pause).await;
-                }
-                Err(OpenFailure::Other(error)) => return Err(error),
-            }
-        }
+        self.host(alias)?.session(deadline).await
     }
 
     /// Make sure `alias` has a live connection.
