@@ -44,7 +44,6 @@ mod socket;
 mod state;
 mod validate;
 
-pub use framed::{FrameError, FrameReader, FrameWriter};
 pub use codec::{CodecError, MAX_PAYLOAD, decode, encode, frame_codec};
 pub use error::{Error, ErrorKind};
 pub use exec::{ExecOutput, ExecRequest, OutputStream};
@@ -54,6 +53,7 @@ pub use files::{
     SyncChange, SyncRequest, SyncResult, TransferRequest, TransferResult, WriteFileRequest,
     WriteResult,
 };
+pub use framed::{FrameError, FrameReader, FrameWriter};
 pub use socket::{SOCKET_ENV, SYSTEM_SOCKET, client_socket_candidates, daemon_socket_path};
 pub use state::{ConnState, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo};
 pub use validate::{

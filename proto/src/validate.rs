@@ -4,8 +4,8 @@
 //! argument that could hurt a shared connection (a NUL byte in a command
 //! makes sshd drop the whole connection, with every other client's channels
 //! on it; a NUL in a path kills the shared SFTP session) or overflow a
-//! deadline never reaches an op. A client may run the same check before it
-//! sends; the message is the same either way. Each error names the
+//! deadline never reaches an op. The shim runs the same check before it
+//! sends, so a model sees the same message either way. Each error names the
 //! argument and its allowed range.
 
 use crate::{Error, Request};
@@ -124,7 +124,7 @@ impl Request {
             Request::Remove(req) => {
                 check_remote(op, "path", &req.path)?;
                 let trimmed = req.path.trim_end_matches('/');
-                if trimmed.is_empty() || trimmed == "." || trimmed == "~" {
+                if trimmed.is_empty() || matches!(trimmed, "." | ".." | "~") {
                     return Err(bad(
                         op,
                         format_args!(
@@ -235,6 +235,12 @@ fn check_remote(op: &str, name: &str, value: &str) -> Result<(), Error> {
 /// A host alias: what an ssh config `Host` line can name, so no control
 /// characters or whitespace.
 fn check_host(op: &str, host: &str) -> Result<(), Error> {
+    if host.is_empty() {
+        return Err(bad(
+            op,
+            "`host` is empty; pass a Host alias from the ssh config",
+        ));
+    }
     check_text(op, "host", host, MAX_HOST_BYTES)?;
     if host.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(bad(

@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 pub const CANCEL_GRACE: Duration = Duration::from_millis(500);
 
 /// A lazily made, shared, self-renewing connection to the daemon.
-pub struct Daemon {
+pub struct DaemonLink {
     /// Where to look for the daemon, in order; looked through again on
     /// every reconnect, as a restarted daemon may listen elsewhere.
     sockets: Vec<PathBuf>,
@@ -30,9 +30,9 @@ pub struct Daemon {
     client: Mutex<Option<Arc<DaemonClient>>>,
 }
 
-impl Daemon {
+impl DaemonLink {
     pub fn new(sockets: Vec<PathBuf>) -> Self {
-        Daemon {
+        DaemonLink {
             sockets,
             client: Mutex::new(None),
         }

@@ -7,15 +7,17 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// How a byte string was turned into a JSON string.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+/// How bytes travel in a JSON string: in results, how they were sent; in
+/// arguments (`read_file`, `write_file`), how the caller wants them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
-    /// The bytes were valid UTF-8 and the string is that text.
+    /// The string is the bytes, as UTF-8 text.
+    #[default]
     Utf8,
-    /// The bytes were not valid UTF-8; the string is their standard base64.
+    /// The string is standard base64 of the bytes: for binary content.
     Base64,
 }
 

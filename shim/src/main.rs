@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use rmcp::ServiceExt;
+use rmcp::handler::server::router::tool::ToolRoute;
 use rmcp::service::ServerInitializeError;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -40,7 +41,16 @@ fn main() -> ExitCode {
         std::env::args_os().skip(1),
         sshmcp_proto::client_socket_candidates,
     ) {
-        Ok(Command::Serve { sockets }) => serve(sockets),
+        Ok(Command::Serve { sockets, tools }) => {
+            match tools.as_deref().map(tools::selection::select) {
+                None => serve(sockets, tools::all(), None),
+                Some(Ok(selected)) => serve(sockets, selected, tools),
+                Some(Err(message)) => {
+                    eprintln!("sshmcp: {message}\n\n{}", args::USAGE);
+                    ExitCode::from(2)
+                }
+            }
+        }
         Ok(Command::Version) => {
             println!("sshmcp {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -59,7 +69,11 @@ fn main() -> ExitCode {
 /// Serve MCP until stdin closes. One thread: the shim's work is waiting on
 /// two pipes and a socket, and a thread pool would only cost startup time
 /// and memory.
-fn serve(sockets: Vec<PathBuf>) -> ExitCode {
+fn serve(
+    sockets: Vec<PathBuf>,
+    tools: Vec<ToolRoute<SshMcp>>,
+    selection: Option<String>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -71,21 +85,25 @@ fn serve(sockets: Vec<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(sockets));
+    let code = runtime.block_on(run(sockets, tools, selection));
     // When stdin is not a pipe, tokio reads it on a blocking thread that
     // may still be parked in read(2); exit without waiting for it.
     runtime.shutdown_background();
     code
 }
 
-async fn run(sockets: Vec<PathBuf>) -> ExitCode {
+async fn run(
+    sockets: Vec<PathBuf>,
+    tools: Vec<ToolRoute<SshMcp>>,
+    selection: Option<String>,
+) -> ExitCode {
     let (running, mut all_done) = mpsc::channel::<()>(1);
     let stdin_closed = CancellationToken::new();
     // Non-blocking pipes when the client gave us pipes (they all do), so no
     // thread is spawned to read stdin.
     let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
     let stdin = WatchedStdin::new(stdin, stdin_closed.clone());
-    let server = SshMcp::new(sockets, stdin_closed, running);
+    let server = SshMcp::new(sockets, tools, selection, stdin_closed, running);
     let service = match server.serve(StdioTransport::new(stdin, stdout)).await {
         Ok(service) => service,
         // stdin closed before `initialize`: the client went away, which is

@@ -5,28 +5,29 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::router::tool::{ToolRoute, ToolRouter};
+use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    Implementation, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, Implementation, ProgressNotificationParam,
+    ProgressToken, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{Peer, RequestContext};
-use rmcp::{RoleServer, ServerHandler, tool_handler};
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 use sshmcp_proto::client::ClientError;
 use sshmcp_proto::{Error, ErrorKind, Progress, Reply, Request};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{self, Daemon};
+use crate::daemon::{self, DaemonLink};
+use crate::tools;
 
-/// Told to the model at `initialize`: what this server is for, in brief.
+/// Told to the model at `initialize`: what this server is for, in brief,
+/// and what holds for every tool.
 const INSTRUCTIONS: &str = "\
-sshmcp runs commands and works with files on the user's SSH hosts (those in ~/.ssh/config) \
-through a local daemon that keeps connections warm. Call `hosts` to see which hosts exist, \
-then pass one of their aliases as `host`. `exec` runs a command. `stat`, `list_dir` and \
-`read_file` inspect remote files; `write_file`, `mkdir`, `remove` and `rename` change them. \
-`transfer` copies files or directory trees between this machine and a host, and `sync` makes \
-one directory match another, moving only what differs (try `dry_run` first). Everything runs \
-with the remote user's privileges: prefer read-only tools unless the user asked for a change.";
+sshmcp runs commands and works with files on the user's SSH hosts, through a local daemon that \
+keeps connections warm. `hosts` lists them; pass an alias as `host`. Remote paths are absolute \
+or relative to the remote home. Everything runs with the remote user's rights: prefer \
+read-only tools unless the user asked for a change.";
 
 /// How long calls still in flight when stdin closes may go on before they
 /// are cancelled. A quick command finishes and is answered; a long one is
@@ -36,8 +37,11 @@ const STDIN_CLOSED_GRACE: Duration = Duration::from_secs(1);
 
 /// The shim's MCP service. rmcp shares it between all in-flight requests.
 pub struct SshMcp {
-    daemon: Daemon,
+    daemon: DaemonLink,
     tool_router: ToolRouter<Self>,
+    /// The `--tools` the shim was started with, if any, for the error that
+    /// answers a call of a tool it leaves out.
+    selection: Option<String>,
     /// Cancelled when the client closes stdin, which means "shut down".
     stdin_closed: CancellationToken,
     /// Never sent on: it exists to be dropped. rmcp's request tasks hold the
@@ -48,27 +52,47 @@ pub struct SshMcp {
 }
 
 impl SshMcp {
+    /// The service offering `tools`, chosen by `--tools selection` (every
+    /// tool when `selection` is `None`).
     pub fn new(
         sockets: Vec<PathBuf>,
+        tools: Vec<ToolRoute<Self>>,
+        selection: Option<String>,
         stdin_closed: CancellationToken,
         running: mpsc::Sender<()>,
     ) -> Self {
+        let mut tool_router = ToolRouter::new();
+        for tool in tools {
+            tool_router.add_route(tool);
+        }
         SshMcp {
-            daemon: Daemon::new(sockets),
-            tool_router: Self::hosts_router()
-                + Self::exec_router()
-                + Self::stat_router()
-                + Self::list_dir_router()
-                + Self::read_file_router()
-                + Self::write_file_router()
-                + Self::mkdir_router()
-                + Self::remove_router()
-                + Self::rename_router()
-                + Self::transfer_router()
-                + Self::sync_router(),
+            daemon: DaemonLink::new(sockets),
+            tool_router,
+            selection,
             stdin_closed,
             _running: running,
         }
+    }
+
+    /// Why there is no tool `name` to call: it does not exist, or `--tools`
+    /// left it out. Either way the message lists what can be called.
+    fn no_such_tool(&self, name: &str) -> ErrorData {
+        let offered: Vec<String> = self
+            .tool_router
+            .list_all()
+            .into_iter()
+            .map(|tool| tool.name.into_owned())
+            .collect();
+        let offered = offered.join(", ");
+        let exists = tools::all().iter().any(|tool| tool.name() == name);
+        let message = match &self.selection {
+            Some(selection) if exists => format!(
+                "tool `{name}` is not offered: sshmcp was started with `--tools {selection}`, \
+                 which offers {offered}"
+            ),
+            _ => format!("unknown tool `{name}`; the tools are {offered}"),
+        };
+        ErrorData::invalid_params(message, None)
     }
 
     /// Send `request` to the daemon and wait for its reply. When the MCP
@@ -179,5 +203,17 @@ impl ServerHandler for SshMcp {
                 env!("CARGO_PKG_VERSION"),
             ))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !self.tool_router.has_route(&request.name) {
+            return Err(self.no_such_tool(&request.name));
+        }
+        let call = ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
     }
 }

@@ -2,7 +2,8 @@
 //! the real shim's stdio, the real daemon behind it, a real sshd behind that.
 //!
 //! The kit's [`McpClient`] also checks on every call that the shim writes
-//! nothing but JSON-RPC to stdout.
+//! nothing but JSON-RPC to stdout, and that the text of every tool result
+//! carries every field of its `structuredContent`.
 
 use std::thread;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sshmcp_testkit::{Daemon, Fleet, McpClient, SshServer, unique_digits, wait_for};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, ShimOptions, SshServer, unique_digits, wait_for};
 
 /// How long a remote process may take to appear, or to disappear.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -198,6 +199,159 @@ fn tools_list_has_every_tool_with_schemas_and_annotations() {
     }
 }
 
+/// The most `tools/list` may take of a model's context, in characters of
+/// its JSON `result`, with every tool offered.
+const TOOLS_LIST_BUDGET: usize = 10_000;
+
+#[test]
+fn tools_list_fits_in_ten_thousand_characters() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    let tools = mcp.list_tools();
+    let size = tools.to_string().chars().count();
+    let mut parts = [("outputSchema", 0), ("inputSchema", 0), ("description", 0)];
+    for tool in tools["tools"].as_array().expect("`tools` is an array") {
+        for (part, total) in &mut parts {
+            *total += tool[*part].to_string().chars().count();
+        }
+    }
+    println!("tools/list: {size} characters ({parts:?})");
+    assert!(
+        size <= TOOLS_LIST_BUDGET,
+        "tools/list is {size} characters, over the budget of {TOOLS_LIST_BUDGET}: {parts:?}"
+    );
+}
+
+#[test]
+fn input_schemas_give_every_argument_one_plain_type() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    let tools = mcp.list_tools();
+    for tool in tools["tools"].as_array().expect("`tools` is an array") {
+        let schema = &tool["inputSchema"];
+        for noise in ["$schema", "$defs", "title"] {
+            assert!(
+                schema.get(noise).is_none(),
+                "{}: {noise} in {schema}",
+                tool["name"]
+            );
+        }
+        let properties = schema["properties"].as_object().expect("properties");
+        for (name, property) in properties {
+            let what = format!("{}.{name}: {property}", tool["name"]);
+            assert!(property["type"].is_string(), "{what}");
+            for noise in ["format", "$ref", "anyOf", "oneOf", "nullable", "title"] {
+                assert!(property.get(noise).is_none(), "{what}");
+            }
+        }
+    }
+    let exec = tool(&tools, "exec");
+    assert_eq!(
+        exec["inputSchema"]["properties"]["timeout_secs"],
+        json!({ "type": "integer", "minimum": 1, "maximum": 86_400, "default": 60 }),
+        "{exec}"
+    );
+}
+
+#[test]
+fn numbers_sent_as_strings_are_taken() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "printf abcdef", "timeout_secs": "5",
+                "max_output_bytes": "2" }),
+    );
+    let out = structured(&result, &daemon);
+    assert_eq!(out["stdout"], "ab", "{out}");
+}
+
+#[test]
+fn a_bad_number_is_an_error_result_naming_the_argument_and_its_range() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start(&socket);
+    mcp.initialize();
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "true", "timeout_secs": "abc" }),
+    );
+    let message = error_text(&result);
+    assert!(
+        message.contains("`timeout_secs`: expected an integer from 1 to 86400, got \"abc\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_tools_profile_lists_and_serves_only_its_tools() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start_with(
+        &socket,
+        ShimOptions {
+            args: vec!["--tools".into(), "read-only".into()],
+            ..ShimOptions::default()
+        },
+    );
+    mcp.initialize();
+    let tools = mcp.list_tools();
+    let mut names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("`tools` is an array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["hosts", "list_dir", "read_file", "stat"], "{tools}");
+
+    let response = mcp.request(
+        "tools/call",
+        json!({ "name": "exec", "arguments": { "host": "host1", "command": "true" } }),
+    );
+    let message = response["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a JSON-RPC error: {response}"));
+    assert!(message.contains("`exec`"), "{message}");
+    assert!(message.contains("--tools read-only"), "{message}");
+    assert!(message.contains("read_file"), "{message}");
+}
+
+#[test]
+fn tools_named_one_by_one_are_the_only_ones_listed() {
+    let (_dir, socket) = dead_socket();
+    let mcp = McpClient::start_with(
+        &socket,
+        ShimOptions {
+            args: vec!["--tools=exec,read_file".into()],
+            ..ShimOptions::default()
+        },
+    );
+    mcp.initialize();
+    let tools = mcp.list_tools();
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("`tools` is an array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["exec", "read_file"], "{tools}");
+}
+
+#[test]
+fn an_unknown_name_in_tools_stops_the_shim_listing_the_known_ones() {
+    let output = std::process::Command::new(sshmcp_testkit::bin_path("sshmcp"))
+        .args(["--tools", "exec,shell"])
+        .output()
+        .expect("run sshmcp");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("`shell`"), "{stderr}");
+    assert!(
+        stderr.contains("read-only") && stderr.contains("list_dir"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn hosts_lists_every_host_and_shows_it_connected_after_an_exec() {
     let (_fleet, daemon, mcp) = setup(2);
@@ -240,7 +394,7 @@ fn a_non_zero_exit_code_is_a_result_not_a_tool_error() {
     let out = structured(&result, &daemon);
     assert_eq!(out["exit_code"], 3, "{out}");
     assert_eq!(out["stderr"], "oops\n", "{out}");
-    assert!(text(&result).contains("exit code 3"), "{result}");
+    assert!(text(&result).contains("exit_code=3"), "{result}");
 }
 
 #[test]
@@ -324,7 +478,7 @@ fn an_unknown_argument_is_an_error_result_naming_it() {
 }
 
 #[test]
-fn an_unknown_tool_is_a_json_rpc_error() {
+fn an_unknown_tool_is_a_json_rpc_error_listing_the_tools() {
     let (_dir, socket) = dead_socket();
     let mcp = McpClient::start(&socket);
     mcp.initialize();
@@ -332,8 +486,15 @@ fn an_unknown_tool_is_a_json_rpc_error() {
         "tools/call",
         json!({ "name": "no_such_tool", "arguments": {} }),
     );
-    assert!(response["error"].is_object(), "{response}");
     assert!(response.get("result").is_none(), "{response}");
+    let message = response["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a JSON-RPC error: {response}"));
+    assert!(message.contains("no_such_tool"), "{message}");
+    assert!(
+        message.contains("exec") && message.contains("sync"),
+        "{message}"
+    );
 }
 
 #[test]

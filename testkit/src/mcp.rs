@@ -44,7 +44,10 @@ pub struct ShimOptions {
 /// It exists to test the product from where users stand, and it polices the
 /// shim while doing so: every line the shim writes to stdout must be a
 /// JSON-RPC 2.0 object, because anything else breaks real MCP clients. A
-/// violation fails the next call on this client (or its drop).
+/// violation fails the next call on this client (or its drop). And the text
+/// of every tool result must carry every field of its `structuredContent`
+/// (models read the text, clients the structure): a result that does not
+/// fails the call that got it.
 ///
 /// Responses are matched to requests by id, so several threads may call
 /// concurrently; notifications and requests from the shim are queued for
@@ -173,7 +176,9 @@ impl McpClient {
     /// that fails returns a result with `isError: true`; only a JSON-RPC
     /// error (a protocol-level failure) panics.
     pub fn call_tool(&self, name: &str, args: Value) -> Value {
-        self.expect_result("tools/call", json!({ "name": name, "arguments": args }))
+        let result = self.expect_result("tools/call", json!({ "name": name, "arguments": args }));
+        assert_text_carries_structured_content(name, &result);
+        result
     }
 
     /// Calls tool `name` with `args` and `_meta.progressToken` set to
@@ -191,6 +196,7 @@ impl McpClient {
             "tools/call",
             json!({ "name": name, "arguments": args, "_meta": { "progressToken": token } }),
         );
+        assert_text_carries_structured_content(name, &result);
         // The shim writes each notification before the response that ends
         // its call, and the reader thread queues lines in order, so every
         // one of them is queued by now.
@@ -380,6 +386,61 @@ impl Drop for McpClient {
     }
 }
 
+/// Panics unless the text content of tool `tool`'s `result` names every
+/// field of its `structuredContent` and shows every value (strings as they
+/// are or JSON-escaped, numbers and booleans as JSON writes them).
+fn assert_text_carries_structured_content(tool: &str, result: &Value) {
+    let Some(structured) = result.get("structuredContent").filter(|s| !s.is_null()) else {
+        return;
+    };
+    let text: String = result["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|block| block["text"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut missing = Vec::new();
+    missing_from(&text, "", structured, &mut missing);
+    assert!(
+        missing.is_empty(),
+        "the text of a `{tool}` result lacks {} of its structuredContent: {}\n--- text\n{text}",
+        missing.len(),
+        missing.join(", ")
+    );
+}
+
+/// Adds to `missing` each field name under `value` (named `key`) that
+/// `text` does not show, and each value it does not show.
+fn missing_from(text: &str, key: &str, value: &Value, missing: &mut Vec<String>) {
+    if !key.is_empty() && !text.contains(key) {
+        missing.push(format!("field `{key}`"));
+    }
+    let shown = match value {
+        Value::Object(fields) => {
+            for (key, value) in fields {
+                missing_from(text, key, value, missing);
+            }
+            return;
+        }
+        Value::Array(items) => {
+            for item in items {
+                missing_from(text, key, item, missing);
+            }
+            return;
+        }
+        Value::Null => return,
+        Value::String(s) => {
+            let escaped = Value::from(s.as_str()).to_string();
+            text.contains(s.as_str()) || text.contains(&escaped[1..escaped.len() - 1])
+        }
+        other => text.contains(&other.to_string()),
+    };
+    if !shown {
+        missing.push(format!("`{key}` = {value}"));
+    }
+}
+
 /// The reader thread: sorts each stdout line into responses, messages or
 /// violations.
 fn read_messages(stdout: impl Read, inbox: &Inbox) {
@@ -502,6 +563,25 @@ fn write_all_until(pipe: &mut ChildStdin, mut bytes: &[u8], deadline: Instant) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_result_whose_text_shows_every_field_passes() {
+        let result = json!({
+            "content": [{ "type": "text", "text": "exit_code=0 signal=null path=\"a b\"\nentries (1): name\nx\n" }],
+            "structuredContent": { "exit_code": 0, "signal": null, "path": "a b", "entries": [{ "name": "x" }] },
+        });
+        assert_text_carries_structured_content("t", &result);
+    }
+
+    #[test]
+    #[should_panic(expected = "`size` = 5")]
+    fn a_tool_result_whose_text_leaves_a_value_out_fails() {
+        let result = json!({
+            "content": [{ "type": "text", "text": "path=x size=" }],
+            "structuredContent": { "path": "x", "size": 5 },
+        });
+        assert_text_carries_structured_content("t", &result);
+    }
 
     #[test]
     fn stdout_lines_are_sorted_by_kind() {

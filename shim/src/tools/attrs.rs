@@ -1,64 +1,40 @@
-//! File attributes as the file tools show them: type names, octal modes,
-//! times, `ls -l` lines, and the remote paths models write.
-
-use std::fmt::Write as _;
+//! File attributes as the file tools show them: octal modes, times, and
+//! the remote paths models write.
 
 use schemars::JsonSchema;
 use serde::Serialize;
-use sshmcp_proto::{Error, FileKind};
+use sshmcp_proto::{Error, FileKind, FileStat, MAX_MODE};
 
-/// What a path is, as the JSON names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-// Inline in the schemas: some MCP clients do not follow `$ref`.
-#[schemars(inline)]
-pub enum FileType {
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symbolic link (see `link_target`).
-    Symlink,
-    /// A device, socket or FIFO.
-    Other,
+/// A path's attributes as `stat` and `list_dir` show them: the daemon's
+/// [`FileStat`] with the mode as the octal string people read and write
+/// (`"0644"`, not 420). `uid` and `gid` are left to `stat`.
+#[derive(Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct PathAttrs {
+    pub path: String,
+    #[serde(rename = "type")]
+    pub kind: FileKind,
+    pub size: u64,
+    pub mode: String,
+    pub mtime: u64,
+    pub link_target: Option<String>,
 }
 
-impl From<FileKind> for FileType {
-    fn from(kind: FileKind) -> Self {
-        match kind {
-            FileKind::File => FileType::File,
-            FileKind::Dir => FileType::Dir,
-            FileKind::Symlink => FileType::Symlink,
-            FileKind::Other => FileType::Other,
-        }
-    }
-}
-
-impl FileType {
-    /// The type's name, as in the JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileType::File => "file",
-            FileType::Dir => "dir",
-            FileType::Symlink => "symlink",
-            FileType::Other => "other",
-        }
-    }
-
-    /// The first letter of `ls -l`.
-    fn letter(self) -> char {
-        match self {
-            FileType::File => '-',
-            FileType::Dir => 'd',
-            FileType::Symlink => 'l',
-            FileType::Other => '?',
+impl From<FileStat> for PathAttrs {
+    fn from(stat: FileStat) -> Self {
+        PathAttrs {
+            path: stat.path,
+            kind: stat.kind,
+            size: stat.size,
+            mode: octal_mode(stat.mode),
+            mtime: stat.mtime,
+            link_target: stat.link_target,
         }
     }
 }
 
 /// Permission bits as four octal digits: `0644`, `4755`.
 pub fn octal_mode(mode: u32) -> String {
-    format!("{:04o}", mode & 0o7777)
+    format!("{:04o}", mode & MAX_MODE)
 }
 
 /// Permission bits from an octal string as people write them: `0644`,
@@ -68,35 +44,12 @@ pub fn parse_mode(argument: &str, text: &str) -> Result<u32, Error> {
     let digits = trimmed.strip_prefix("0o").unwrap_or(trimmed);
     let octal = !digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b));
     match u32::from_str_radix(digits, 8) {
-        Ok(mode) if octal && mode <= 0o7777 => Ok(mode),
+        Ok(mode) if octal && mode <= MAX_MODE => Ok(mode),
         _ => Err(Error::bad_request(format!(
             "`{argument}` is {text:?}: give permission bits as an octal string such as \
              \"0644\" or \"755\""
         ))),
     }
-}
-
-/// `rwxr-xr-x` with the type letter in front, as `ls -l` shows a mode.
-pub fn ls_mode(kind: FileType, mode: u32) -> String {
-    let mut text = String::with_capacity(10);
-    text.push(kind.letter());
-    // (read, write, execute bit, special bit, special letter) per class.
-    let classes = [
-        (0o400, 0o200, 0o100, 0o4000, 's'),
-        (0o040, 0o020, 0o010, 0o2000, 's'),
-        (0o004, 0o002, 0o001, 0o1000, 't'),
-    ];
-    for (read, write, exec, special, letter) in classes {
-        text.push(if mode & read != 0 { 'r' } else { '-' });
-        text.push(if mode & write != 0 { 'w' } else { '-' });
-        text.push(match (mode & exec != 0, mode & special != 0) {
-            (true, true) => letter,
-            (false, true) => letter.to_ascii_uppercase(),
-            (true, false) => 'x',
-            (false, false) => '-',
-        });
-    }
-    text
 }
 
 /// Seconds since the Unix epoch as an ISO 8601 UTC time,
@@ -125,32 +78,6 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     (year, month, day)
-}
-
-/// One `ls -l`-like line: mode, size, time (UTC, to the minute), name, and
-/// where a symlink points.
-pub fn ls_line(
-    kind: FileType,
-    mode: u32,
-    size: u64,
-    mtime: u64,
-    name: &str,
-    link_target: Option<&str>,
-) -> String {
-    let time = iso_time(mtime);
-    let mut line = format!(
-        "{} {size:>10} {} {} {name}",
-        ls_mode(kind, mode),
-        &time[..10],
-        &time[11..16]
-    );
-    if kind == FileType::Dir && !name.ends_with('/') {
-        line.push('/');
-    }
-    if let Some(target) = link_target {
-        let _ = write!(line, " -> {target}");
-    }
-    line
 }
 
 /// A remote path as the SFTP server wants it. SFTP servers resolve relative
@@ -203,33 +130,11 @@ mod tests {
     }
 
     #[test]
-    fn ls_mode_shows_type_permissions_and_special_bits() {
-        assert_eq!(ls_mode(FileType::File, 0o644), "-rw-r--r--");
-        assert_eq!(ls_mode(FileType::Dir, 0o755), "drwxr-xr-x");
-        assert_eq!(ls_mode(FileType::File, 0o4755), "-rwsr-xr-x");
-        assert_eq!(ls_mode(FileType::Dir, 0o1777), "drwxrwxrwt");
-        assert_eq!(ls_mode(FileType::File, 0o2644), "-rw-r-Sr--");
-        assert_eq!(ls_mode(FileType::Symlink, 0o777), "lrwxrwxrwx");
-    }
-
-    #[test]
     fn times_are_iso_8601_utc() {
         assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
         assert_eq!(iso_time(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(iso_time(1_714_566_896), "2024-05-01T12:34:56Z");
         assert_eq!(iso_time(4_102_444_799), "2099-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn ls_lines_mark_directories_and_link_targets() {
-        assert_eq!(
-            ls_line(FileType::Dir, 0o755, 4096, 0, "sub", None),
-            "drwxr-xr-x       4096 1970-01-01 00:00 sub/"
-        );
-        assert_eq!(
-            ls_line(FileType::Symlink, 0o777, 3, 60, "l", Some("a/b")),
-            "lrwxrwxrwx          3 1970-01-01 00:01 l -> a/b"
-        );
     }
 
     #[test]

@@ -1,159 +1,84 @@
 //! The `stat` tool: what a remote path is.
 
-use std::fmt::Write as _;
-
-use rmcp::handler::server::tool::schema_for_output;
-use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
-use rmcp::service::RequestContext;
-use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sshmcp_proto::{Error, FileStat, Request, Response, StatRequest};
 
-use super::attrs::{FileType, iso_time, ls_mode, octal_mode, remote_path};
-use super::{expect, failure, require, require_host, success};
-use crate::server::SshMcp;
+use super::attrs::{PathAttrs, iso_time, remote_path};
+use super::{Effect, Tool};
+
+/// The `stat` tool.
+pub struct Stat;
 
 /// The `stat` tool's arguments.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatArgs {
-    /// Host alias from the user's SSH config, as listed by the `hosts` tool.
     pub host: String,
-    /// Remote path: absolute, or relative to the remote user's home (`~/` works too).
     pub path: String,
-    /// Describe what a symlink points to instead of the link itself. Default false.
     #[serde(default)]
     pub follow_symlinks: bool,
 }
 
-impl StatArgs {
-    /// The request for the daemon, or what is wrong with the arguments.
-    pub fn into_request(self) -> Result<StatRequest, Error> {
-        require_host(&self.host)?;
-        require("path", &self.path, "the remote path to describe")?;
-        Ok(StatRequest {
-            host: self.host,
-            path: remote_path(&self.path),
-            follow_symlinks: self.follow_symlinks,
-        })
-    }
-}
-
-/// The `stat` tool's `structuredContent`: one path's attributes.
+/// The `stat` tool's `structuredContent`: a path's attributes, its mtime
+/// also as an ISO 8601 time, and its owner.
 #[derive(Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct StatResult {
-    /// The path as asked.
-    pub path: String,
-    /// What the path is: file, dir, symlink or other (device, socket, FIFO).
-    #[serde(rename = "type")]
-    pub kind: FileType,
-    /// Size in bytes.
-    pub size: u64,
-    /// Permission bits as an octal string, e.g. "0644".
-    pub mode: String,
-    /// Last modification, in seconds since the Unix epoch.
-    pub mtime: u64,
-    /// Last modification as ISO 8601 UTC, e.g. "2024-05-01T12:34:56Z".
+    #[serde(flatten)]
+    pub attrs: PathAttrs,
     pub mtime_iso: String,
-    /// Owner's numeric user id, when the server says.
     pub uid: Option<u32>,
-    /// Owner's numeric group id, when the server says.
     pub gid: Option<u32>,
-    /// Where a symlink points, when the path is one; else null.
-    pub link_target: Option<String>,
 }
 
 impl From<FileStat> for StatResult {
     fn from(stat: FileStat) -> Self {
+        let (mtime_iso, uid, gid) = (iso_time(stat.mtime), stat.uid, stat.gid);
         StatResult {
-            path: stat.path,
-            kind: stat.kind.into(),
-            size: stat.size,
-            mode: octal_mode(stat.mode),
-            mtime: stat.mtime,
-            mtime_iso: iso_time(stat.mtime),
-            uid: stat.uid,
-            gid: stat.gid,
-            link_target: stat.link_target,
+            attrs: stat.into(),
+            mtime_iso,
+            uid,
+            gid,
         }
     }
 }
 
-#[tool_router(router = stat_router, vis = "pub(crate)")]
-impl SshMcp {
-    #[tool(
-        name = "stat",
-        description = "Describe a path on a remote host over SFTP: its type (file, dir, symlink, \
-            other), size in bytes, permission bits (octal string such as \"0644\"), \
-            modification time (Unix seconds and ISO 8601 UTC), owner uid/gid and, for a \
-            symlink, its target. `follow_symlinks` describes what a symlink points to instead. \
-            Paths are absolute or relative to the remote user's home. A missing path is a \
-            `not_found` tool error, so this also answers \"does it exist?\". Changes nothing.",
-        annotations(
-            title = "Describe a remote path",
-            read_only_hint = true,
-            destructive_hint = false,
-            idempotent_hint = true,
-            open_world_hint = true
-        ),
-        output_schema = schema_for_output::<StatResult>()
-    )]
-    async fn stat(
-        &self,
-        Parameters(args): Parameters<StatArgs>,
-        context: RequestContext<RoleServer>,
-    ) -> CallToolResult {
-        let request = match args.into_request() {
-            Ok(request) => request,
-            Err(error) => return failure(&error),
+impl Tool for Stat {
+    const NAME: &'static str = "stat";
+    const DESCRIPTION: &'static str = "Describe a remote path: type, size, mode, mtime, owner, \
+        link target. A missing path is a `not_found` error.";
+    const EFFECT: Effect = Effect::READS;
+    type Args = StatArgs;
+    type Output = StatResult;
+    type Asked = ();
+
+    fn request(args: StatArgs) -> Result<(Request, ()), Error> {
+        let request = StatRequest {
+            host: args.host,
+            path: remote_path(&args.path),
+            follow_symlinks: args.follow_symlinks,
         };
-        let reply = self
-            .forward_read_only(Request::Stat(request), &context)
-            .await;
-        match expect(reply, "stat", |response| match response {
-            Response::Stat(stat) => Some(stat),
+        Ok((Request::Stat(request), ()))
+    }
+
+    fn answer((): (), response: Response) -> Option<StatResult> {
+        match response {
+            Response::Stat(stat) => Some(stat.into()),
             _ => None,
-        }) {
-            Ok(stat) => {
-                let text = render(&stat);
-                success(&StatResult::from(stat), text)
-            }
-            Err(result) => result,
         }
     }
-}
-
-/// One line for clients that show only text.
-fn render(stat: &FileStat) -> String {
-    let kind = FileType::from(stat.kind);
-    let mut text = format!(
-        "{}: {}, {} bytes, mode {} ({}), modified {}",
-        stat.path,
-        kind.as_str(),
-        stat.size,
-        octal_mode(stat.mode),
-        ls_mode(kind, stat.mode),
-        iso_time(stat.mtime),
-    );
-    if let (Some(uid), Some(gid)) = (stat.uid, stat.gid) {
-        let _ = write!(text, ", uid {uid} gid {gid}");
-    }
-    if let Some(target) = &stat.link_target {
-        let _ = write!(text, ", -> {target}");
-    }
-    text
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use sshmcp_proto::FileKind;
 
+    use super::*;
+    use crate::tools::text;
+
     #[test]
-    fn structured_stat_has_every_field_of_the_contract() {
-        let stat = FileStat {
+    fn structured_stat_has_every_field_of_the_contract_and_so_has_the_text() {
+        let stat = StatResult::from(FileStat {
             path: "/etc/hosts".into(),
             kind: FileKind::File,
             size: 221,
@@ -162,33 +87,30 @@ mod tests {
             uid: Some(0),
             gid: Some(0),
             link_target: None,
-        };
+        });
         assert_eq!(
-            render(&stat),
-            "/etc/hosts: file, 221 bytes, mode 0644 (-rw-r--r--), modified \
-             2024-05-01T12:34:56Z, uid 0 gid 0"
-        );
-        assert_eq!(
-            serde_json::to_value(StatResult::from(stat)).unwrap(),
+            serde_json::to_value(&stat).unwrap(),
             serde_json::json!({
                 "path": "/etc/hosts", "type": "file", "size": 221, "mode": "0644",
                 "mtime": 1_714_566_896, "mtime_iso": "2024-05-01T12:34:56Z",
                 "uid": 0, "gid": 0, "link_target": null,
             })
         );
+        assert_eq!(
+            text::render(&stat, Stat::BLOCKS).unwrap(),
+            "path=/etc/hosts type=file size=221 mode=0644 mtime=1714566896 link_target=null \
+             mtime_iso=2024-05-01T12:34:56Z uid=0 gid=0\n"
+        );
     }
 
     #[test]
-    fn tilde_paths_and_empty_arguments() {
-        let args = |host: &str, path: &str| StatArgs {
-            host: host.into(),
-            path: path.into(),
+    fn tilde_paths_are_made_home_relative() {
+        let args = StatArgs {
+            host: "h".into(),
+            path: "~/x".into(),
             follow_symlinks: false,
         };
-        assert_eq!(args("h", "~/x").into_request().unwrap().path, "x");
-        let err = args("h", "").into_request().unwrap_err();
-        assert!(err.message.contains("`path`"), "{}", err.message);
-        let err = args(" ", "/x").into_request().unwrap_err();
-        assert!(err.message.contains("`host`"), "{}", err.message);
+        let (request, ()) = Stat::request(args).unwrap();
+        assert!(matches!(request, Request::Stat(StatRequest { path, .. }) if path == "x"));
     }
 }
