@@ -161,6 +161,11 @@ impl Host {
                     conn.busy.fetch_add(1, Ordering::AcqRel);
                     return Ok(Lease::new(self.clone(), conn.clone()));
                 }
+                // No room: slots the server may already have let go become
+                // free once a ping confirms it.
+                for conn in &slots.conns {
+                    conn.flush_lingering(self);
+                }
                 if slots.failure_epoch > start_epoch
                     && let Some(error) = &slots.last_error
                 {
@@ -364,6 +369,11 @@ impl Host {
         if conn.busy.fetch_sub(1, Ordering::AcqRel) == 1 {
             conn.cap.store(self.session_cap, Ordering::Release);
         }
+        self.notify_slot_freed();
+    }
+
+    /// Wake whoever waits for a slot.
+    pub(super) fn notify_slot_freed(&self) {
         self.changed.notify_waiters();
     }
 
@@ -411,6 +421,8 @@ impl Host {
     pub(super) fn state(&self) -> HostState {
         let slots = self.slots();
         let live: Vec<_> = slots.conns.iter().filter(|c| c.is_alive()).collect();
+        // Lingering slots (closed, not yet confirmed) count as idle: a ping
+        // frees them as soon as a call needs one.
         let busy: u32 = live.iter().map(|c| c.busy.load(Ordering::Acquire)).sum();
         let capacity: u32 = live.iter().map(|c| c.cap.load(Ordering::Acquire)).sum();
         let state = if !live.is_empty() {

@@ -23,6 +23,11 @@ pub struct Connection {
     pub(super) handle: SshHandle,
     /// Leased session slots.
     pub(super) busy: AtomicU32,
+    /// Slots whose channel we have closed but the server may not have let
+    /// go yet; they count against the cap until a ping flushes them.
+    pub(super) lingering: AtomicU32,
+    /// A flush of the lingering slots is under way.
+    flushing: AtomicBool,
     /// Lowered when the server refuses a channel below our configured cap.
     pub(super) cap: AtomicU32,
     pub(super) dead: AtomicBool,
@@ -39,6 +44,8 @@ impl Connection {
             id,
             handle,
             busy: AtomicU32::new(0),
+            lingering: AtomicU32::new(0),
+            flushing: AtomicBool::new(false),
             cap: AtomicU32::new(cap),
             dead: AtomicBool::new(false),
             last_used: Mutex::new(Instant::now()),
@@ -51,7 +58,32 @@ impl Connection {
     }
 
     pub(super) fn has_room(&self) -> bool {
-        self.busy.load(Ordering::Acquire) < self.cap.load(Ordering::Acquire)
+        self.busy.load(Ordering::Acquire) + self.lingering.load(Ordering::Acquire)
+            < self.cap.load(Ordering::Acquire)
+    }
+
+    /// Free every lingering slot once the server has confirmed it: a
+    /// global request sent now is answered only after everything before it
+    /// (the closes included) has been processed. One ping frees them all;
+    /// concurrent calls share the flush under way.
+    pub(super) fn flush_lingering(self: &Arc<Self>, host: &Arc<Host>) {
+        if self.lingering.load(Ordering::Acquire) == 0 || self.flushing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.flushing.store(false, Ordering::Release);
+            return;
+        };
+        let conn = self.clone();
+        let host = host.clone();
+        runtime.spawn(async move {
+            let closed = conn.lingering.load(Ordering::Acquire);
+            let _ = tokio::time::timeout(RELEASE_BARRIER_TIMEOUT, conn.handle.send_ping()).await;
+            conn.lingering.fetch_sub(closed, Ordering::AcqRel);
+            conn.flushing.store(false, Ordering::Release);
+            host.notify_slot_freed();
+        });
     }
 
     pub(super) fn idle_for(&self) -> Duration {
@@ -67,6 +99,11 @@ impl Connection {
     /// asking above what it has just accepted. The cap comes back when the
     /// connection next goes idle, so a passing refusal costs nothing lasting.
     pub(super) fn note_refusal(&self, alias: &str, reason: &str) {
+        if self.lingering.load(Ordering::Acquire) > 0 {
+            // The server may still hold slots we have closed: not a sign
+            // of a lower MaxSessions. Those slots are being flushed.
+            return;
+        }
         let busy = self.busy.load(Ordering::Acquire);
         let lowered = busy.saturating_sub(1).max(1);
         let before = self.cap.fetch_min(lowered, Ordering::AcqRel);
@@ -102,29 +139,26 @@ pub struct Lease {
     holds_channel: bool,
 }
 
-/// How long a freed slot waits for the server to confirm it has processed
-/// the channel's close before it is reused anyway.
+/// How long a flush waits for the server to confirm it has processed the
+/// closes before the lingering slots are reused anyway.
 const RELEASE_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Drop for Lease {
     fn drop(&mut self) {
         // OpenSSH frees a session's MaxSessions slot only after it has
         // processed our CHANNEL_CLOSE and reaped the session, a moment after
-        // we have seen the channel close: a slot reused at once is refused
-        // (CONNECT_FAILED). A global request sent now is answered only after
-        // everything before it, the close included, has been processed, so
-        // the slot counts as busy until that reply arrives.
-        if self.holds_channel
-            && self.conn.is_alive()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            let host = self.host.clone();
-            let conn = self.conn.clone();
-            runtime.spawn(async move {
-                let _ =
-                    tokio::time::timeout(RELEASE_BARRIER_TIMEOUT, conn.handle.send_ping()).await;
-                host.release(&conn);
-            });
+        // we have seen the channel close: a slot reused at once can be
+        // refused (CONNECT_FAILED). So a slot that carried a channel lingers,
+        // counted against the cap, until a ping flushes it. Flushing once
+        // half the cap lingers (or when a checkout finds no room) costs one
+        // round trip per several calls instead of one per call.
+        if self.holds_channel && self.conn.is_alive() {
+            self.conn.lingering.fetch_add(1, Ordering::AcqRel);
+            self.host.release(&self.conn);
+            let cap = self.conn.cap.load(Ordering::Acquire);
+            if self.conn.lingering.load(Ordering::Acquire) * 2 >= cap.max(1) {
+                self.conn.flush_lingering(&self.host);
+            }
             return;
         }
         self.host.release(&self.conn);
