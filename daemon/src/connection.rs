@@ -120,8 +120,8 @@ async fn refuse(frames: &mut Frames, sink: &mut Sink, bye: Error) {
 /// reply's bytes counted against the memory cap.
 struct PendingReply {
     frame: DaemonFrame,
-    _slot: OwnedSemaphorePermit,
-    _memory: MemoryPermit,
+    slot: OwnedSemaphorePermit,
+    memory: MemoryPermit,
 }
 
 /// A caller-supplied name made safe to log and show: control characters
@@ -210,16 +210,12 @@ async fn serve_client(
     let (replies, mut reply_queue) = mpsc::unbounded_channel::<PendingReply>();
     let writer = tokio::spawn(async move {
         loop {
-            let frame = tokio::select! {
+            // A reply's slot and memory are let go only once it is written.
+            let (frame, _held) = tokio::select! {
                 biased;
-                Some(frame) = control_queue.recv() => frame,
-                Some(reply) = reply_queue.recv() => {
-                    let written = send(&mut sink, &reply.frame).await;
-                    drop(reply);
-                    if written.is_err() {
-                        break;
-                    }
-                    continue;
+                Some(frame) = control_queue.recv() => (frame, None),
+                Some(PendingReply { frame, slot, memory }) = reply_queue.recv() => {
+                    (frame, Some((slot, memory)))
                 }
                 else => break,
             };
@@ -346,8 +342,8 @@ fn queue_reply(
     let memory = daemon.memory.hold(reply_size(&reply));
     let _ = replies.send(PendingReply {
         frame: DaemonFrame::Done { id, reply },
-        _slot: slot,
-        _memory: memory,
+        slot,
+        memory,
     });
 }
 

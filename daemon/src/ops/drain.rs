@@ -5,16 +5,14 @@ use sshmcp_proto::Error;
 
 use super::{Context, Op};
 
-/// The `Drain` request.
-pub struct Drain {
-    /// Host alias.
-    pub host: String,
-}
+/// The `Drain` request; its host is the one the dispatcher resolved.
+pub struct Drain;
 
 impl Op for Drain {
     type Output = ();
 
     async fn run(self, ctx: &Context<'_>) -> Result<(), Error> {
-        ctx.daemon.pool.drain(&self.host)
+        ctx.host()?.drain();
+        Ok(())
     }
 }

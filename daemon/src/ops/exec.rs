@@ -13,7 +13,7 @@ impl Op for ExecRequest {
     /// Both streams may be kept in full, and the reply holds them twice
     /// more on its way out (encoded, then in the socket's write buffer).
     fn reservation(&self, max_frame: usize) -> u64 {
-        self.max_output(max_frame).saturating_mul(2 * 3)
+        max_output(self, max_frame).saturating_mul(2 * 3)
     }
 
     async fn run(self, ctx: &Context<'_>) -> Result<ExecOutput, Error> {
@@ -28,22 +28,16 @@ impl Op for ExecRequest {
                 self.timeout_secs
                     .unwrap_or(ExecRequest::DEFAULT_TIMEOUT_SECS),
             ),
-            max_output: self.max_output(max_frame),
+            max_output: max_output(&self, max_frame),
             started: ctx.started,
         };
         command::run(command, ctx.cancel).await
     }
 }
 
-/// What `ExecRequest` asks of a reply, within what one frame carries.
-trait MaxOutput {
-    fn max_output(&self, max_frame: usize) -> u64;
-}
-
-impl MaxOutput for ExecRequest {
-    fn max_output(&self, max_frame: usize) -> u64 {
-        self.max_output_bytes
-            .unwrap_or(ExecRequest::DEFAULT_MAX_OUTPUT)
-            .min(sshmcp_proto::max_output_per_stream(max_frame))
-    }
+/// The bytes per stream `req` keeps, within what one reply frame carries.
+fn max_output(req: &ExecRequest, max_frame: usize) -> u64 {
+    req.max_output_bytes
+        .unwrap_or(ExecRequest::DEFAULT_MAX_OUTPUT)
+        .min(sshmcp_proto::max_output_per_stream(max_frame))
 }

@@ -14,21 +14,14 @@ impl Op for ReadFileRequest {
     /// The bytes read, then twice more on the way out (encoded, then in
     /// the socket's write buffer).
     fn reservation(&self, max_frame: usize) -> u64 {
-        self.length
-            .unwrap_or(ReadFileRequest::DEFAULT_MAX_READ)
-            .min(sshmcp_proto::max_read_per_reply(max_frame))
-            .saturating_mul(3)
+        wanted(self, max_frame).saturating_mul(3)
     }
 
     async fn run(self, ctx: &Context<'_>) -> Result<FileContent, Error> {
         let pool = &ctx.daemon.pool;
         let max_frame = ctx.daemon.config().daemon.max_frame;
         let req = self;
-        let most = sshmcp_proto::max_read_per_reply(max_frame);
-        let want = req
-            .length
-            .unwrap_or(ReadFileRequest::DEFAULT_MAX_READ)
-            .min(most);
+        let want = wanted(&req, max_frame);
         on_sftp!(pool, &req.host, retry = true, |remote| async {
             let attrs = remote.stat(&req.path, true).await?;
             if kind_of(&attrs) != FileKind::File {
@@ -74,4 +67,11 @@ impl Op for ReadFileRequest {
             })
         })
     }
+}
+
+/// The bytes `req` asks for, within what one reply frame carries.
+fn wanted(req: &ReadFileRequest, max_frame: usize) -> u64 {
+    req.length
+        .unwrap_or(ReadFileRequest::DEFAULT_MAX_READ)
+        .min(sshmcp_proto::max_read_per_reply(max_frame))
 }

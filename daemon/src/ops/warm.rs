@@ -6,17 +6,14 @@ use sshmcp_proto::Error;
 
 use super::{Context, Op};
 
-/// The `Warm` request.
-pub struct Warm {
-    /// Host alias.
-    pub host: String,
-}
+/// The `Warm` request; its host is the one the dispatcher resolved.
+pub struct Warm;
 
 impl Op for Warm {
     type Output = ();
 
     async fn run(self, ctx: &Context<'_>) -> Result<(), Error> {
         let deadline = Instant::now() + ctx.daemon.config().queue_timeout();
-        ctx.daemon.pool.warm(&self.host, deadline).await
+        ctx.host()?.warm(deadline).await
     }
 }

@@ -56,12 +56,11 @@ impl Host {
         self: &Arc<Self>,
         deadline: Instant,
     ) -> Result<(Lease, SessionChannel), Error> {
-        let host = self;
-        let alias = host.resolved.alias.as_str();
+        let alias = self.resolved.alias.as_str();
         let mut dead_retries = 1;
         let mut refusals: u32 = 0;
         loop {
-            let mut lease = host.checkout(deadline).await?;
+            let mut lease = self.checkout(deadline).await?;
             match lease.open_channel().await {
                 Ok(channel) => return Ok((lease, channel)),
                 Err(OpenFailure::Dead(why)) if dead_retries > 0 => {
@@ -71,10 +70,10 @@ impl Host {
                         conn = lease.conn.id,
                         "connection found dead ({why}); retrying on a fresh one"
                     );
-                    host.retire(&lease.conn);
+                    self.retire(&lease.conn);
                 }
                 Err(OpenFailure::Dead(why)) => {
-                    host.retire(&lease.conn);
+                    self.retire(&lease.conn);
                     return Err(Error::new(
                         ErrorKind::Unreachable,
                         format!("connection to {alias} died twice in a row ({why}); retry later"),
@@ -85,6 +84,9 @@ impl Host {
                     metrics::counter!(names::CHANNEL_REFUSALS, "host" => alias.to_string())
                         .increment(1);
                     lease.conn.note_refusal(alias, &reason);
+                    // The server may still hold slots we have closed: have
+                    // them confirmed before the retry (a no-op when none).
+                    lease.conn.flush_lingering(self);
                     drop(lease);
                     // Slots free up as other calls finish; back off a little
                     // (2, 4, 8 ... 64 ms) so a burst does not spin on them.
@@ -385,7 +387,13 @@ impl Host {
         slots.replacing = true;
     }
 
-    pub(super) fn drain(&self) {
+    /// Make sure this host has a live connection.
+    pub async fn warm(self: &Arc<Self>, deadline: Instant) -> Result<(), Error> {
+        self.checkout(deadline).await.map(drop)
+    }
+
+    /// Close this host's idle connections and stop leasing its busy ones.
+    pub fn drain(&self) {
         self.close_sftp();
         let conns = std::mem::take(&mut self.slots().conns);
         for conn in conns {

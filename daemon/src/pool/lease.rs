@@ -101,7 +101,7 @@ impl Connection {
     pub(super) fn note_refusal(&self, alias: &str, reason: &str) {
         if self.lingering.load(Ordering::Acquire) > 0 {
             // The server may still hold slots we have closed: not a sign
-            // of a lower MaxSessions. Those slots are being flushed.
+            // of a lower MaxSessions. The caller flushes them.
             return;
         }
         let busy = self.busy.load(Ordering::Acquire);

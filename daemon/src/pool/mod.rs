@@ -239,13 +239,7 @@ impl HostPool {
 
     /// Make sure `alias` has a live connection.
     pub async fn warm(&self, alias: &str, deadline: Instant) -> Result<(), Error> {
-        self.host(alias)?.checkout(deadline).await.map(drop)
-    }
-
-    /// Close `alias`'s idle connections and stop leasing its busy ones.
-    pub fn drain(&self, alias: &str) -> Result<(), Error> {
-        self.host(alias)?.drain();
-        Ok(())
+        self.host(alias)?.warm(deadline).await
     }
 
     /// Close connections idle past the timeout; warm hosts keep one.
