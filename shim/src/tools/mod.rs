@@ -204,14 +204,8 @@ fn prepare<T: Tool>(arguments: JsonObject) -> Result<(Request, T::Asked), Error>
 }
 
 /// What the daemon would refuse, refused before it is sent, with the same
-/// message; and an empty `host`, which the daemon would call unknown.
+/// message.
 fn check(request: &Request) -> Result<(), Error> {
-    if request.host().is_some_and(|host| host.trim().is_empty()) {
-        return Err(Error::bad_request(format!(
-            "{}: `host` is empty; pass a host alias from the `hosts` tool",
-            request.op_name()
-        )));
-    }
     request.validate(DEFAULT_MAX_FRAME)
 }
 

@@ -34,18 +34,10 @@ impl Tool for Remove {
     type Asked = ();
 
     fn request(args: RemoveArgs) -> Result<(Request, ()), Error> {
-        let path = remote_path(&args.path);
-        // The daemon refuses the home and the root (`.`, `~`, `/`); `..`
-        // would be the directory that holds the home, as ruinous.
-        if path.trim_end_matches('/') == ".." {
-            return Err(Error::bad_request(format!(
-                "remove: refusing to remove `{}`; name what to remove below it",
-                args.path
-            )));
-        }
+        // `Request::validate` refuses the home, its parent and the root.
         let request = RemoveRequest {
             host: args.host,
-            path,
+            path: remote_path(&args.path),
             recursive: args.recursive,
         };
         Ok((Request::Remove(request), ()))
