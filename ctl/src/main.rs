@@ -211,7 +211,7 @@ fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sshmcp_proto::{ConnState, ErrorKind, HostState};
+    use sshmcp_proto::{ConnState, ErrorKind, HostList, HostState};
 
     #[test]
     fn a_daemon_error_prints_its_kind_then_its_message() {
@@ -242,25 +242,28 @@ mod tests {
 
     #[test]
     fn json_is_the_proto_type_on_one_line() {
-        let hosts = vec![HostState {
-            alias: "web1".into(),
-            hostname: "10.0.0.5".into(),
-            port: 22,
-            user: "deploy".into(),
-            state: ConnState::Connected,
-            connections: 1,
-            channels_busy: 0,
-            channels_idle: 10,
-            last_error: None,
-        }];
+        let hosts = HostList {
+            ssh_config: "/home/deploy/.ssh/config".into(),
+            hosts: vec![HostState {
+                alias: "web1".into(),
+                hostname: "10.0.0.5".into(),
+                port: 22,
+                user: "deploy".into(),
+                state: ConnState::Connected,
+                connections: 1,
+                channels_busy: 0,
+                channels_idle: 10,
+                last_error: None,
+            }],
+        };
         assert_eq!(
             reply_text(&Command::Hosts, Response::Hosts(hosts), true)
                 .ok()
                 .as_deref(),
             Some(
-                "[{\"alias\":\"web1\",\"hostname\":\"10.0.0.5\",\"port\":22,\"user\":\"deploy\",\
+                "{\"ssh_config\":\"/home/deploy/.ssh/config\",\"hosts\":[{\"alias\":\"web1\",\"hostname\":\"10.0.0.5\",\"port\":22,\"user\":\"deploy\",\
                  \"state\":\"connected\",\"connections\":1,\"channels_busy\":0,\
-                 \"channels_idle\":10,\"last_error\":null}]\n"
+                 \"channels_idle\":10,\"last_error\":null}]}\n"
             )
         );
     }

@@ -1,6 +1,6 @@
 //! The text `sshmcpctl` prints for each reply (`--json` bypasses this).
 
-use sshmcp_proto::{HostState, OpStats, Resources, Stats, Status};
+use sshmcp_proto::{HostList, HostState, OpStats, Resources, Stats, Status};
 
 use crate::human;
 use crate::table::{Align, Table, fields};
@@ -167,9 +167,11 @@ fn op_row(op: &OpStats) -> [String; 7] {
 }
 
 /// `sshmcpctl hosts`: one row per configured host.
-pub fn hosts(hosts: &[HostState]) -> String {
+pub fn hosts(list: &HostList) -> String {
+    let source = format!("ssh config: {}\n", list.ssh_config);
+    let hosts = &list.hosts;
     if hosts.is_empty() {
-        return "no hosts configured\n".to_string();
+        return format!("{source}no hosts configured\n");
     }
     let mut table = Table::new(&[
         ("ALIAS", Align::Left),
@@ -191,7 +193,7 @@ pub fn hosts(hosts: &[HostState]) -> String {
             host.last_error.clone().unwrap_or_else(|| "-".to_string()),
         ]);
     }
-    table.render()
+    source + &table.render()
 }
 
 /// `user@hostname:port`, with an IPv6 literal in brackets as ssh URIs have it.
@@ -289,6 +291,7 @@ health       healthy
     #[test]
     fn stats_show_every_host_and_human_latencies() {
         let stats = Stats {
+            cache: Default::default(),
             uptime_ms: 7_384_250,
             clients: 1,
             hosts: vec![
@@ -362,6 +365,7 @@ TID  THREAD      CPU  ALLOWED
     #[test]
     fn stats_of_an_idle_daemon_say_so() {
         let stats = Stats {
+            cache: Default::default(),
             uptime_ms: 4_000,
             clients: 0,
             hosts: vec![],
@@ -395,7 +399,7 @@ TID  THREAD      CPU  ALLOWED
 
     #[test]
     fn hosts_show_address_state_and_last_error() {
-        let list = vec![
+        let hosts_in_config = vec![
             HostState {
                 connections: 1,
                 channels_busy: 2,
@@ -412,9 +416,14 @@ TID  THREAD      CPU  ALLOWED
             },
             host_state("v6", "2001:db8::1", ConnState::Cold),
         ];
+        let list = HostList {
+            ssh_config: "/home/deploy/.ssh/config".into(),
+            hosts: hosts_in_config,
+        };
         assert_eq!(
             hosts(&list),
             "\
+ssh config: /home/deploy/.ssh/config
 ALIAS  ADDRESS                  STATE         CONNS  BUSY  IDLE  LAST ERROR
 web1   deploy@10.0.0.5:22       connected         1     2     8  -
 db     root@192.0.2.7:2222      circuit-open      0     0     0  connect to 192.0.2.7:2222 timed out after 10s (ConnectTimeout)
@@ -425,6 +434,13 @@ v6     deploy@[2001:db8::1]:22  cold              0     0     0  -
 
     #[test]
     fn no_hosts_is_said_in_words() {
-        assert_eq!(hosts(&[]), "no hosts configured\n");
+        let list = HostList {
+            ssh_config: "/etc/sshmcp/hosts".into(),
+            hosts: vec![],
+        };
+        assert_eq!(
+            hosts(&list),
+            "ssh config: /etc/sshmcp/hosts\nno hosts configured\n"
+        );
     }
 }

@@ -92,6 +92,7 @@ mod tests {
 
     fn stats(count: u64) -> Stats {
         Stats {
+            cache: Default::default(),
             uptime_ms: 61_000,
             clients: 2,
             hosts: vec![],

@@ -5,7 +5,6 @@
 //! why where the peer can still read it.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,10 +31,6 @@ const HELLO_MAX_FRAME: usize = 64 * 1024;
 /// Progress and control frames queued for one client; progress past this
 /// is dropped rather than waited for (it is advisory).
 const CONTROL_QUEUE: usize = 256;
-/// Connections kept beyond `[daemon] max_clients` for `sshmcpctl`, so an
-/// admin can still see what a full daemon is doing. They may only send
-/// admin requests.
-const ADMIN_SLOTS: usize = 4;
 /// The binary name `sshmcpctl` gives in its Hello.
 const ADMIN_BINARY: &str = "sshmcpctl";
 /// Longest caller name kept from a Hello, for logs and stats.
@@ -45,16 +40,6 @@ const MAX_CALLER_NAME: usize = 128;
 pub fn current_uid() -> u32 {
     // SAFETY: getuid cannot fail and has no preconditions.
     unsafe { libc::getuid() }
-}
-
-/// Counts a connection in `Daemon::clients` for as long as it lives, even
-/// if its task panics.
-struct ClientSlot<'a>(&'a Daemon);
-
-impl Drop for ClientSlot<'_> {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// Serve one accepted client until it hangs up or misbehaves.
@@ -82,16 +67,14 @@ pub async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
             return;
         }
     }
-    let max_clients = daemon.config().daemon.max_clients;
-    let rank = daemon.clients.fetch_add(1, Ordering::AcqRel) as usize;
-    let _slot = ClientSlot(&daemon);
-    if rank >= max_clients + ADMIN_SLOTS {
+    let Some(slot) = daemon.clients.take() else {
         tracing::warn!("refused a client: at [daemon] max_clients and every admin slot is taken");
+        let max_clients = daemon.config().daemon.max_clients;
         refuse(&mut frames, &mut sink, too_many_clients(max_clients)).await;
         return;
-    }
+    };
     // Past max_clients only sshmcpctl is let in, for admin requests.
-    let admin_only = rank >= max_clients;
+    let admin_only = slot.admin_only;
     serve_client(&daemon, peer, admin_only, frames, sink).await;
 }
 

@@ -127,6 +127,9 @@ async fn match_op(ctx: &ops::Context<'_>, request: Request) -> Reply {
         Request::Rename(req) => op(ctx, req).await.map(|()| Response::Ok),
         Request::Transfer(req) => op(ctx, req).await.map(Response::Transfer),
         Request::Sync(req) => op(ctx, req).await.map(Response::Sync),
+        Request::Batch(_) | Request::Cache | Request::CacheClear { .. } => {
+            Err(Error::bad_request("not built yet"))
+        }
     }
 }
 

@@ -32,11 +32,7 @@ pub fn load(config_path: Option<&Path>) -> Result<Loaded, String> {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
     };
-    let ssh_config_path = config
-        .ssh
-        .config
-        .clone()
-        .unwrap_or_else(HostTable::default_path);
+    let ssh_config_path = ssh_config_path(&config);
     let table = HostTable::load(&ssh_config_path).map_err(|e| e.to_string())?;
     for alias in &config.pool.warm {
         if !table.aliases().contains(alias) {
@@ -51,6 +47,15 @@ pub fn load(config_path: Option<&Path>) -> Result<Loaded, String> {
         ssh_config_path,
         table,
     })
+}
+
+/// The ssh config `config` names: `[ssh] config`, else the user's own.
+pub fn ssh_config_path(config: &Config) -> PathBuf {
+    config
+        .ssh
+        .config
+        .clone()
+        .unwrap_or_else(HostTable::default_path)
 }
 
 /// Re-read the config and the ssh config and apply them; returns a

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -13,6 +13,59 @@ use crate::files::policy::LocalPolicy;
 use crate::memory::Memory;
 use crate::pool::HostPool;
 use crate::stats::Registry;
+
+/// Connections kept beyond `[daemon] max_clients` for `sshmcpctl`, so an
+/// admin can still see what a full daemon is doing. They may only send
+/// admin requests.
+pub const ADMIN_SLOTS: usize = 4;
+
+/// Slots for client connections: `[daemon] max_clients` of them, and
+/// [`ADMIN_SLOTS`] more for admins once those are taken. A connection holds
+/// its slot as a semaphore permit for as long as it lives, so a task that
+/// ends any way at all (a panic included) gives it back.
+pub struct ClientSlots {
+    regular: Arc<Semaphore>,
+    admin: Arc<Semaphore>,
+    max: usize,
+}
+
+/// One connection's slot; dropping it frees the slot.
+pub struct ClientSlot {
+    /// Past `max_clients`: the connection may send admin requests only.
+    pub admin_only: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ClientSlots {
+    fn new(max_clients: usize) -> Self {
+        ClientSlots {
+            regular: Arc::new(Semaphore::new(max_clients)),
+            admin: Arc::new(Semaphore::new(ADMIN_SLOTS)),
+            max: max_clients,
+        }
+    }
+
+    /// A slot for a new connection: a regular one while any is free, else
+    /// an admin one; `None` when every slot is taken.
+    pub fn take(&self) -> Option<ClientSlot> {
+        let slot = |admin_only| {
+            move |_permit| ClientSlot {
+                admin_only,
+                _permit,
+            }
+        };
+        (self.regular.clone().try_acquire_owned().map(slot(false)))
+            .or_else(|_| self.admin.clone().try_acquire_owned().map(slot(true)))
+            .ok()
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> u32 {
+        let regular = self.max - self.regular.available_permits();
+        let admin = ADMIN_SLOTS - self.admin.available_permits();
+        (regular + admin) as u32
+    }
+}
 
 /// The daemon's shared state, one per process.
 pub struct Daemon {
@@ -26,8 +79,8 @@ pub struct Daemon {
     pub registry: Arc<Registry>,
     pub memory: Arc<Memory>,
     pub started: Instant,
-    /// Client connections open now.
-    pub clients: AtomicU32,
+    /// Client connections open now, each holding a slot.
+    pub clients: ClientSlots,
     /// Hosts being warmed up now.
     pub warming: AtomicU32,
     /// Bounds requests in progress across all clients.
@@ -53,6 +106,7 @@ impl Daemon {
         Arc::new_cyclic(|me| Daemon {
             me: me.clone(),
             inflight: Semaphore::new(config.limits.max_inflight as usize),
+            clients: ClientSlots::new(config.daemon.max_clients),
             config: RwLock::new(Arc::new(config)),
             config_path,
             socket,
@@ -60,7 +114,6 @@ impl Daemon {
             registry,
             memory,
             started: Instant::now(),
-            clients: AtomicU32::new(0),
             warming: AtomicU32::new(0),
             shutdown: CancellationToken::new(),
             reload_lock: tokio::sync::Mutex::new(()),

@@ -45,7 +45,7 @@ pub fn stopping() {
 
 /// What `systemctl status` shows while the daemon runs.
 pub fn status_line(daemon: &Daemon) -> String {
-    let clients = daemon.clients.load(std::sync::atomic::Ordering::Relaxed);
+    let clients = daemon.clients.open();
     let hosts = daemon.pool.aliases().len();
     let connections = daemon.pool.connection_count();
     let warming = daemon.warming.load(std::sync::atomic::Ordering::Relaxed);

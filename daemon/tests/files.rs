@@ -37,6 +37,7 @@ fn write(path: &str, data: &[u8]) -> Request {
 
 fn read(path: &str) -> Request {
     Request::ReadFile(ReadFileRequest {
+        max_age_secs: None,
         host: "host1".into(),
         path: path.into(),
         offset: 0,
@@ -46,6 +47,7 @@ fn read(path: &str) -> Request {
 
 fn stat(path: &str) -> Request {
     Request::Stat(StatRequest {
+        max_age_secs: None,
         host: "host1".into(),
         path: path.into(),
         follow_symlinks: false,
@@ -98,6 +100,7 @@ async fn write_read_stat_list_round_trip() {
         &daemon,
         &client,
         Request::ReadFile(ReadFileRequest {
+            max_age_secs: None,
             host: "host1".into(),
             path: path.clone(),
             offset: 1000,
@@ -168,6 +171,7 @@ async fn write_read_stat_list_round_trip() {
         &daemon,
         &client,
         Request::ListDir(ListDirRequest {
+            max_age_secs: None,
             host: "host1".into(),
             path: dir.clone(),
             recursive: true,
@@ -190,6 +194,7 @@ async fn write_read_stat_list_round_trip() {
         &daemon,
         &client,
         Request::ListDir(ListDirRequest {
+            max_age_secs: None,
             host: "host1".into(),
             path: dir.clone(),
             recursive: true,
@@ -306,6 +311,7 @@ async fn bad_paths_get_errors_that_name_them() {
     let e = err(
         &client,
         Request::ListDir(ListDirRequest {
+            max_age_secs: None,
             host: "host1".into(),
             path: format!("{dir}/plain"),
             recursive: false,
@@ -341,6 +347,7 @@ async fn bad_paths_get_errors_that_name_them() {
         &daemon,
         &client,
         Request::Stat(StatRequest {
+            max_age_secs: None,
             host: "host1".into(),
             path: format!("{dir}/link"),
             follow_symlinks: true,
@@ -355,6 +362,7 @@ async fn bad_paths_get_errors_that_name_them() {
     let e = err(
         &client,
         Request::Stat(StatRequest {
+            max_age_secs: None,
             host: "nosuchhost".into(),
             path: "/".into(),
             follow_symlinks: false,

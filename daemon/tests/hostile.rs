@@ -233,6 +233,7 @@ async fn out_of_range_numbers_are_bad_requests_naming_the_argument_and_its_range
     );
 
     let read = Request::ReadFile(ReadFileRequest {
+        max_age_secs: None,
         host: "host1".into(),
         path: "/etc/hostname".into(),
         offset: u64::MAX,
@@ -327,6 +328,7 @@ async fn a_nul_byte_in_a_remote_path_is_refused_and_the_shared_sftp_session_surv
     let client = connect(daemon.socket()).await;
     let read = || {
         Request::ReadFile(ReadFileRequest {
+            max_age_secs: None,
             host: "host1".into(),
             path: "/etc/hostname".into(),
             offset: 0,
@@ -338,6 +340,7 @@ async fn a_nul_byte_in_a_remote_path_is_refused_and_the_shared_sftp_session_surv
         Ok(Response::ReadFile(_))
     ));
     let bad = Request::Stat(StatRequest {
+        max_age_secs: None,
         host: "host1".into(),
         path: "/etc/\0hostname".into(),
         follow_symlinks: false,

@@ -11,7 +11,7 @@ use sshmcp_testkit::{Daemon, Fleet, wait_for};
 
 async fn host_state(client: &sshmcp_proto::client::DaemonClient, alias: &str) -> HostState {
     match request(client, Request::Hosts).await {
-        Ok(Response::Hosts(hosts)) => hosts
+        Ok(Response::Hosts(sshmcp_proto::HostList { hosts, .. })) => hosts
             .into_iter()
             .find(|h| h.alias == alias)
             .expect("host listed"),

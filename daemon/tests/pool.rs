@@ -196,7 +196,7 @@ async fn hosts_connect_in_parallel_while_one_host_hangs() {
 
 async fn black_hole_state(client: &sshmcp_proto::client::DaemonClient) -> ConnState {
     match request(client, Request::Hosts).await {
-        Ok(Response::Hosts(hosts)) => {
+        Ok(Response::Hosts(sshmcp_proto::HostList { hosts, .. })) => {
             hosts
                 .iter()
                 .find(|h| h.alias == "blackhole")

@@ -64,7 +64,7 @@ impl NotifySocket {
 
 async fn hosts(client: &sshmcp_proto::client::DaemonClient) -> Vec<HostState> {
     match request(client, Request::Hosts).await {
-        Ok(Response::Hosts(hosts)) => hosts,
+        Ok(Response::Hosts(sshmcp_proto::HostList { hosts, .. })) => hosts,
         other => panic!("hosts failed: {other:?}"),
     }
 }

@@ -109,6 +109,7 @@ async fn remote_tree(s: &ScratchHost, rel: &str) -> BTreeSet<String> {
 
 async fn list_dir_ok(s: &ScratchHost, rel: &str) -> DirListing {
     let req = Request::ListDir(ListDirRequest {
+        max_age_secs: None,
         host: "host1".into(),
         path: s.r(rel),
         recursive: true,

@@ -160,6 +160,7 @@ async fn a_file_goes_up_and_comes_back_with_mode_and_mtime() {
     let st = match request(
         &s.client,
         Request::Stat(StatRequest {
+            max_age_secs: None,
             host: "host1".into(),
             path: s.r("up.bin"),
             follow_symlinks: false,

@@ -13,6 +13,9 @@ pub struct Error {
     pub message: String,
     /// Trying the same request again later may succeed.
     pub retriable: bool,
+    /// When retrying makes sense at the earliest, in milliseconds from
+    /// now (a rate limit says when its next token comes).
+    pub retry_after_ms: Option<u64>,
 }
 
 /// The kinds of failure a request can meet.
@@ -100,6 +103,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            retry_after_ms: None,
             retriable,
         }
     }
@@ -107,6 +111,12 @@ impl Error {
     /// The request was malformed; the message says which argument and why.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::BadRequest, message)
+    }
+
+    /// This error, saying that a retry makes sense after `ms` milliseconds.
+    pub fn retry_after(mut self, ms: u64) -> Self {
+        self.retry_after_ms = Some(ms);
+        self
     }
 
     /// An unexpected failure inside the daemon.

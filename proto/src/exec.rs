@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Run `command` on `host` through the remote user's shell, as `ssh host
 /// command` would.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecRequest {
     /// Host alias from the SSH client config.
     pub host: String,
@@ -23,6 +23,12 @@ pub struct ExecRequest {
     /// daemon's `max_frame`. Default [`DEFAULT_MAX_OUTPUT`](Self::DEFAULT_MAX_OUTPUT)
     /// (1 MiB).
     pub max_output_bytes: Option<u64>,
+    /// Serve this command's result from the daemon's cache for up to this
+    /// many seconds (1 to [`MAX_CACHE_SECS`](crate::MAX_CACHE_SECS)): only
+    /// for commands that change nothing, such as `uname -a`. Without it the
+    /// command always runs, and counts as a change to the host.
+    #[serde(default)]
+    pub cache_secs: Option<u64>,
 }
 
 impl ExecRequest {

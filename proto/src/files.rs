@@ -38,7 +38,7 @@ impl FileKind {
 }
 
 /// `stat`: what a remote path is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatRequest {
     /// Host alias from the SSH client config.
     pub host: String,
@@ -46,6 +46,11 @@ pub struct StatRequest {
     pub path: String,
     /// Describe a symlink's target instead of the link itself.
     pub follow_symlinks: bool,
+    /// Oldest cached answer acceptable, in seconds, 0 to
+    /// [`MAX_CACHE_SECS`](crate::MAX_CACHE_SECS); 0 goes to the host. Default:
+    /// the daemon's `[cache]` TTL for the kind.
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
 }
 
 /// The attributes of one path.
@@ -70,7 +75,7 @@ pub struct FileStat {
 }
 
 /// `list_dir`: a directory's entries, optionally recursive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListDirRequest {
     /// Host alias from the SSH client config.
     pub host: String,
@@ -82,6 +87,11 @@ pub struct ListDirRequest {
     /// [`MAX_LIST_ENTRIES`](crate::MAX_LIST_ENTRIES). Default
     /// [`DEFAULT_MAX_ENTRIES`](Self::DEFAULT_MAX_ENTRIES) (10 000).
     pub max_entries: Option<u32>,
+    /// Oldest cached answer acceptable, in seconds, 0 to
+    /// [`MAX_CACHE_SECS`](crate::MAX_CACHE_SECS); 0 goes to the host. Default:
+    /// the daemon's `[cache]` TTL for the kind.
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
 }
 
 impl ListDirRequest {
@@ -101,7 +111,7 @@ pub struct DirListing {
 }
 
 /// `read_file`: bytes of a remote file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadFileRequest {
     /// Host alias from the SSH client config.
     pub host: String,
@@ -114,6 +124,11 @@ pub struct ReadFileRequest {
     /// [`max_read_per_reply`](crate::max_read_per_reply) of the daemon's
     /// `max_frame`, whatever is asked.
     pub length: Option<u64>,
+    /// Oldest cached answer acceptable, in seconds, 0 to
+    /// [`MAX_CACHE_SECS`](crate::MAX_CACHE_SECS); 0 goes to the host. Default:
+    /// the daemon's `[cache]` TTL for the kind.
+    #[serde(default)]
+    pub max_age_secs: Option<u64>,
 }
 
 impl ReadFileRequest {

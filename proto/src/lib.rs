@@ -34,6 +34,7 @@
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "client")]
+mod cache;
 pub mod client;
 mod codec;
 mod error;
@@ -44,6 +45,10 @@ mod socket;
 mod state;
 mod validate;
 
+pub use cache::{
+    BatchReplies, BatchRequest, CacheScope, CacheStats, Cached, Count, MAX_BATCH_CALLS,
+    MAX_BATCH_CONCURRENCY, MAX_CACHE_SECS,
+};
 pub use codec::{CodecError, MAX_PAYLOAD, decode, encode, frame_codec};
 pub use error::{Error, ErrorKind};
 pub use exec::{ExecOutput, ExecRequest, OutputStream};
@@ -55,14 +60,16 @@ pub use files::{
 };
 pub use framed::{FrameError, FrameReader, FrameWriter};
 pub use socket::{SOCKET_ENV, SYSTEM_SOCKET, client_socket_candidates, daemon_socket_path};
-pub use state::{ConnState, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo};
+pub use state::{
+    ConnState, HostList, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo,
+};
 pub use validate::{
     MAX_COMMAND_BYTES, MAX_HOST_BYTES, MAX_LIST_ENTRIES, MAX_MODE, MAX_OFFSET, MAX_PATH_BYTES,
     MAX_TIMEOUT_SECS, REPLY_HEADROOM, max_output_per_stream, max_read_per_reply,
 };
 
 /// Bumped whenever a frame's layout changes; both ends must agree.
-pub const PROTO_VERSION: u32 = 2;
+pub const PROTO_VERSION: u32 = 3;
 
 /// Default `[daemon] max_frame`, the upper bound on one frame's payload, and
 /// the limit clients assume. More data than fits takes several requests
@@ -188,8 +195,8 @@ pub type Reply = Result<Response, Error>;
 /// derives that copy docs, such as schemars'). The first paragraph is the
 /// summary; later ones, after a blank line, are detail for `--help`.
 ///
-/// The names are `status`, `stats`, `hosts`, `warm`, `drain`, `reload`, and
-/// `host` for their host argument.
+/// The names are `status`, `stats`, `hosts`, `warm`, `drain`, `reload`,
+/// `cache`, `cache_clear`, and `host` for their host argument.
 #[macro_export]
 macro_rules! help {
     (status) => {
@@ -211,6 +218,14 @@ macro_rules! help {
         "Re-read the config and the ssh config, as SIGHUP does.\n\n\
          Unchanged hosts stay warm, removed ones close, new ones are added. A bad new config \
          is refused and the old one stays in force."
+    };
+    (cache) => {
+        "The response cache: entries, bytes of its budget, hits, misses, hit rate, evictions and \
+         invalidations, per host and per op."
+    };
+    (cache_clear) => {
+        "Drop cached answers: every host's, or one host's.\n\n\
+         The next read of what was dropped goes to the host."
     };
     (host) => {
         "Host alias from the SSH client config."
@@ -260,6 +275,15 @@ pub enum Request {
     Sync(SyncRequest),
     #[doc = help!(reload)]
     Reload,
+    /// Several host requests in one, run concurrently, answered in order.
+    Batch(BatchRequest),
+    #[doc = help!(cache)]
+    Cache,
+    #[doc = help!(cache_clear)]
+    CacheClear {
+        /// Only this host's entries; every host's when `None`.
+        host: Option<String>,
+    },
 }
 
 impl Request {
@@ -283,6 +307,9 @@ impl Request {
             Request::Transfer(_) => "transfer",
             Request::Sync(_) => "sync",
             Request::Reload => "reload",
+            Request::Batch(_) => "batch",
+            Request::Cache => "cache",
+            Request::CacheClear { .. } => "cache_clear",
         }
     }
 
@@ -298,6 +325,8 @@ impl Request {
                 | Request::Hosts
                 | Request::Drain { .. }
                 | Request::Reload
+                | Request::Cache
+                | Request::CacheClear { .. }
         )
     }
 
@@ -315,7 +344,13 @@ impl Request {
             Request::Transfer(req) => Some(&req.host),
             Request::Sync(req) => Some(&req.host),
             Request::Warm { host } | Request::Drain { host } => Some(host),
-            Request::Status | Request::Stats | Request::Hosts | Request::Reload => None,
+            Request::Status
+            | Request::Stats
+            | Request::Hosts
+            | Request::Reload
+            | Request::Batch(_)
+            | Request::Cache
+            | Request::CacheClear { .. } => None,
         }
     }
 }
@@ -328,9 +363,9 @@ pub enum Response {
     Status(Status),
     /// Pool counters, op latencies and resource use (answers `Stats`).
     Stats(Stats),
-    /// Every configured host with its pool state, in config order (answers
-    /// `Hosts`).
-    Hosts(Vec<HostState>),
+    /// The ssh config in use and every host in it with its pool state, in
+    /// config order (answers `Hosts`).
+    Hosts(HostList),
     /// How the command ended and what it wrote (answers `Exec`).
     Exec(ExecOutput),
     /// The request succeeded and has nothing to return (warm, drain, mkdir,
@@ -352,6 +387,15 @@ pub enum Response {
     Sync(SyncResult),
     /// What a reload changed, in one line (answers `Reload`).
     Reloaded(String),
+    /// An answer from the daemon's cache, with its age (answers `Stat`,
+    /// `ListDir`, `ReadFile`, and `Exec` with `cache_secs`).
+    Cached(Cached),
+    /// Each call's outcome, in call order (answers `Batch`).
+    Batch(BatchReplies),
+    /// The cache's counters (answers `Cache`).
+    Cache(CacheStats),
+    /// How many cached answers were dropped (answers `CacheClear`).
+    CacheCleared(u64),
 }
 
 impl Response {
@@ -361,6 +405,10 @@ impl Response {
             Response::Status(_) => "Status",
             Response::Stats(_) => "Stats",
             Response::Hosts(_) => "Hosts",
+            Response::Cached(_) => "Cached",
+            Response::Batch(_) => "Batch",
+            Response::Cache(_) => "Cache",
+            Response::CacheCleared(_) => "CacheCleared",
             Response::Exec(_) => "Exec",
             Response::Ok => "Ok",
             Response::Stat(_) => "Stat",
@@ -384,6 +432,7 @@ mod tests {
         let frame = ClientFrame::Request {
             id: 7,
             request: Request::Exec(ExecRequest {
+                cache_secs: None,
                 host: "web1".into(),
                 command: "uname -a".into(),
                 stdin: Some(vec![0, 159, 146, 150]),

@@ -56,7 +56,18 @@ impl ConnState {
     }
 }
 
-/// One configured host with its pool state (answer to `Hosts`).
+/// The configured hosts and where they were read from (answer to `Hosts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+pub struct HostList {
+    /// The ssh config file the daemon read its hosts from (`[ssh] config`,
+    /// else `~/.ssh/config` of the daemon's user).
+    pub ssh_config: String,
+    /// Every `Host` alias in it, in file order.
+    pub hosts: Vec<HostState>,
+}
+
+/// One configured host with its pool state (part of [`HostList`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct HostState {
@@ -132,6 +143,8 @@ pub struct Stats {
     pub ops: Vec<OpStats>,
     /// The daemon process's memory, threads and descriptors.
     pub resources: Resources,
+    /// The response cache.
+    pub cache: crate::CacheStats,
 }
 
 /// What the daemon process uses, against its limits (part of [`Stats`]).

@@ -8,7 +8,7 @@
 //! sends, so a model sees the same message either way. Each error names the
 //! argument and its allowed range.
 
-use crate::{Error, Request};
+use crate::{Error, MAX_BATCH_CALLS, MAX_BATCH_CONCURRENCY, MAX_CACHE_SECS, Request};
 
 /// Bytes of a reply frame kept for everything but its payload (paths,
 /// counters, framing), so a reply whose data fills the rest still fits.
@@ -70,6 +70,9 @@ impl Request {
                 if let Some(secs) = req.timeout_secs {
                     check_range(op, "timeout_secs", secs, 1, MAX_TIMEOUT_SECS, " (seconds)")?;
                 }
+                if let Some(secs) = req.cache_secs {
+                    check_range(op, "cache_secs", secs, 1, MAX_CACHE_SECS, " (seconds)")?;
+                }
                 if let Some(bytes) = req.max_output_bytes {
                     let most = max_output_per_stream(max_frame);
                     check_range(
@@ -82,9 +85,13 @@ impl Request {
                     )?;
                 }
             }
-            Request::Stat(req) => check_remote(op, "path", &req.path)?,
+            Request::Stat(req) => {
+                check_remote(op, "path", &req.path)?;
+                check_age(op, req.max_age_secs)?;
+            }
             Request::ListDir(req) => {
                 check_remote(op, "path", &req.path)?;
+                check_age(op, req.max_age_secs)?;
                 if let Some(max) = req.max_entries {
                     check_range(
                         op,
@@ -98,6 +105,7 @@ impl Request {
             }
             Request::ReadFile(req) => {
                 check_remote(op, "path", &req.path)?;
+                check_age(op, req.max_age_secs)?;
                 check_range(op, "offset", req.offset, 0, MAX_OFFSET, " (bytes)")?;
                 if let Some(length) = req.length {
                     check_range(op, "length", length, 0, MAX_OFFSET, " (bytes)")?;
@@ -146,14 +154,60 @@ impl Request {
                 check_path(op, "local_dir", &req.local_dir)?;
                 check_remote(op, "remote_dir", &req.remote_dir)?;
             }
+            Request::Batch(batch) => {
+                if batch.calls.is_empty() || batch.calls.len() > MAX_BATCH_CALLS {
+                    return Err(bad(
+                        op,
+                        format_args!(
+                            "`calls` has {} calls; pass 1 to {MAX_BATCH_CALLS}",
+                            batch.calls.len()
+                        ),
+                    ));
+                }
+                if let Some(n) = batch.concurrency {
+                    check_range(
+                        op,
+                        "concurrency",
+                        u64::from(n),
+                        1,
+                        u64::from(MAX_BATCH_CONCURRENCY),
+                        "",
+                    )?;
+                }
+                for (i, call) in batch.calls.iter().enumerate() {
+                    if call.is_admin() || matches!(call, Request::Batch(_) | Request::Warm { .. }) {
+                        return Err(bad(
+                            op,
+                            format_args!(
+                                "calls[{i}] is `{}`, which a batch cannot carry; batch host \
+                                 operations only",
+                                call.op_name()
+                            ),
+                        ));
+                    }
+                    call.validate(max_frame)
+                        .map_err(|e| hint(e, &format!("in calls[{i}]")))?;
+                }
+            }
+            Request::CacheClear { host: Some(host) } => check_host(op, host)?,
             Request::Status
             | Request::Stats
             | Request::Hosts
             | Request::Warm { .. }
             | Request::Drain { .. }
-            | Request::Reload => {}
+            | Request::Reload
+            | Request::Cache
+            | Request::CacheClear { host: None } => {}
         }
         Ok(())
+    }
+}
+
+/// `max_age_secs`, when given, is 0 to [`MAX_CACHE_SECS`].
+fn check_age(op: &str, age: Option<u64>) -> Result<(), Error> {
+    match age {
+        Some(secs) => check_range(op, "max_age_secs", secs, 0, MAX_CACHE_SECS, " (seconds)"),
+        None => Ok(()),
     }
 }
 
@@ -262,6 +316,7 @@ mod tests {
 
     fn exec(command: &str) -> ExecRequest {
         ExecRequest {
+            cache_secs: None,
             host: "web1".into(),
             command: command.into(),
             stdin: None,
@@ -320,6 +375,7 @@ mod tests {
     #[test]
     fn a_path_with_a_nul_byte_is_refused() {
         let req = StatRequest {
+            max_age_secs: None,
             host: "web1".into(),
             path: "/etc/\0passwd".into(),
             follow_symlinks: false,
@@ -331,6 +387,7 @@ mod tests {
     #[test]
     fn an_offset_past_the_signed_range_is_refused() {
         let req = ReadFileRequest {
+            max_age_secs: None,
             host: "web1".into(),
             path: "/x".into(),
             offset: u64::MAX,

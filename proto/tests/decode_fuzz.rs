@@ -115,6 +115,7 @@ impl Rng {
 /// Valid encodings of frames of every shape, to mutate.
 fn seeds() -> Vec<Vec<u8>> {
     let exec = ExecRequest {
+        cache_secs: None,
         host: "web1".into(),
         command: "uname -a".into(),
         stdin: Some(b"input".to_vec()),

@@ -124,9 +124,15 @@ fn exec_takes_its_arguments_as_the_cli_sends_them() {
 
 #[test]
 fn hosts_result_matches_its_schema() {
-    let (_fleet, daemon) = setup();
+    let (fleet, daemon) = setup();
     let out = call(&daemon, "hosts", &[]);
     assert_eq!(out["hosts"][0]["alias"], "host1", "{out}");
+    // The result names the ssh config the daemon read, not a guess.
+    assert_eq!(
+        out["ssh_config"],
+        fleet.ssh_config_path().display().to_string(),
+        "{out}"
+    );
 }
 
 #[test]

@@ -109,6 +109,7 @@ async fn connect(daemon: &Daemon) -> DaemonClient {
 
 fn exec_true(host: &str) -> Request {
     Request::Exec(ExecRequest {
+        cache_secs: None,
         host: host.into(),
         command: "true".into(),
         stdin: None,

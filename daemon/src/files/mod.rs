@@ -6,20 +6,22 @@ pub mod policy;
 pub mod remote;
 pub mod transfer;
 
-/// Run `$body` with `$remote` bound to a [`Remote`] on a fresh share of the
-/// host's SFTP session; when it fails because the session died, run it once
+/// Run `$body` with `$remote` bound to a [`Remote`] on a fresh share of
+/// `$host`'s SFTP session; when it fails because the session died, run it once
 /// more on a new one (only for operations that are safe to repeat).
 macro_rules! on_sftp {
-    ($pool:expr, $host:expr, retry = $retry:expr, |$remote:ident| $body:expr) => {{
+    ($host:expr, retry = $retry:expr, |$remote:ident| $body:expr) => {{
+        let host: &std::sync::Arc<$crate::pool::Host> = $host;
+        let alias = host.resolved.alias.as_str();
         let deadline = std::time::Instant::now() + $crate::pool::sftp::SESSION_WAIT;
         let mut tries = if $retry { 2 } else { 1 };
         loop {
             tries -= 1;
-            let sftp = $pool.sftp($host, deadline).await?;
-            let $remote = $crate::files::remote::Remote::new(&sftp, $host);
+            let sftp = host.sftp(deadline).await?;
+            let $remote = $crate::files::remote::Remote::new(&sftp, alias);
             match $body.await {
                 Err(e) if tries > 0 && $crate::files::session_died(&e) => {
-                    tracing::info!(host = $host, "SFTP session died; retrying on a fresh one");
+                    tracing::info!(host = alias, "SFTP session died; retrying on a fresh one");
                     continue;
                 }
                 result => break result,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::local::{self, Writer};
 use super::remote::{self, PIPELINE_DEPTH, Remote};
 use crate::memory::Memory;
-use crate::pool::HostPool;
+use crate::pool::Host;
 use crate::pool::sftp::{SESSION_WAIT, Sftp};
 use crate::progress::Reporter;
 
@@ -65,9 +65,11 @@ enum Temp {
 /// Shared state of one transfer or sync: counters for progress and the
 /// temporary files in flight.
 pub struct Engine<'a> {
-    pub pool: &'a HostPool,
+    /// The host files move to or from.
+    pub host: &'a Arc<Host>,
+    /// Its alias, for messages.
+    pub alias: &'a str,
     memory: &'a Arc<Memory>,
-    pub host: &'a str,
     progress: &'a Reporter,
     done: AtomicU64,
     total: AtomicU64,
@@ -77,16 +79,11 @@ pub struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    pub fn new(
-        pool: &'a HostPool,
-        memory: &'a Arc<Memory>,
-        host: &'a str,
-        progress: &'a Reporter,
-    ) -> Self {
+    pub fn new(host: &'a Arc<Host>, memory: &'a Arc<Memory>, progress: &'a Reporter) -> Self {
         Engine {
-            pool,
-            memory,
             host,
+            alias: host.resolved.alias.as_str(),
+            memory,
             progress,
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
@@ -98,9 +95,7 @@ impl<'a> Engine<'a> {
 
     /// A share of the host's SFTP session.
     pub async fn sftp(&self) -> Result<Sftp, Error> {
-        self.pool
-            .sftp(self.host, Instant::now() + SESSION_WAIT)
-            .await
+        self.host.sftp(Instant::now() + SESSION_WAIT).await
     }
 
     /// Run `work`; when the client cancels first, remove the temporary
@@ -172,7 +167,7 @@ impl<'a> Engine<'a> {
             return;
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        let sftp = self.pool.sftp(self.host, deadline).await.ok();
+        let sftp = self.host.sftp(deadline).await.ok();
         for temp in temps {
             match temp {
                 Temp::Local(path) => {
@@ -230,7 +225,7 @@ impl<'a> Engine<'a> {
     /// Copy one local file to the host.
     pub async fn upload_file(&self, job: &FileJob, temp_mode: TempMode) -> Result<Moved, Error> {
         let sftp = self.sftp().await?;
-        let remote = Remote::new(&sftp, self.host);
+        let remote = Remote::new(&sftp, self.alias);
         let temp = match temp_mode {
             TempMode::Partial { .. } => remote::partial_name(&job.remote),
             TempMode::Unique => remote::temp_name(&job.remote),
@@ -299,7 +294,7 @@ impl<'a> Engine<'a> {
     /// Copy one remote file to this machine.
     pub async fn download_file(&self, job: &FileJob, temp_mode: TempMode) -> Result<Moved, Error> {
         let sftp = self.sftp().await?;
-        let remote = Remote::new(&sftp, self.host);
+        let remote = Remote::new(&sftp, self.alias);
         let temp = local_temp(&job.local, temp_mode);
         let mut start = 0;
         if temp_mode == (TempMode::Partial { resume: true })
@@ -414,12 +409,10 @@ pub fn local_temp(dest: &Path, mode: TempMode) -> PathBuf {
 /// SHA-256 of remote files by `sha256sum` on the host, in order; `None`
 /// when the host has no `sha256sum`.
 pub async fn remote_sha256(
-    pool: &HostPool,
-    host: &str,
+    host: &Arc<Host>,
     paths: &[String],
     cancel: &CancellationToken,
 ) -> Result<Option<HashMap<String, String>>, Error> {
-    let resolved = pool.host(host)?;
     let mut sums = HashMap::new();
     let mut batch: Vec<&String> = Vec::new();
     let mut len = 0;
@@ -443,7 +436,7 @@ pub async fn remote_sha256(
         }
         let out = crate::command::run(
             crate::command::Command {
-                host: &resolved,
+                host,
                 line: &command,
                 stdin: &[],
                 timeout: Duration::from_secs(3600),
@@ -460,7 +453,8 @@ pub async fn remote_sha256(
             return Err(Error::new(
                 ErrorKind::IoError,
                 format!(
-                    "verify: sha256sum on {host} failed: {}",
+                    "verify: sha256sum on {} failed: {}",
+                    host.resolved.alias,
                     String::from_utf8_lossy(&out.stderr).trim()
                 ),
             ));
@@ -496,7 +490,7 @@ pub async fn make_dirs(engine: &Engine<'_>, plan: &Plan, upload: bool) -> Result
     }
     if upload {
         let sftp = engine.sftp().await?;
-        let remote = Remote::new(&sftp, engine.host);
+        let remote = Remote::new(&sftp, engine.alias);
         for (dst, ..) in &plan.dirs {
             if remote.try_stat(dst, true).await?.is_none() {
                 remote.mkdir(dst, Some(0o700)).await?;
@@ -519,7 +513,7 @@ pub async fn finish_dirs(engine: &Engine<'_>, plan: &Plan, upload: bool) {
         let Ok(sftp) = engine.sftp().await else {
             return;
         };
-        let remote = Remote::new(&sftp, engine.host);
+        let remote = Remote::new(&sftp, engine.alias);
         for (dst, _, mode, mtime) in dirs {
             let _ = remote
                 .set_times_mode(dst, Some(*mode), Some(*mtime as u32))

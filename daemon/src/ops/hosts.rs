@@ -1,6 +1,6 @@
-//! `hosts`: the configured hosts with their pool state.
+//! `hosts`: the ssh config in use and its hosts with their pool state.
 
-use sshmcp_proto::{Error, HostState};
+use sshmcp_proto::{Error, HostList};
 
 use super::{Context, Op};
 
@@ -8,9 +8,15 @@ use super::{Context, Op};
 pub struct Hosts;
 
 impl Op for Hosts {
-    type Output = Vec<HostState>;
+    type Output = HostList;
 
-    async fn run(self, ctx: &Context<'_>) -> Result<Vec<HostState>, Error> {
-        Ok(ctx.daemon.pool.host_states())
+    async fn run(self, ctx: &Context<'_>) -> Result<HostList, Error> {
+        let config = ctx.daemon.config();
+        Ok(HostList {
+            ssh_config: crate::reload::ssh_config_path(&config)
+                .display()
+                .to_string(),
+            hosts: ctx.daemon.pool.host_states(),
+        })
     }
 }

@@ -10,12 +10,11 @@ impl Op for ListDirRequest {
     type Output = DirListing;
 
     async fn run(self, ctx: &Context<'_>) -> Result<DirListing, Error> {
-        let pool = &ctx.daemon.pool;
         let req = self;
         let max = req
             .max_entries
             .unwrap_or(ListDirRequest::DEFAULT_MAX_ENTRIES) as usize;
-        on_sftp!(pool, &req.host, retry = true, |remote| async {
+        on_sftp!(ctx.host()?, retry = true, |remote| async {
             let (mut entries, truncated) = if req.recursive {
                 remote.walk(&req.path, max).await?
             } else {

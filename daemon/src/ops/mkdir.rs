@@ -10,9 +10,8 @@ impl Op for MkdirRequest {
     type Output = ();
 
     async fn run(self, ctx: &Context<'_>) -> Result<(), Error> {
-        let pool = &ctx.daemon.pool;
         let req = self;
-        on_sftp!(pool, &req.host, retry = true, |remote| async {
+        on_sftp!(ctx.host()?, retry = true, |remote| async {
             if req.parents {
                 return remote.mkdir_all(&req.path, req.mode).await.map(drop);
             }

@@ -18,11 +18,10 @@ impl Op for ReadFileRequest {
     }
 
     async fn run(self, ctx: &Context<'_>) -> Result<FileContent, Error> {
-        let pool = &ctx.daemon.pool;
         let max_frame = ctx.daemon.config().daemon.max_frame;
         let req = self;
         let want = wanted(&req, max_frame);
-        on_sftp!(pool, &req.host, retry = true, |remote| async {
+        on_sftp!(ctx.host()?, retry = true, |remote| async {
             let attrs = remote.stat(&req.path, true).await?;
             if kind_of(&attrs) != FileKind::File {
                 return Err(Error::new(

@@ -11,9 +11,8 @@ impl Op for RemoveRequest {
     type Output = RemoveResult;
 
     async fn run(self, ctx: &Context<'_>) -> Result<RemoveResult, Error> {
-        let pool = &ctx.daemon.pool;
         let req = self;
-        on_sftp!(pool, &req.host, retry = false, |remote| async {
+        on_sftp!(ctx.host()?, retry = false, |remote| async {
             let attrs = remote.stat(&req.path, false).await?;
             if kind_of(&attrs) != FileKind::Dir {
                 remote.remove_file(&req.path).await?;

@@ -10,9 +10,8 @@ impl Op for RenameRequest {
     type Output = ();
 
     async fn run(self, ctx: &Context<'_>) -> Result<(), Error> {
-        let pool = &ctx.daemon.pool;
         let req = self;
-        on_sftp!(pool, &req.host, retry = false, |remote| async {
+        on_sftp!(ctx.host()?, retry = false, |remote| async {
             remote.stat(&req.from, false).await?;
             if let Some(attrs) = remote.try_stat(&req.to, false).await? {
                 if !req.overwrite {

@@ -10,9 +10,8 @@ impl Op for StatRequest {
     type Output = FileStat;
 
     async fn run(self, ctx: &Context<'_>) -> Result<FileStat, Error> {
-        let pool = &ctx.daemon.pool;
         let req = self;
-        on_sftp!(pool, &req.host, retry = true, |remote| async {
+        on_sftp!(ctx.host()?, retry = true, |remote| async {
             let attrs = remote.stat(&req.path, req.follow_symlinks).await?;
             let link = if kind_of(&attrs) == FileKind::Symlink {
                 remote.readlink(&req.path).await

@@ -1,8 +1,6 @@
 //! `stats`: per-host pool counters, per-op latency percentiles and the
 //! process's resources.
 
-use std::sync::atomic::Ordering;
-
 use sshmcp_proto::Error;
 
 use super::{Context, Op};
@@ -16,8 +14,9 @@ impl Op for Stats {
     async fn run(self, ctx: &Context<'_>) -> Result<sshmcp_proto::Stats, Error> {
         let daemon = ctx.daemon;
         Ok(sshmcp_proto::Stats {
+            cache: Default::default(),
             uptime_ms: daemon.started.elapsed().as_millis() as u64,
-            clients: daemon.clients.load(Ordering::Relaxed),
+            clients: daemon.clients.open(),
             hosts: daemon.pool.host_stats(),
             ops: daemon.registry.op_stats(),
             resources: crate::resources::collect(&daemon.memory),

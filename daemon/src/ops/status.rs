@@ -1,7 +1,5 @@
 //! `status`: version, pid, uptime, socket and health, in one line's worth.
 
-use std::sync::atomic::Ordering;
-
 use sshmcp_proto::{Error, PROTO_VERSION};
 
 use super::{Context, Op};
@@ -21,7 +19,7 @@ impl Op for Status {
             uptime_ms: daemon.started.elapsed().as_millis() as u64,
             socket: daemon.socket.display().to_string(),
             config: daemon.config_path.as_ref().map(|p| p.display().to_string()),
-            clients: daemon.clients.load(Ordering::Relaxed),
+            clients: daemon.clients.open(),
             hosts: daemon.pool.aliases().len() as u32,
             connections: daemon.pool.connection_count(),
             degraded: match daemon.degraded_reasons() {

@@ -24,8 +24,9 @@ use crate::files::remote::{self, Remote};
 use crate::files::transfer::{
     Engine, FileJob, Plan, TempMode, finish_dirs, make_dirs, remote_sha256,
 };
-use crate::progress::Reporter;
-use crate::state::Daemon;
+use std::sync::Arc;
+
+use crate::pool::Host;
 
 /// What one side holds at a relative path.
 #[derive(Debug, Clone, Copy)]
@@ -51,30 +52,20 @@ impl Op for SyncRequest {
     type Output = SyncResult;
 
     async fn run(self, ctx: &Context<'_>) -> Result<SyncResult, Error> {
-        run_sync(ctx.daemon, self, ctx.cancel, ctx.progress, ctx.started).await
+        let req = self;
+        let policy = ctx.daemon.policy();
+        let local_dir = policy.check(&req.local_dir, "sync")?;
+        let engine = Engine::new(ctx.host()?, &ctx.daemon.memory, ctx.progress);
+        let work = sync(&engine, &req, &local_dir, &policy, ctx.cancel, ctx.started);
+        let cancelled = format!(
+            "sync with {} was cancelled; files already replaced stay replaced, partial ones were removed",
+            req.host
+        );
+        engine.unless_cancelled(work, ctx.cancel, cancelled).await
     }
 }
 
-async fn run_sync(
-    daemon: &Daemon,
-    req: SyncRequest,
-    cancel: &CancellationToken,
-    progress: &Reporter,
-    started: Instant,
-) -> Result<SyncResult, Error> {
-    let policy = daemon.policy();
-    let local_dir = policy.check(&req.local_dir, "sync")?;
-    let engine = Engine::new(&daemon.pool, &daemon.memory, &req.host, progress);
-    let work = sync(daemon, &engine, &req, &local_dir, &policy, cancel, started);
-    let cancelled = format!(
-        "sync with {} was cancelled; files already replaced stay replaced, partial ones were removed",
-        req.host
-    );
-    engine.unless_cancelled(work, cancel, cancelled).await
-}
-
 async fn sync(
-    daemon: &Daemon,
     engine: &Engine<'_>,
     req: &SyncRequest,
     local_dir: &Path,
@@ -84,7 +75,7 @@ async fn sync(
 ) -> Result<SyncResult, Error> {
     let upload = req.direction == Direction::Upload;
     let sftp = engine.sftp().await?;
-    let remote = Remote::new(&sftp, &req.host);
+    let remote = Remote::new(&sftp, engine.alias);
 
     // Both listings, concurrently.
     let local_side = {
@@ -211,7 +202,7 @@ async fn sync(
         }
     }
     if req.checksum && !maybe_same.is_empty() {
-        let differ = checksum_differs(daemon, req, local_dir, &maybe_same, cancel).await?;
+        let differ = checksum_differs(engine.host, req, local_dir, &maybe_same, cancel).await?;
         for rel in maybe_same {
             if differ.contains(&rel) {
                 let size = src.get(&rel).map_or(0, |m| m.size);
@@ -419,7 +410,7 @@ async fn list_remote(
 
 /// Which of `rels` (same size at both ends) have different SHA-256.
 async fn checksum_differs(
-    daemon: &Daemon,
+    host: &Arc<Host>,
     req: &SyncRequest,
     local_dir: &Path,
     rels: &[String],
@@ -429,7 +420,7 @@ async fn checksum_differs(
         .iter()
         .map(|r| remote::join(&req.remote_dir, r))
         .collect();
-    let Some(remote_sums) = remote_sha256(&daemon.pool, &req.host, &paths, cancel).await? else {
+    let Some(remote_sums) = remote_sha256(host, &paths, cancel).await? else {
         return Err(Error::new(
             ErrorKind::IoError,
             format!(

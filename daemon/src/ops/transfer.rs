@@ -8,7 +8,6 @@
 //! Missing parent directories are created.
 
 use std::path::Path;
-use std::time::Instant;
 
 use sshmcp_proto::{Direction, Error, ErrorKind, FileKind, TransferRequest, TransferResult};
 use tokio_util::sync::CancellationToken;
@@ -20,27 +19,20 @@ use crate::files::remote::{self, Remote};
 use crate::files::transfer::{
     Engine, FileJob, Plan, TempMode, finish_dirs, make_dirs, remote_sha256,
 };
-use crate::progress::Reporter;
-use crate::state::Daemon;
 
 impl Op for TransferRequest {
     type Output = TransferResult;
 
     async fn run(self, ctx: &Context<'_>) -> Result<TransferResult, Error> {
-        transfer(ctx.daemon, self, ctx.cancel, ctx.progress, ctx.started).await
+        transfer(ctx, self).await
     }
 }
 
-async fn transfer(
-    daemon: &Daemon,
-    req: TransferRequest,
-    cancel: &CancellationToken,
-    progress: &Reporter,
-    started: Instant,
-) -> Result<TransferResult, Error> {
-    let policy = daemon.policy();
+async fn transfer(ctx: &Context<'_>, req: TransferRequest) -> Result<TransferResult, Error> {
+    let (cancel, started) = (ctx.cancel, ctx.started);
+    let policy = ctx.daemon.policy();
     let local = policy.check(&req.local_path, "transfer")?;
-    let engine = Engine::new(&daemon.pool, &daemon.memory, &req.host, progress);
+    let engine = Engine::new(ctx.host()?, &ctx.daemon.memory, ctx.progress);
     let work = async {
         let plan = match req.direction {
             Direction::Upload => plan_upload(&policy, &engine, &req, &local).await?,
@@ -60,7 +52,7 @@ async fn transfer(
         finish_dirs(&engine, &plan, upload).await;
         let mut notes = Vec::new();
         let verified = if req.verify {
-            verify(daemon, &req.host, &plan.files, cancel, &mut notes).await?
+            verify(&engine, &plan.files, cancel, &mut notes).await?
         } else {
             None
         };
@@ -90,7 +82,7 @@ async fn plan_upload(
 ) -> Result<Plan, Error> {
     let meta = std::fs::metadata(local).map_err(|e| local::error("upload", local, &e))?;
     let sftp = engine.sftp().await?;
-    let remote = Remote::new(&sftp, engine.host);
+    let remote = Remote::new(&sftp, engine.alias);
     let mut plan = Plan::default();
     if meta.is_file() {
         let existing = remote.try_stat(&req.remote_path, true).await?;
@@ -184,7 +176,7 @@ async fn plan_download(
     local: &Path,
 ) -> Result<Plan, Error> {
     let sftp = engine.sftp().await?;
-    let remote = Remote::new(&sftp, engine.host);
+    let remote = Remote::new(&sftp, engine.alias);
     let attrs = remote.stat(&req.remote_path, true).await?;
     let mut plan = Plan::default();
     let kind = remote::kind_of(&attrs);
@@ -286,14 +278,14 @@ async fn plan_download(
 /// Compare SHA-256 of every file on both ends. `None` (with a note) when
 /// the host has no `sha256sum`; an error naming the first file that differs.
 async fn verify(
-    daemon: &Daemon,
-    host: &str,
+    engine: &Engine<'_>,
     files: &[FileJob],
     cancel: &CancellationToken,
     notes: &mut Vec<String>,
 ) -> Result<Option<bool>, Error> {
     let paths: Vec<String> = files.iter().map(|f| f.remote.clone()).collect();
-    let Some(remote_sums) = remote_sha256(&daemon.pool, host, &paths, cancel).await? else {
+    let host = engine.alias;
+    let Some(remote_sums) = remote_sha256(engine.host, &paths, cancel).await? else {
         notes.push(format!(
             "not verified: {host} has no sha256sum command (install coreutils there to verify)"
         ));

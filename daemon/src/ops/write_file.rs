@@ -18,12 +18,9 @@ impl Op for WriteFileRequest {
     }
 
     async fn run(self, ctx: &Context<'_>) -> Result<WriteResult, Error> {
-        let pool = &ctx.daemon.pool;
         let req = self;
         // Not retried: a write that reached the server must not run twice.
-        on_sftp!(pool, &req.host, retry = false, |remote| write_on(
-            &remote, &req
-        ))
+        on_sftp!(ctx.host()?, retry = false, |remote| write_on(&remote, &req))
     }
 }
 

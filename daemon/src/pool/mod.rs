@@ -227,16 +227,6 @@ impl HostPool {
             .collect()
     }
 
-    /// Open a session channel on `alias`, waiting at most until `deadline`
-    /// (see [`Host::session`]).
-    pub async fn session(
-        &self,
-        alias: &str,
-        deadline: Instant,
-    ) -> Result<(Lease, SessionChannel), Error> {
-        self.host(alias)?.session(deadline).await
-    }
-
     /// Make sure `alias` has a live connection.
     pub async fn warm(&self, alias: &str, deadline: Instant) -> Result<(), Error> {
         self.host(alias)?.warm(deadline).await

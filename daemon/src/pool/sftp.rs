@@ -18,7 +18,7 @@ use russh_sftp::client::rawsession::Limits;
 use sshmcp_proto::{Error, ErrorKind};
 use tokio::sync::Semaphore;
 
-use super::{Host, HostPool, Lease};
+use super::{Host, Lease};
 
 /// How long a file operation may wait for an SFTP session (which may
 /// mean connecting).
@@ -125,12 +125,14 @@ impl Drop for Sftp {
     }
 }
 
-impl HostPool {
-    /// A share of an SFTP session on `alias`, opening one (and a connection)
-    /// when needed. Sessions are shared: a new one opens only when every
-    /// open one is in use and the host has fewer than `[pool] sftp_sessions`.
-    pub async fn sftp(&self, alias: &str, deadline: Instant) -> Result<Sftp, Error> {
-        let host = self.host(alias)?;
+impl Host {
+    /// A share of an SFTP session on this host, opening one (and a
+    /// connection) when needed. Sessions are shared: a new one opens only
+    /// when every open one is in use and the host has fewer than
+    /// `[pool] sftp_sessions`.
+    pub async fn sftp(self: &Arc<Self>, deadline: Instant) -> Result<Sftp, Error> {
+        let host = self;
+        let alias = self.resolved.alias.as_str();
         let max = self.shared.settings.sftp_sessions.max(1) as usize;
         loop {
             if let Some(share) = host.pick_sftp(max, false) {
@@ -153,13 +155,14 @@ impl HostPool {
             if let Some(share) = host.pick_sftp(max, false) {
                 return Ok(share);
             }
-            let session = Arc::new(self.open_sftp(alias, deadline).await?);
+            let session = Arc::new(self.open_sftp(deadline).await?);
             host.sftp_sessions().push(session);
         }
     }
 
-    async fn open_sftp(&self, alias: &str, deadline: Instant) -> Result<SftpSession, Error> {
-        let (lease, channel) = self.session(alias, deadline).await?;
+    async fn open_sftp(self: &Arc<Self>, deadline: Instant) -> Result<SftpSession, Error> {
+        let alias = self.resolved.alias.as_str();
+        let (lease, channel) = self.session(deadline).await?;
         let lost = |what: &str, e: &dyn std::fmt::Display| {
             Error::new(
                 ErrorKind::Unreachable,
@@ -232,9 +235,7 @@ impl HostPool {
             lease,
         })
     }
-}
 
-impl Host {
     fn sftp_sessions(&self) -> std::sync::MutexGuard<'_, Vec<Arc<SftpSession>>> {
         self.sftp.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }

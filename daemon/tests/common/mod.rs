@@ -40,6 +40,7 @@ pub async fn connect(socket: &Path) -> DaemonClient {
 
 pub fn exec_request(host: &str, command: &str) -> ExecRequest {
     ExecRequest {
+        cache_secs: None,
         host: host.into(),
         command: command.into(),
         stdin: None,

@@ -73,6 +73,7 @@ impl Tool for Exec {
             "Copy large input to the host with `transfer` and redirect from it",
         )?;
         let request = ExecRequest {
+            cache_secs: None,
             host: args.host,
             command: args.command,
             stdin,
@@ -143,6 +144,7 @@ mod tests {
         assert_eq!(
             request,
             Request::Exec(ExecRequest {
+                cache_secs: None,
                 host: "web1".into(),
                 command: "cat".into(),
                 stdin: Some("héllo".as_bytes().to_vec()),

@@ -1,8 +1,8 @@
 //! The `hosts` tool: which hosts the model may name, and how warm each is.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use sshmcp_proto::{Error, HostState, Request, Response};
+use serde::Deserialize;
+use sshmcp_proto::{Error, HostList, Request, Response};
 
 use super::{Effect, Tool};
 
@@ -14,32 +14,25 @@ pub struct Hosts;
 #[serde(deny_unknown_fields)]
 pub struct HostsArgs {}
 
-/// The `hosts` tool's `structuredContent`: the daemon's answer, in an
-/// object as MCP wants.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct HostsResult {
-    pub hosts: Vec<HostState>,
-}
-
 impl Tool for Hosts {
     const NAME: &'static str = "hosts";
-    const DESCRIPTION: &'static str = "List the hosts in the daemon's ssh config and their \
-        pool state. Use an `alias` as `host` in the other tools.";
+    const DESCRIPTION: &'static str = "List the hosts in the ssh config the daemon reads \
+        (named in the result) and their pool state. Use an `alias` as `host` in the other tools.";
     const EFFECT: Effect = Effect {
         open_world: false,
         ..Effect::READS
     };
     type Args = HostsArgs;
-    type Output = HostsResult;
+    type Output = HostList;
     type Asked = ();
 
     fn request(HostsArgs {}: HostsArgs) -> Result<(Request, ()), Error> {
         Ok((Request::Hosts, ()))
     }
 
-    fn answer((): (), response: Response) -> Option<HostsResult> {
+    fn answer((): (), response: Response) -> Option<HostList> {
         match response {
-            Response::Hosts(hosts) => Some(HostsResult { hosts }),
+            Response::Hosts(list) => Some(list),
             _ => None,
         }
     }
@@ -47,7 +40,7 @@ impl Tool for Hosts {
 
 #[cfg(test)]
 mod tests {
-    use sshmcp_proto::ConnState;
+    use sshmcp_proto::{ConnState, HostState};
 
     use super::*;
     use crate::tools::text;
@@ -68,12 +61,13 @@ mod tests {
 
     #[test]
     fn structured_hosts_have_every_field_of_the_contract() {
-        let result = HostsResult {
+        let result = HostList {
+            ssh_config: "/home/alice/.ssh/config".into(),
             hosts: vec![host("web1", ConnState::CircuitOpen, Some("refused"))],
         };
         assert_eq!(
             serde_json::to_value(&result).unwrap(),
-            serde_json::json!({ "hosts": [{
+            serde_json::json!({ "ssh_config": "/home/alice/.ssh/config", "hosts": [{
                 "alias": "web1", "hostname": "web1.example.com", "port": 22,
                 "user": "alice", "state": "circuit-open", "connections": 1,
                 "channels_busy": 2, "channels_idle": 8, "last_error": "refused",
@@ -83,7 +77,8 @@ mod tests {
 
     #[test]
     fn text_is_a_table_with_one_line_per_host() {
-        let result = HostsResult {
+        let result = HostList {
+            ssh_config: "/home/alice/.ssh/config".into(),
             hosts: vec![
                 host("web1", ConnState::Connected, None),
                 host("db", ConnState::CircuitOpen, Some("connection refused")),
@@ -91,7 +86,8 @@ mod tests {
         };
         assert_eq!(
             text::render(&result, Hosts::BLOCKS).unwrap(),
-            "hosts (2): alias hostname port user state connections channels_busy \
+            "ssh_config=/home/alice/.ssh/config\n\
+             hosts (2): alias hostname port user state connections channels_busy \
              channels_idle last_error\n\
              web1 web1.example.com 22 alice connected 1 2 8 -\n\
              db db.example.com 22 alice circuit-open 1 2 8 \"connection refused\"\n"
@@ -100,7 +96,13 @@ mod tests {
 
     #[test]
     fn no_hosts_is_an_empty_list() {
-        let result = HostsResult { hosts: vec![] };
-        assert_eq!(text::render(&result, &[]).unwrap(), "hosts=[]\n");
+        let result = HostList {
+            ssh_config: "/etc/ssh/hosts".into(),
+            hosts: vec![],
+        };
+        assert_eq!(
+            text::render(&result, &[]).unwrap(),
+            "ssh_config=/etc/ssh/hosts hosts=[]\n"
+        );
     }
 }

@@ -48,6 +48,7 @@ impl Tool for ListDir {
     fn request(args: ListDirArgs) -> Result<(Request, ()), Error> {
         let Int(max_entries) = args.max_entries.unwrap_or(Int(DEFAULT_MAX_ENTRIES));
         let request = ListDirRequest {
+            max_age_secs: None,
             host: args.host,
             path: remote_path(&args.path),
             recursive: args.recursive,

@@ -280,6 +280,7 @@ mod tests {
     fn an_empty_host_is_refused_naming_it_and_validate_runs() {
         let stat = |host: &str, path: &str| {
             Request::Stat(sshmcp_proto::StatRequest {
+                max_age_secs: None,
                 host: host.into(),
                 path: path.into(),
                 follow_symlinks: false,

@@ -57,6 +57,7 @@ impl Tool for ReadFile {
 
     fn request(args: ReadFileArgs) -> Result<(Request, Encoding), Error> {
         let request = ReadFileRequest {
+            max_age_secs: None,
             host: args.host,
             path: remote_path(&args.path),
             offset: args.offset.map_or(0, |Int(offset)| offset),

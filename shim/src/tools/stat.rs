@@ -54,6 +54,7 @@ impl Tool for Stat {
 
     fn request(args: StatArgs) -> Result<(Request, ()), Error> {
         let request = StatRequest {
+            max_age_secs: None,
             host: args.host,
             path: remote_path(&args.path),
             follow_symlinks: args.follow_symlinks,
