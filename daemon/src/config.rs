@@ -20,6 +20,8 @@ pub struct Config {
     pub pool: PoolSection,
     pub limits: LimitsSection,
     pub policy: PolicySection,
+    pub cache: CacheSection,
+    pub metrics: MetricsSection,
 }
 
 /// `[daemon]`: the process itself.
@@ -274,6 +276,16 @@ pub struct LimitsSection {
     /// that connection until replies drain, so a client that never reads
     /// cannot grow the daemon.
     pub max_inflight_per_client: u32,
+    /// Requests per second one client connection may start, on average
+    /// (a token bucket); 0 turns the limit off.
+    pub client_rps: u32,
+    /// Requests one client may start at once before `client_rps` applies.
+    pub client_burst: u32,
+    /// Requests per second all clients together may start on one host; 0
+    /// turns the limit off.
+    pub host_rps: u32,
+    /// Requests a host may get at once before `host_rps` applies.
+    pub host_burst: u32,
 }
 
 impl Default for LimitsSection {
@@ -283,8 +295,63 @@ impl Default for LimitsSection {
             max_inflight_per_host: 256,
             queue_timeout_ms: 10_000,
             max_inflight_per_client: 256,
+            client_rps: 0,
+            client_burst: 100,
+            host_rps: 0,
+            host_burst: 200,
         }
     }
+}
+
+/// `[cache]`: the response cache for `stat`, `list_dir`, `read_file` and
+/// opted-in `exec`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    /// Serve answers from the cache at all.
+    pub enabled: bool,
+    /// Bytes the cached answers may take, inside `[daemon] memory_limit`
+    /// (at most an eighth of it, whatever is set here).
+    pub max_bytes: ByteSize,
+    /// Most answers held at once.
+    pub max_entries: u64,
+    /// How long a `stat` answer is served, in seconds.
+    pub stat_ttl_secs: u64,
+    /// How long a `list_dir` answer is served, in seconds.
+    pub list_dir_ttl_secs: u64,
+    /// How long a `read_file` answer is kept, in seconds; past
+    /// `read_file_fresh_ms` each hit is first confirmed with a `stat`.
+    pub read_file_ttl_secs: u64,
+    /// How long a `read_file` answer is served without a `stat`, in
+    /// milliseconds: changes made outside sshmcp show after at most this.
+    pub read_file_fresh_ms: u64,
+    /// Longest `cache_secs` an `exec` may ask for.
+    pub exec_max_ttl_secs: u64,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            enabled: true,
+            max_bytes: ByteSize(256 << 20),
+            max_entries: 10_000,
+            stat_ttl_secs: 10,
+            list_dir_ttl_secs: 10,
+            read_file_ttl_secs: 300,
+            read_file_fresh_ms: 1000,
+            exec_max_ttl_secs: 3600,
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address to serve `/metrics` on (`127.0.0.1:9464`); off when unset.
+    pub listen: Option<String>,
+    /// Let `listen` be an address other hosts can reach.
+    pub allow_remote: bool,
 }
 
 /// `[policy]`: what clients may ask the daemon to do on this machine.
@@ -380,6 +447,9 @@ impl Config {
                 "daemon.max_frame must be between 65536 and {} bytes",
                 sshmcp_proto::MAX_PAYLOAD
             ));
+        }
+        if self.cache.max_entries == 0 {
+            return Err("cache.max_entries must be at least 1".into());
         }
         if self.ssh.connect_timeout_secs == 0 || self.ssh.channel_open_timeout_secs == 0 {
             return Err("ssh timeouts must be at least 1 second".into());

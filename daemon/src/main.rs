@@ -2,6 +2,7 @@
 //! user's hosts and serves every MCP shim and `sshmcpctl` over one Unix
 //! socket.
 
+mod cache;
 mod command;
 mod config;
 mod connection;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::files::policy::LocalPolicy;
 use crate::memory::Memory;
@@ -78,6 +79,8 @@ pub struct Daemon {
     pub pool: HostPool,
     pub registry: Arc<Registry>,
     pub memory: Arc<Memory>,
+    /// Answers kept for reads that can be served again.
+    pub cache: Cache,
     pub started: Instant,
     /// Client connections open now, each holding a slot.
     pub clients: ClientSlots,
@@ -113,6 +116,7 @@ impl Daemon {
             pool,
             registry,
             memory,
+            cache: Cache::default(),
             started: Instant::now(),
             warming: AtomicU32::new(0),
             shutdown: CancellationToken::new(),
