@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use sshmcp_proto::{Request, help};
 
 /// Admin tool for sshmcpd, the sshmcp daemon: status, stats, hosts, warm,
-/// drain, reload and a live view (top).
+/// drain, reload, the response cache and a live view (top).
 ///
 /// Exits 0 on success, 1 when the request fails (the reason on stderr), 2 on
 /// usage errors.
@@ -60,6 +60,12 @@ pub enum Command {
     },
     #[command(about = summary(help!(reload)), long_about = details(help!(reload)))]
     Reload,
+    // `cache` shows the counters, `cache clear` drops entries.
+    #[command(about = summary(help!(cache)), long_about = details(help!(cache)))]
+    Cache {
+        #[command(subcommand)]
+        action: Option<CacheAction>,
+    },
     /// Live view of the pool, request rates, latency and memory, redrawn
     /// every --interval seconds until interrupted (or --count redraws).
     Top {
@@ -69,6 +75,17 @@ pub enum Command {
         /// Stop after this many redraws
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+    },
+}
+
+/// What `sshmcpctl cache` does besides showing the counters.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum CacheAction {
+    #[command(about = summary(help!(cache_clear)), long_about = details(help!(cache_clear)))]
+    Clear {
+        /// Host alias from the SSH client config [default: every host]
+        #[arg(value_name = "HOST")]
+        host: Option<String>,
     },
 }
 
@@ -105,6 +122,10 @@ impl Command {
             Command::Warm { host } => Request::Warm { host: host.clone() },
             Command::Drain { host } => Request::Drain { host: host.clone() },
             Command::Reload => Request::Reload,
+            Command::Cache { action: None } => Request::Cache,
+            Command::Cache {
+                action: Some(CacheAction::Clear { host }),
+            } => Request::CacheClear { host: host.clone() },
             Command::Top { .. } => Request::Stats,
         }
     }
@@ -149,6 +170,57 @@ mod tests {
         let long = reload.render_long_help().to_string();
         assert!(
             long.contains("as SIGHUP does.\n\nUnchanged hosts stay warm"),
+            "{long}"
+        );
+    }
+
+    fn request(args: &[&str]) -> Request {
+        Cli::try_parse_from([&["sshmcpctl"], args].concat())
+            .expect("valid arguments")
+            .command
+            .request()
+    }
+
+    #[test]
+    fn cache_and_cache_clear_send_their_requests() {
+        assert_eq!(request(&["cache"]), Request::Cache);
+        assert_eq!(request(&["cache", "--json"]), Request::Cache);
+        assert_eq!(
+            request(&["cache", "clear"]),
+            Request::CacheClear { host: None }
+        );
+        assert_eq!(
+            request(&["cache", "clear", "web1", "--json"]),
+            Request::CacheClear {
+                host: Some("web1".into())
+            }
+        );
+        assert!(Cli::try_parse_from(["sshmcpctl", "cache", "web1"]).is_err());
+        assert!(Cli::try_parse_from(["sshmcpctl", "cache", "clear", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn cache_and_cache_clear_take_their_help_from_proto() {
+        let mut cli = Cli::command();
+        let list = cli.render_help().to_string();
+        assert!(
+            list.contains(&format!("cache   {}\n", summary(help!(cache)))),
+            "{list}"
+        );
+        let cache = cli
+            .find_subcommand_mut("cache")
+            .expect("a cache subcommand");
+        let list = cache.render_help().to_string();
+        assert!(
+            list.contains("clear  Drop cached answers: every host's, or one host's\n"),
+            "{list}"
+        );
+        let clear = cache
+            .find_subcommand_mut("clear")
+            .expect("a cache clear subcommand");
+        let long = clear.render_long_help().to_string();
+        assert!(
+            long.contains("one host's.\n\nThe next read of what was dropped goes to the host."),
             "{long}"
         );
     }

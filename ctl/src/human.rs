@@ -1,4 +1,5 @@
-//! Numbers as people read them: `2h 3m 4s` for spans, `3.4ms` for latencies.
+//! Numbers as people read them: `2h 3m 4s` for spans, `3.4ms` for latencies,
+//! `12.3 MiB` for sizes, `86.5%` for rates.
 
 /// A span of whole seconds, from the largest non-zero unit down to seconds:
 /// `45s`, `3m 0s`, `2h 3m 4s`, `1d 0h 0m 5s`.
@@ -59,12 +60,29 @@ pub fn bytes(n: u64) -> String {
     format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
 }
 
-/// `1 client`, `2 clients`.
+/// A rate of 0 to 1 as a percentage with one decimal, `86.5%`; `-` when
+/// there is none yet (a hit rate before any lookup).
+pub fn percent(rate: Option<f64>) -> String {
+    match rate {
+        Some(rate) => format!("{:.1}%", rate * 100.0),
+        None => "-".to_string(),
+    }
+}
+
+/// `1 client`, `2 clients`; `misses` and `entries` too.
 pub fn count(n: u64, noun: &str) -> String {
     if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
+        return format!("1 {noun}");
+    }
+    let consonant_y = noun
+        .strip_suffix('y')
+        .filter(|stem| !stem.ends_with(['a', 'e', 'i', 'o', 'u']));
+    match consonant_y {
+        Some(stem) => format!("{n} {stem}ies"),
+        None if noun.ends_with(['s', 'x']) || noun.ends_with("ch") || noun.ends_with("sh") => {
+            format!("{n} {noun}es")
+        }
+        None => format!("{n} {noun}s"),
     }
 }
 
@@ -131,9 +149,22 @@ mod tests {
     }
 
     #[test]
+    fn rates_are_percentages_to_a_tenth_or_a_dash() {
+        assert_eq!(percent(None), "-");
+        assert_eq!(percent(Some(0.0)), "0.0%");
+        assert_eq!(percent(Some(0.8653)), "86.5%");
+        assert_eq!(percent(Some(1.0)), "100.0%");
+    }
+
+    #[test]
     fn counts_agree_with_their_noun() {
         assert_eq!(count(0, "client"), "0 clients");
         assert_eq!(count(1, "client"), "1 client");
         assert_eq!(count(2, "client"), "2 clients");
+        assert_eq!(count(1, "miss"), "1 miss");
+        assert_eq!(count(2, "miss"), "2 misses");
+        assert_eq!(count(0, "entry"), "0 entries");
+        assert_eq!(count(3, "key"), "3 keys");
+        assert_eq!(count(2, "cached answer"), "2 cached answers");
     }
 }

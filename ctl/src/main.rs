@@ -21,7 +21,7 @@ use clap::Parser;
 use sshmcp_proto::client::{ClientError, DaemonClient};
 use sshmcp_proto::{ClientInfo, DEFAULT_MAX_FRAME, Request, Response};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{CacheAction, Cli, Command};
 
 /// Why a run failed; printed as `sshmcpctl: <this>`.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +125,7 @@ async fn top(
     let mut drawn = 0u64;
     loop {
         let stats = match send(&client, Request::Stats, timeout).await? {
-            Response::Stats(stats) => stats,
+            Response::Stats(stats) => *stats,
             other => {
                 return Err(Failure::UnexpectedReply {
                     op: "stats",
@@ -194,6 +194,20 @@ fn reply_text(command: &Command, response: Response, json: bool) -> Result<Strin
             to_json(&serde_json::json!({ "reloaded": summary }))?
         }
         (Command::Reload, Response::Reloaded(summary)) => format!("reloaded: {summary}\n"),
+        (Command::Cache { action: None }, Response::Cache(cache)) if json => to_json(&cache)?,
+        (Command::Cache { action: None }, Response::Cache(cache)) => render::cache(&cache),
+        (
+            Command::Cache {
+                action: Some(CacheAction::Clear { .. }),
+            },
+            Response::CacheCleared(dropped),
+        ) if json => to_json(&serde_json::json!({ "dropped": dropped }))?,
+        (
+            Command::Cache {
+                action: Some(CacheAction::Clear { host }),
+            },
+            Response::CacheCleared(dropped),
+        ) => render::cache_cleared(dropped, host.as_deref()),
         (command, other) => {
             return Err(Failure::UnexpectedReply {
                 op: command.request().op_name(),
@@ -266,6 +280,85 @@ mod tests {
                  \"channels_idle\":10,\"last_error\":null}]}\n"
             )
         );
+    }
+
+    fn cache_clear(host: Option<&str>) -> Command {
+        Command::Cache {
+            action: Some(CacheAction::Clear {
+                host: host.map(str::to_string),
+            }),
+        }
+    }
+
+    #[test]
+    fn cache_prints_the_counters_or_the_proto_type() {
+        let show = Command::Cache { action: None };
+        let stats = sshmcp_proto::CacheStats {
+            enabled: true,
+            entries: 2,
+            hits: 3,
+            misses: 1,
+            ..Default::default()
+        };
+        let text = reply_text(&show, Response::Cache(stats.clone()), false).expect("text");
+        assert!(text.starts_with("enabled        yes\n"), "{text}");
+        assert!(text.contains("\nhit rate       75.0%\n"), "{text}");
+        let json = reply_text(&show, Response::Cache(stats), true).expect("json");
+        assert!(json.ends_with("}\n") && json.lines().count() == 1, "{json}");
+        assert!(
+            json.starts_with("{\"enabled\":true,\"entries\":2,\"bytes\":0,"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn cache_clear_prints_what_it_dropped() {
+        assert_eq!(
+            reply_text(&cache_clear(None), Response::CacheCleared(7), false)
+                .ok()
+                .as_deref(),
+            Some("dropped 7 cached answers\n")
+        );
+        assert_eq!(
+            reply_text(&cache_clear(Some("web1")), Response::CacheCleared(1), false)
+                .ok()
+                .as_deref(),
+            Some("dropped 1 cached answer of web1\n")
+        );
+        assert_eq!(
+            reply_text(&cache_clear(Some("web1")), Response::CacheCleared(7), true)
+                .ok()
+                .as_deref(),
+            Some("{\"dropped\":7}\n")
+        );
+    }
+
+    #[test]
+    fn a_cache_reply_of_the_wrong_kind_is_an_error() {
+        let cleared = reply_text(
+            &Command::Cache { action: None },
+            Response::CacheCleared(1),
+            true,
+        );
+        assert!(matches!(
+            cleared,
+            Err(Failure::UnexpectedReply {
+                op: "cache",
+                got: "CacheCleared"
+            })
+        ));
+        let counters = reply_text(
+            &cache_clear(None),
+            Response::Cache(Default::default()),
+            false,
+        );
+        assert!(matches!(
+            counters,
+            Err(Failure::UnexpectedReply {
+                op: "cache_clear",
+                got: "Cache"
+            })
+        ));
     }
 
     #[test]

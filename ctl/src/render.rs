@@ -1,6 +1,8 @@
 //! The text `sshmcpctl` prints for each reply (`--json` bypasses this).
 
-use sshmcp_proto::{HostList, HostState, OpStats, Resources, Stats, Status};
+use sshmcp_proto::{
+    CacheScope, CacheStats, HostList, HostState, OpStats, Resources, Stats, Status,
+};
 
 use crate::human;
 use crate::table::{Align, Table, fields};
@@ -30,7 +32,8 @@ pub fn status(status: &Status) -> String {
 }
 
 /// `sshmcpctl stats`: uptime and clients, then a table of hosts (every
-/// configured host, busy or not) and a table of operations.
+/// configured host, busy or not), a table of operations, the cache in a line
+/// and the resources.
 pub fn stats(stats: &Stats) -> String {
     let mut out = format!(
         "uptime {}, {} connected\n\n",
@@ -83,8 +86,114 @@ pub fn stats(stats: &Stats) -> String {
         out.push_str(&ops.render());
     }
     out.push('\n');
+    out.push_str(&fields(&[("cache", cache_line(&stats.cache))]));
+    out.push('\n');
     out.push_str(&resources(&stats.resources));
     out
+}
+
+/// The cache of `sshmcpctl stats` in one line: size against its budget, hit
+/// rate, evictions.
+fn cache_line(cache: &CacheStats) -> String {
+    if !cache.enabled {
+        return "disabled".to_string();
+    }
+    format!(
+        "{}, {}; hit rate {} ({}, {}); {}",
+        human::count(cache.entries, "entry"),
+        budget(cache),
+        human::percent(cache.hit_rate()),
+        human::count(cache.hits, "hit"),
+        human::count(cache.misses, "miss"),
+        human::count(cache.evictions, "eviction"),
+    )
+}
+
+/// `12.3 MiB of 256.0 MiB`: the cache's bytes against its budget.
+pub fn budget(cache: &CacheStats) -> String {
+    format!(
+        "{} of {}",
+        human::bytes(cache.bytes),
+        human::bytes(cache.max_bytes)
+    )
+}
+
+/// Hits over lookups, as [`CacheStats::hit_rate`] has it; `None` before any.
+pub fn hit_rate(hits: u64, misses: u64) -> Option<f64> {
+    let lookups = hits.saturating_add(misses);
+    (lookups > 0).then(|| hits as f64 / lookups as f64)
+}
+
+/// `sshmcpctl cache`: the counters as `key  value` lines, then the cache's
+/// share of each host and of each op.
+pub fn cache(cache: &CacheStats) -> String {
+    let invalidations = if cache.invalidations.is_empty() {
+        "none".to_string()
+    } else {
+        let counts: Vec<String> = cache
+            .invalidations
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.count))
+            .collect();
+        counts.join(", ")
+    };
+    let mut out = fields(&[
+        ("enabled", if cache.enabled { "yes" } else { "no" }.into()),
+        (
+            "entries",
+            format!("{} of {}", cache.entries, cache.max_entries),
+        ),
+        ("bytes", budget(cache)),
+        ("hits", cache.hits.to_string()),
+        ("misses", cache.misses.to_string()),
+        ("hit rate", human::percent(cache.hit_rate())),
+        ("revalidations", cache.revalidations.to_string()),
+        ("evictions", cache.evictions.to_string()),
+        ("invalidations", invalidations),
+    ]);
+    if cache.enabled && cache.hosts.is_empty() && cache.ops.is_empty() {
+        out.push_str("\nnothing cached yet\n");
+    }
+    for (name, scopes) in [("HOST", &cache.hosts), ("OP", &cache.ops)] {
+        if !scopes.is_empty() {
+            out.push('\n');
+            out.push_str(&scope_table(name, scopes));
+        }
+    }
+    out
+}
+
+/// One row per host (or op): what it holds in the cache and how often the
+/// cache answered for it.
+fn scope_table(name: &'static str, scopes: &[CacheScope]) -> String {
+    let mut table = Table::new(&[
+        (name, Align::Left),
+        ("ENTRIES", Align::Right),
+        ("BYTES", Align::Right),
+        ("HITS", Align::Right),
+        ("MISSES", Align::Right),
+        ("HIT RATE", Align::Right),
+    ]);
+    for scope in scopes {
+        table.row([
+            scope.name.clone(),
+            scope.entries.to_string(),
+            human::bytes(scope.bytes),
+            scope.hits.to_string(),
+            scope.misses.to_string(),
+            human::percent(hit_rate(scope.hits, scope.misses)),
+        ]);
+    }
+    table.render()
+}
+
+/// `sshmcpctl cache clear [HOST]`: how many answers went.
+pub fn cache_cleared(dropped: u64, host: Option<&str>) -> String {
+    let dropped = human::count(dropped, "cached answer");
+    match host {
+        Some(host) => format!("dropped {dropped} of {host}\n"),
+        None => format!("dropped {dropped}\n"),
+    }
 }
 
 /// The resources section of `sshmcpctl stats`: memory against the cap,
@@ -213,7 +322,7 @@ fn address(host: &HostState) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sshmcp_proto::{ConnState, HostStats, ThreadInfo};
+    use sshmcp_proto::{ConnState, Count, HostStats, ThreadInfo};
 
     fn status_fixture() -> Status {
         Status {
@@ -291,7 +400,7 @@ health       healthy
     #[test]
     fn stats_show_every_host_and_human_latencies() {
         let stats = Stats {
-            cache: Default::default(),
+            cache: cache_fixture(),
             uptime_ms: 7_384_250,
             clients: 1,
             hosts: vec![
@@ -349,6 +458,8 @@ exec    1204       3  3.4ms  12.1ms  48.7ms  1.20s
 hosts     12       0  212µs   340µs   355µs  812µs
 warm       0       0      -       -       -      -
 
+cache  1204 entries, 12.3 MiB of 256.0 MiB; hit rate 86.0% (9120 hits, 1480 misses); 42 evictions
+
 memory     25.0 MiB RSS (peak 40.0 MiB) of 28.0 GiB cap, degraded above 25.2 GiB; 2.0 MiB reserved, 1 refused
 allocator  20.0 MiB committed (peak 36.0 MiB)
 cpu time   1.25s user, 300.0ms system
@@ -375,11 +486,143 @@ TID  THREAD      CPU  ALLOWED
         assert_eq!(
             super::stats(&stats),
             "uptime 4s, 0 clients connected\n\nno hosts configured\n\nno requests served yet\n\n\
+             cache  disabled\n\n\
              memory     0 B RSS (peak 0 B) of 0 B cap, degraded above 0 B; 0 B reserved, 0 refused\n\
              allocator  0 B committed (peak 0 B)\n\
              cpu time   0µs user, 0µs system\n\
              fds        0 open of 0\n\
              load       0.00 0.00 0.00\n"
+        );
+    }
+
+    fn scope(name: &str, counters: [u64; 4]) -> CacheScope {
+        let [entries, bytes, hits, misses] = counters;
+        CacheScope {
+            name: name.into(),
+            entries,
+            bytes,
+            hits,
+            misses,
+        }
+    }
+
+    fn cache_fixture() -> CacheStats {
+        CacheStats {
+            enabled: true,
+            entries: 1204,
+            bytes: 12_897_484,
+            max_bytes: 256 << 20,
+            max_entries: 10_000,
+            hits: 9120,
+            misses: 1480,
+            revalidations: 311,
+            evictions: 42,
+            invalidations: vec![
+                Count {
+                    name: "write_file".into(),
+                    count: 3,
+                },
+                Count {
+                    name: "exec".into(),
+                    count: 2,
+                },
+            ],
+            hosts: vec![
+                scope("web1", [1100, 12_000_000, 9000, 1300]),
+                scope("db.internal", [104, 897_484, 120, 180]),
+                scope("backup", [0; 4]),
+            ],
+            ops: vec![
+                scope("read_file", [600, 11_534_336, 5000, 400]),
+                scope("list_dir", [404, 1_363_148, 4000, 1000]),
+                scope("exec", [200, 0, 120, 80]),
+            ],
+        }
+    }
+
+    #[test]
+    fn cache_shows_counters_then_hosts_and_ops() {
+        assert_eq!(
+            cache(&cache_fixture()),
+            "\
+enabled        yes
+entries        1204 of 10000
+bytes          12.3 MiB of 256.0 MiB
+hits           9120
+misses         1480
+hit rate       86.0%
+revalidations  311
+evictions      42
+invalidations  write_file 3, exec 2
+
+HOST         ENTRIES      BYTES  HITS  MISSES  HIT RATE
+web1            1100   11.4 MiB  9000    1300     87.4%
+db.internal      104  876.4 KiB   120     180     40.0%
+backup             0        0 B     0       0         -
+
+OP         ENTRIES     BYTES  HITS  MISSES  HIT RATE
+read_file      600  11.0 MiB  5000     400     92.6%
+list_dir       404   1.3 MiB  4000    1000     80.0%
+exec           200       0 B   120      80     60.0%
+"
+        );
+    }
+
+    #[test]
+    fn an_unused_cache_has_no_hit_rate_and_says_nothing_is_cached() {
+        let empty = CacheStats {
+            enabled: true,
+            max_bytes: 256 << 20,
+            max_entries: 10_000,
+            ..CacheStats::default()
+        };
+        assert_eq!(
+            cache(&empty),
+            "\
+enabled        yes
+entries        0 of 10000
+bytes          0 B of 256.0 MiB
+hits           0
+misses         0
+hit rate       -
+revalidations  0
+evictions      0
+invalidations  none
+
+nothing cached yet
+"
+        );
+        let text = cache(&CacheStats::default());
+        assert!(text.starts_with("enabled        no\n"), "{text}");
+        assert!(text.ends_with("invalidations  none\n"), "{text}");
+    }
+
+    #[test]
+    fn stats_of_an_unused_cache_have_no_hit_rate() {
+        let empty = CacheStats {
+            enabled: true,
+            entries: 1,
+            bytes: 512,
+            max_bytes: 1 << 30,
+            evictions: 1,
+            ..CacheStats::default()
+        };
+        assert_eq!(
+            cache_line(&empty),
+            "1 entry, 512 B of 1.0 GiB; hit rate - (0 hits, 0 misses); 1 eviction"
+        );
+    }
+
+    #[test]
+    fn cache_clear_says_how_many_answers_went_and_whose() {
+        assert_eq!(cache_cleared(12, None), "dropped 12 cached answers\n");
+        assert_eq!(
+            cache_cleared(1, Some("web1")),
+            "dropped 1 cached answer of web1\n"
+        );
+        assert_eq!(
+            cache_cleared(0, Some("db")),
+            "dropped 0 cached answers of db\n"
         );
     }
 

@@ -1,20 +1,21 @@
 //! `sshmcpctl top`: the daemon's stats redrawn in place at an interval,
-//! with request rates computed between two samples.
+//! with request rates and the cache's hit rate computed between two samples.
 
-use sshmcp_proto::Stats;
+use sshmcp_proto::{CacheStats, Stats};
 
-use crate::human;
 use crate::table::{Align, Table};
+use crate::{human, render};
 
 /// Clear the screen and put the cursor home (ANSI).
 pub const CLEAR: &str = "\x1b[H\x1b[2J";
 
-/// One screen: the header, hosts, ops with their rate since `previous`
-/// (taken `seconds` earlier), and memory.
+/// One screen: the header with memory and the cache (its hit rate since
+/// `previous`), hosts, and ops with their rate since `previous` (taken
+/// `seconds` earlier).
 pub fn frame(previous: Option<&Stats>, current: &Stats, seconds: f64) -> String {
     let r = &current.resources;
     let mut out = format!(
-        "sshmcpd  up {}  {}  memory {} of {} (peak {})  fds {}/{}\n\n",
+        "sshmcpd  up {}  {}  memory {} of {} (peak {})  fds {}/{}\n{}\n\n",
         human::uptime(current.uptime_ms),
         human::count(current.clients.into(), "client"),
         human::bytes(r.rss_bytes),
@@ -22,6 +23,7 @@ pub fn frame(previous: Option<&Stats>, current: &Stats, seconds: f64) -> String 
         human::bytes(r.peak_rss_bytes),
         r.open_fds,
         r.max_fds,
+        cache_line(previous.map(|p| &p.cache), &current.cache),
     );
     let mut hosts = Table::new(&[
         ("HOST", Align::Left),
@@ -85,6 +87,27 @@ pub fn frame(previous: Option<&Stats>, current: &Stats, seconds: f64) -> String 
     out
 }
 
+/// `cache  hit rate 80.0%  1204 entries  12.3 MiB of 256.0 MiB`, the hit
+/// rate counting only the lookups since `previous` (`-` without one, or
+/// when there were none).
+fn cache_line(previous: Option<&CacheStats>, current: &CacheStats) -> String {
+    if !current.enabled {
+        return "cache  disabled".to_string();
+    }
+    let rate = previous.and_then(|p| {
+        render::hit_rate(
+            current.hits.saturating_sub(p.hits),
+            current.misses.saturating_sub(p.misses),
+        )
+    });
+    format!(
+        "cache  hit rate {}  {}  {}",
+        human::percent(rate),
+        human::count(current.entries, "entry"),
+        render::budget(current),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +115,15 @@ mod tests {
 
     fn stats(count: u64) -> Stats {
         Stats {
-            cache: Default::default(),
+            cache: CacheStats {
+                enabled: true,
+                entries: 1204,
+                bytes: 12_897_484,
+                max_bytes: 256 << 20,
+                hits: count * 3,
+                misses: count,
+                ..CacheStats::default()
+            },
             uptime_ms: 61_000,
             clients: 2,
             hosts: vec![],
@@ -134,6 +165,35 @@ mod tests {
             exec_line(&frame(None, &stats(7), 0.0))[..3],
             ["exec", "-", "7"]
         );
+    }
+
+    #[test]
+    fn the_cache_hit_rate_counts_the_last_interval_only() {
+        let mut before = stats(100);
+        before.cache.hits = 0;
+        let text = frame(Some(&before), &stats(150), 2.0);
+        // 450 hits, 50 misses since `before`; 75% since the start.
+        assert_eq!(
+            text.lines().nth(1),
+            Some("cache  hit rate 90.0%  1204 entries  12.3 MiB of 256.0 MiB"),
+            "{text}"
+        );
+        assert_eq!(text.lines().nth(2), Some(""), "{text}");
+    }
+
+    #[test]
+    fn the_cache_has_no_hit_rate_without_lookups_or_when_off() {
+        let first = frame(None, &stats(7), 0.0);
+        assert!(
+            first.contains("\ncache  hit rate -  1204 entries"),
+            "{first}"
+        );
+        let idle = frame(Some(&stats(7)), &stats(7), 2.0);
+        assert!(idle.contains("\ncache  hit rate -  1204 entries"), "{idle}");
+        let mut off = stats(7);
+        off.cache = CacheStats::default();
+        let off = frame(None, &off, 0.0);
+        assert!(off.contains("fds 12/1024\ncache  disabled\n\n"), "{off}");
     }
 
     fn exec_line(text: &str) -> Vec<&str> {

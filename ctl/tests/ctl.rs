@@ -249,3 +249,38 @@ fn warming_an_unknown_host_fails_with_host_unknown() {
     assert!(stderr.contains("host_unknown"), "{stderr}");
     assert!(stderr.contains("nosuchhost"), "{stderr}");
 }
+
+#[test]
+#[ignore = "sshmcpd does not answer `cache` and `cache_clear` yet"]
+fn cache_shows_its_counters_and_cache_clear_says_what_it_dropped() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let text = ctl_ok(&daemon, &["cache"]);
+    assert_eq!(field(&text, "enabled"), "yes", "{text}");
+    assert_eq!(
+        field(&text, "entries").split(' ').next(),
+        Some("0"),
+        "{text}"
+    );
+    let cache = ctl_json(&daemon, &["cache"]);
+    assert_eq!(cache["enabled"], true, "{cache}");
+    assert_eq!(cache["hits"], 0, "{cache}");
+
+    assert_eq!(
+        ctl_ok(&daemon, &["cache", "clear"]),
+        "dropped 0 cached answers\n"
+    );
+    assert_eq!(
+        ctl_ok(&daemon, &["cache", "clear", "host1"]),
+        "dropped 0 cached answers of host1\n"
+    );
+    assert_eq!(
+        ctl_json(&daemon, &["cache", "clear", "host1"]),
+        json!({ "dropped": 0 })
+    );
+
+    let stats = ctl_ok(&daemon, &["stats"]);
+    assert!(field(&stats, "cache").starts_with("0 entries, "), "{stats}");
+    let stats = ctl_json(&daemon, &["stats"]);
+    assert_eq!(stats["cache"]["enabled"], true, "{stats}");
+}

@@ -6,6 +6,7 @@
 //! silently ignored is worse than a daemon that refuses to start.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -354,6 +355,35 @@ pub struct MetricsSection {
     pub allow_remote: bool,
 }
 
+impl MetricsSection {
+    /// The address `/metrics` is served on, if any (validated at load).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen.as_deref().and_then(|l| l.parse().ok())
+    }
+
+    /// `listen` must be an IP address and port, and a loopback one unless
+    /// `allow_remote` is set: `/metrics` has no authentication.
+    fn validate(&self) -> Result<(), String> {
+        let Some(listen) = &self.listen else {
+            return Ok(());
+        };
+        let addr: SocketAddr = listen.parse().map_err(|_| {
+            format!(
+                "metrics.listen = \"{listen}\" is not an IP address and port; write e.g. \
+                 \"127.0.0.1:9464\" or \"[::1]:9464\", or remove the key to turn /metrics off"
+            )
+        })?;
+        if !addr.ip().is_loopback() && !self.allow_remote {
+            return Err(format!(
+                "metrics.listen = \"{listen}\" is reachable from other machines and /metrics has \
+                 no authentication; listen on a loopback address such as \"127.0.0.1:9464\", or \
+                 set metrics.allow_remote = true to serve it there anyway"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[policy]`: what clients may ask the daemon to do on this machine.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -473,6 +503,7 @@ impl Config {
                 return Err(format!("pool.hosts.{alias}: limits must be at least 1"));
             }
         }
+        self.metrics.validate()?;
         Ok(())
     }
 
@@ -604,5 +635,28 @@ mod tests {
     fn per_host_overrides_parse() {
         let config = Config::parse("[pool.hosts.web1]\nsessions_per_connection = 4\n").unwrap();
         assert_eq!(config.pool.hosts["web1"].sessions_per_connection, Some(4));
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_unless_remote_is_allowed() {
+        let metrics =
+            |text: &str| Config::parse(&format!("[metrics]\n{text}\n")).map(|c| c.metrics);
+        let local = metrics("listen = \"127.0.0.1:9464\"").unwrap();
+        assert_eq!(local.listen_addr(), Some(([127, 0, 0, 1], 9464).into()));
+        assert!(metrics("listen = \"[::1]:9464\"").is_ok());
+        assert_eq!(
+            Config::default().metrics.listen_addr(),
+            None,
+            "off by default"
+        );
+
+        let err = metrics("listen = \"0.0.0.0:9464\"").unwrap_err();
+        assert!(err.contains("metrics.listen = \"0.0.0.0:9464\""), "{err}");
+        assert!(err.contains("metrics.allow_remote = true"), "{err}");
+        assert!(metrics("listen = \"0.0.0.0:9464\"\nallow_remote = true").is_ok());
+
+        let err = metrics("listen = \"localhost:9464\"").unwrap_err();
+        assert!(err.contains("not an IP address and port"), "{err}");
+        assert!(metrics("listen = \"127.0.0.1\"").is_err(), "no port");
     }
 }

@@ -182,6 +182,7 @@ async fn serve_client(
         pid: peer.and_then(|p| p.pid()),
         binary: clean_name(&hello.client.binary),
         mcp_client: hello.client.mcp_client.as_deref().map(clean_name),
+        rate: crate::rate::ClientRate::new(&daemon.config().limits).map(Arc::new),
     });
     tracing::debug!(caller = ?caller, admin_only, "client connected");
 

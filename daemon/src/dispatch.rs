@@ -1,10 +1,16 @@
-//! The one place every request passes through: limits, metrics and the
-//! request log wrap each op alike, so ops stay plain.
+//! The one place every request passes through: validation, rate and
+//! concurrency limits, the response cache, memory admission, metrics and
+//! the request log wrap each op alike, so ops stay plain. A batch is its
+//! calls, each passing through here as if sent alone.
 
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use sshmcp_proto::{Error, ErrorKind, Reply, Request, Response};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use sshmcp_proto::{BatchRequest, Error, ErrorKind, Reply, Request, Response};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -30,16 +36,35 @@ pub async fn dispatch(
     let elapsed = started.elapsed();
     metrics::histogram!(names::OP_DURATION_US, "op" => op, "host" => host.clone())
         .record(elapsed.as_micros() as f64);
+    metrics::histogram!(names::REQUEST_DURATION, "op" => op, "host" => host.clone())
+        .record(elapsed.as_secs_f64());
+    metrics::counter!(names::REQUESTS, "op" => op, "host" => host.clone()).increment(1);
     match &reply {
-        Ok(_) => {
-            tracing::debug!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, "ok")
+        Ok(response) => {
+            let cached = matches!(response, Response::Cached(_));
+            tracing::debug!(op, host, us = elapsed.as_micros() as u64, cached, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, "ok")
         }
         Err(error) => {
+            let kind = error.kind.as_str();
             metrics::counter!(names::OP_ERRORS, "op" => op, "host" => host.clone()).increment(1);
-            tracing::info!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, kind = error.kind.as_str(), "failed");
+            metrics::counter!(names::REQUEST_ERRORS, "op" => op, "host" => host.clone(), "kind" => kind)
+                .increment(1);
+            tracing::info!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, kind, "failed");
         }
     }
     reply
+}
+
+/// [`dispatch`] for a call inside a batch (boxed: a batch dispatches).
+fn dispatch_call<'a>(
+    daemon: &'a Daemon,
+    caller: &'a Caller,
+    id: u64,
+    request: Request,
+    cancel: &'a CancellationToken,
+    progress: &'a Reporter,
+) -> Pin<Box<dyn Future<Output = Reply> + Send + 'a>> {
+    Box::pin(dispatch(daemon, caller, id, request, cancel, progress))
 }
 
 /// Check the request, resolve its host, take the limits' slots and run it.
@@ -52,11 +77,21 @@ async fn admit(
     progress: &Reporter,
     started: Instant,
 ) -> Reply {
-    request.validate(daemon.config().daemon.max_frame)?;
+    let max_frame = daemon.config().daemon.max_frame;
+    request.validate(max_frame)?;
+    let request = match request {
+        Request::Batch(calls) => {
+            return batch(daemon, caller, id, calls, cancel, progress, max_frame).await;
+        }
+        request => request,
+    };
     let host = match request.host() {
         Some(alias) => Some(daemon.pool.host(alias)?),
         None => None,
     };
+    if !request.is_admin() {
+        rate_limits(daemon, caller, host.as_deref())?;
+    }
     let ctx = ops::Context {
         daemon,
         id,
@@ -71,6 +106,19 @@ async fn admit(
     if request.is_admin() {
         return run(&ctx, request).await;
     }
+    // The cache answers what it can before the request queues for a slot.
+    let hold_back = daemon.memory.is_degraded();
+    let cache = daemon.cache.clone();
+    cache
+        .around(ctx.host.as_ref(), hold_back, request, |request| {
+            limited(&ctx, request, started)
+        })
+        .await
+}
+
+/// Take the concurrency limits' slots and run the request.
+async fn limited(ctx: &ops::Context<'_>, request: Request, started: Instant) -> Reply {
+    let daemon = ctx.daemon;
     // One queue deadline for the whole request: the daemon's limit, the
     // host's limit and the pool's first free slot share it, so a request
     // never waits more than queue_timeout_ms in all.
@@ -112,7 +160,9 @@ async fn run(ctx: &ops::Context<'_>, request: Request) -> Reply {
 async fn match_op(ctx: &ops::Context<'_>, request: Request) -> Reply {
     match request {
         Request::Status => op(ctx, ops::Status).await.map(Response::Status),
-        Request::Stats => op(ctx, ops::Stats).await.map(Response::Stats),
+        Request::Stats => op(ctx, ops::Stats)
+            .await
+            .map(|stats| Response::Stats(Box::new(stats))),
         Request::Hosts => op(ctx, ops::Hosts).await.map(Response::Hosts),
         Request::Reload => op(ctx, ops::Reload).await.map(Response::Reloaded),
         Request::Warm { .. } => op(ctx, ops::Warm).await.map(|()| Response::Ok),
@@ -127,9 +177,16 @@ async fn match_op(ctx: &ops::Context<'_>, request: Request) -> Reply {
         Request::Rename(req) => op(ctx, req).await.map(|()| Response::Ok),
         Request::Transfer(req) => op(ctx, req).await.map(Response::Transfer),
         Request::Sync(req) => op(ctx, req).await.map(Response::Sync),
-        Request::Batch(_) | Request::Cache | Request::CacheClear { .. } => {
-            Err(Error::bad_request("not built yet"))
+        Request::Cache => Ok(Response::Cache(ctx.daemon.cache.stats())),
+        Request::CacheClear { host } => {
+            if let Some(alias) = &host {
+                ctx.daemon.pool.host(alias)?;
+            }
+            Ok(Response::CacheCleared(
+                ctx.daemon.cache.clear(host.as_deref(), "clear"),
+            ))
         }
+        Request::Batch(_) => Err(Error::internal("a batch reached the op match")),
     }
 }
 
@@ -141,6 +198,99 @@ async fn op<O: Op>(ctx: &ops::Context<'_>, op: O) -> Result<O::Output, Error> {
         bytes => Some(ctx.daemon.memory.admit(bytes)?),
     };
     op.run(ctx).await
+}
+
+/// The requests-per-second buckets of the caller and of the host.
+fn rate_limits(
+    daemon: &Daemon,
+    caller: &Caller,
+    host: Option<&crate::pool::Host>,
+) -> Result<(), Error> {
+    let limits = &daemon.config().limits;
+    if let Some(rate) = &caller.rate {
+        rate.check(limits.client_rps).inspect_err(|_| {
+            metrics::counter!(names::RATE_LIMITED, "scope" => "client").increment(1);
+        })?;
+    }
+    if let (Some(rates), Some(host)) = (&daemon.host_rates, host) {
+        rates
+            .check(&host.resolved.alias, limits.host_rps)
+            .inspect_err(|_| {
+                metrics::counter!(names::RATE_LIMITED, "scope" => "host").increment(1);
+            })?;
+    }
+    Ok(())
+}
+
+/// Run a batch's calls, up to its concurrency at once, each as if sent
+/// alone; answer their outcomes in call order. One progress stream counts
+/// the calls done. A reply too large for one frame has its largest
+/// results replaced by errors that say to call them alone.
+async fn batch(
+    daemon: &Daemon,
+    caller: &Caller,
+    id: u64,
+    batch: BatchRequest,
+    cancel: &CancellationToken,
+    progress: &Reporter,
+    max_frame: usize,
+) -> Reply {
+    let total = batch.calls.len();
+    let concurrency = batch
+        .concurrency
+        .unwrap_or(BatchRequest::DEFAULT_CONCURRENCY)
+        .max(1) as usize;
+    let quiet = Reporter::silent();
+    let mut results: Vec<Option<Reply>> = vec![None; total];
+    let mut pending = batch.calls.into_iter().enumerate();
+    let mut running = FuturesUnordered::new();
+    let (mut done, mut failed) = (0u64, false);
+    loop {
+        while running.len() < concurrency && !(batch.stop_on_error && failed) {
+            let Some((i, call)) = pending.next() else {
+                break;
+            };
+            let call = dispatch_call(daemon, caller, id, call, cancel, &quiet);
+            running.push(async move { (i, call.await) });
+        }
+        let Some((i, reply)) = running.next().await else {
+            break;
+        };
+        failed |= reply.is_err();
+        results[i] = Some(reply);
+        done += 1;
+        progress.report(done, Some(total as u64), || {
+            format!("{done} of {total} calls done")
+        });
+    }
+    fit_one_frame(&mut results, max_frame);
+    Ok(Response::Batch(results))
+}
+
+/// Replace the largest results with errors until the batch's reply fits
+/// in one frame.
+fn fit_one_frame(results: &mut [Option<Reply>], max_frame: usize) {
+    let budget = max_frame.saturating_sub(sshmcp_proto::REPLY_HEADROOM);
+    let mut sizes: Vec<(usize, usize)> = results
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (sshmcp_proto::encode(r).map_or(0, |b| b.len()), i))
+        .collect();
+    let mut total: usize = sizes.iter().map(|(n, _)| n).sum();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    for (size, i) in sizes {
+        if total <= budget {
+            break;
+        }
+        results[i] = Some(Err(Error::new(
+            ErrorKind::Overloaded,
+            format!(
+                "this call's result ({size} bytes) did not fit in the batch's reply beside the \
+                 others; make this call on its own"
+            ),
+        )));
+        total -= size;
+    }
 }
 
 async fn acquire<'a>(

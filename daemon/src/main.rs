@@ -8,11 +8,14 @@ mod config;
 mod connection;
 mod dispatch;
 mod files;
+mod health;
 mod hosts;
 mod memory;
+mod metrics_http;
 mod ops;
 mod pool;
 mod progress;
+mod rate;
 mod reload;
 mod resources;
 mod runtime;
@@ -33,7 +36,7 @@ use memory::Memory;
 use pool::{HostPool, PoolSettings};
 use reload::Loaded;
 use state::Daemon;
-use stats::{Recorder, Registry};
+use stats::Registry;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -111,12 +114,16 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
 
     let registry = Arc::new(Registry::default());
-    metrics::set_global_recorder(Recorder(registry.clone()))
-        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    let metrics_addr = config.metrics.listen_addr();
+    let scrape = stats::install(registry.clone(), metrics_addr.is_some())?;
     let memory = Memory::new(config.daemon.memory_limit.0);
 
     runtime.block_on(async move {
         let mut signals = Signals::install()?;
+        let metrics_listener = match metrics_addr {
+            Some(addr) => Some(metrics_http::bind(addr).await?),
+            None => None,
+        };
         // A socket systemd passed is systemd's to remove; one we bind is ours.
         let (listener, socket, owned) = match inherited {
             Some(std_listener) => {
@@ -157,6 +164,10 @@ fn run(args: Args) -> Result<(), String> {
         daemon.spawn_warmup(warm);
         spawn_reaper(&daemon);
         tokio::spawn(memory.watch(daemon.shutdown.clone()));
+        health::spawn_sampler(&daemon);
+        if let (Some(listener), Some(handle)) = (metrics_listener, scrape) {
+            tokio::spawn(metrics_http::serve(daemon.clone(), listener, handle));
+        }
         let accept = tokio::spawn(server::accept_loop(daemon.clone(), listener));
         systemd::ready(&daemon);
         systemd::spawn_heartbeat(&daemon);
@@ -202,7 +213,12 @@ fn spawn_reaper(daemon: &Arc<Daemon>) {
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
-                _ = tick.tick() => daemon.pool.reap_idle(),
+                _ = tick.tick() => {
+                    daemon.pool.reap_idle();
+                    if let Some(rates) = &daemon.host_rates {
+                        rates.tidy();
+                    }
+                }
                 () = daemon.shutdown.cancelled() => break,
             }
         }

@@ -195,6 +195,20 @@ impl Memory {
             .push((name, shed));
     }
 
+    /// Memory is above the high watermark and not yet back under the low.
+    pub fn is_degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    /// Register `shed` to run before the shedders already registered: what
+    /// is cheapest to lose (the response cache) goes first.
+    pub fn register_shedder_first(&self, name: &'static str, shed: Shedder) {
+        self.shedders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(0, (name, shed));
+    }
+
     /// Why the daemon is degraded on memory's account, if it is.
     pub fn degraded_reason(&self) -> Option<String> {
         self.degraded.load(Ordering::Acquire).then(|| {

@@ -29,6 +29,15 @@ impl Reporter {
         }
     }
 
+    /// A reporter that sends nothing (a batch's calls: the batch reports
+    /// for them all).
+    pub fn silent() -> Self {
+        Reporter {
+            sink: None,
+            last: Mutex::new(None),
+        }
+    }
+
     /// Report `done` of `total` units, at most every [`MIN_INTERVAL`].
     pub fn report(&self, done: u64, total: Option<u64>, message: impl FnOnce() -> String) {
         let Some((id, outgoing)) = &self.sink else {

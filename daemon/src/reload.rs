@@ -98,8 +98,15 @@ fn apply(daemon: &Daemon) -> Result<String, String> {
         .cloned()
         .collect();
     daemon.pool.set_hosts(&table);
+    // Answers of a host that is gone or now means another machine or
+    // login are not served again.
+    for alias in changed.iter().chain(&removed) {
+        daemon.cache.clear(Some(alias), "reload");
+    }
+    daemon.cache.configure(&new.cache, daemon.memory.limit());
 
     let mut effective = (*old).clone();
+    effective.cache = new.cache.clone();
     effective.ssh.config = new.ssh.config.clone();
     effective.pool.warm = new.pool.warm.clone();
     effective.limits.queue_timeout_ms = new.limits.queue_timeout_ms;
@@ -152,6 +159,9 @@ fn fixed_until_restart(in_force: &Config, wanted: &Config) -> Vec<&'static str> 
     }
     if in_force.limits != wanted.limits {
         sections.push("[limits]");
+    }
+    if in_force.metrics != wanted.metrics {
+        sections.push("[metrics]");
     }
     sections
 }

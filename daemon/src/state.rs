@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::files::policy::LocalPolicy;
 use crate::memory::Memory;
 use crate::pool::HostPool;
+use crate::rate::HostRates;
 use crate::stats::Registry;
 
 /// Connections kept beyond `[daemon] max_clients` for `sshmcpctl`, so an
@@ -80,7 +81,9 @@ pub struct Daemon {
     pub registry: Arc<Registry>,
     pub memory: Arc<Memory>,
     /// Answers kept for reads that can be served again.
-    pub cache: Cache,
+    pub cache: Arc<Cache>,
+    /// Per-host requests-per-second buckets, when `[limits] host_rps` is set.
+    pub host_rates: Option<HostRates>,
     pub started: Instant,
     /// Client connections open now, each holding a slot.
     pub clients: ClientSlots,
@@ -106,6 +109,10 @@ impl Daemon {
         registry: Arc<Registry>,
         memory: Arc<Memory>,
     ) -> Arc<Daemon> {
+        let cache = Arc::new(Cache::new(&config.cache, memory.limit()));
+        let host_rates = HostRates::new(&config.limits);
+        let shed = cache.clone();
+        memory.register_shedder_first("response cache", Box::new(move || shed.shed()));
         Arc::new_cyclic(|me| Daemon {
             me: me.clone(),
             inflight: Semaphore::new(config.limits.max_inflight as usize),
@@ -116,7 +123,8 @@ impl Daemon {
             pool,
             registry,
             memory,
-            cache: Cache::default(),
+            cache,
+            host_rates,
             started: Instant::now(),
             warming: AtomicU32::new(0),
             shutdown: CancellationToken::new(),

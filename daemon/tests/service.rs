@@ -71,7 +71,7 @@ async fn hosts(client: &sshmcp_proto::client::DaemonClient) -> Vec<HostState> {
 
 async fn stats(client: &sshmcp_proto::client::DaemonClient) -> Stats {
     match request(client, Request::Stats).await {
-        Ok(Response::Stats(stats)) => stats,
+        Ok(Response::Stats(stats)) => *stats,
         other => panic!("stats failed: {other:?}"),
     }
 }

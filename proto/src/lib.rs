@@ -33,8 +33,8 @@
 
 use serde::{Deserialize, Serialize};
 
-#[cfg(feature = "client")]
 mod cache;
+#[cfg(feature = "client")]
 pub mod client;
 mod codec;
 mod error;
@@ -361,8 +361,9 @@ impl Request {
 pub enum Response {
     /// The daemon's version, pid, uptime, socket and health (answers `Status`).
     Status(Status),
-    /// Pool counters, op latencies and resource use (answers `Stats`).
-    Stats(Stats),
+    /// Pool counters, op latencies, the cache and resource use (answers
+    /// `Stats`).
+    Stats(Box<Stats>),
     /// The ssh config in use and every host in it with its pool state, in
     /// config order (answers `Hosts`).
     Hosts(HostList),

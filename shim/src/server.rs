@@ -74,6 +74,16 @@ impl SshMcp {
         }
     }
 
+    /// Whether tool `name` is offered: it exists and `--tools` takes it in.
+    pub(crate) fn offers(&self, name: &str) -> bool {
+        self.tool_router.has_route(name)
+    }
+
+    /// The `--tools` the shim was started with, if any.
+    pub(crate) fn selection(&self) -> Option<&str> {
+        self.selection.as_deref()
+    }
+
     /// Why there is no tool `name` to call: it does not exist, or `--tools`
     /// left it out. Either way the message lists what can be called.
     fn no_such_tool(&self, name: &str) -> ErrorData {

@@ -1,14 +1,842 @@
-//! The response cache (being built).
+//! The response cache: answers `stat`, `list_dir`, `read_file` (and `exec`
+//! calls that opt in with `cache_secs`) from memory when that is safe, and
+//! forgets what a change made through the daemon touched.
+//!
+//! It wraps ops in the dispatcher ([`Cache::around`]); no op knows of it.
+//!
+//! **Never stale after a change made through sshmcp.** Every change
+//! (`write_file`, `mkdir`, `remove`, `rename`, upload `transfer` and
+//! `sync`) drops, once it has run, each of the host's entries whose path is
+//! the changed path, above it or below it, compared both as written and as
+//! the server resolves it (`realpath`, asked while the op runs), so a
+//! home-relative spelling or a symlinked directory cannot hide an entry;
+//! it drops every cached `exec` of the host too. An `exec` without
+//! `cache_secs` may change anything, so it moves the host's epoch: older
+//! `read_file` entries are confirmed with a `stat` before they are served
+//! again, and older `stat`, `list_dir` and `exec` entries are fetched anew.
+//! A fetch that was in flight while a change landed does not store its
+//! answer (the host's generation moved under it). A change whose op was
+//! abandoned half way moves the epoch as well.
+//!
+//! **Changes made elsewhere** show within the TTLs: `stat` and `list_dir`
+//! answers live `[cache] stat_ttl_secs` / `list_dir_ttl_secs`; a
+//! `read_file` answer older than `read_file_fresh_ms` is confirmed with a
+//! `stat` (size and mtime) first. SFTP mtimes have 1-second resolution, so
+//! a file whose mtime was within two seconds of the read could change again
+//! without its mtime moving: such a "racy" answer is read anew instead.
+//!
+//! **Bounded.** Entries weigh their bytes, and at least `max_bytes /
+//! max_entries`, so both bounds hold with one weight; the store
+//! (`quick_cache`, S3-FIFO) evicts past them. Under memory pressure the
+//! cache is the first thing shed, and stores nothing until memory is back.
+//! Concurrent identical misses make one remote call: the others wait for
+//! its answer.
 
-use sshmcp_proto::CacheStats;
+mod key;
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use quick_cache::Lifecycle;
+use quick_cache::sync::Cache as Store;
+use sshmcp_proto::{
+    CacheScope, CacheStats, Cached, Count, ErrorKind, FileKind, Reply, Request, Response,
+};
+
+use crate::config::CacheSection;
+use crate::pool::Host;
+use crate::pool::sftp::SESSION_WAIT;
+
+pub use key::Kind;
+use key::{Class, Key};
+
+/// Bytes an entry costs beyond its answer and key (the entry, the store's
+/// slot, the answer's own fields).
+const ENTRY_OVERHEAD: u64 = 256;
+
+/// A `read_file` answer whose file changed this close to the read (in
+/// seconds) could change again without its mtime moving.
+const RACY_SECS: u64 = 2;
+
+/// How long a miss waits for a `stat` or `realpath` it asks on the side.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type EntryStore = Store<Key, Arc<Entry>, Weight, RandomState, Evictions>;
 
 /// The daemon's response cache.
+pub struct Cache {
+    store: RwLock<Arc<EntryStore>>,
+    settings: RwLock<Settings>,
+    hosts: Mutex<HashMap<Arc<str>, Arc<HostCache>>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    revalidations: AtomicU64,
+    evictions: Arc<AtomicU64>,
+    invalidations: Mutex<BTreeMap<&'static str, u64>>,
+    clock: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    enabled: bool,
+    /// Store nothing new (memory is high); set per request.
+    hold_back: bool,
+    max_bytes: u64,
+    max_entries: u64,
+    stat_ttl: Duration,
+    list_dir_ttl: Duration,
+    read_file_ttl: Duration,
+    read_file_fresh: Duration,
+    exec_max_ttl: Duration,
+}
+
+impl Settings {
+    fn from(section: &CacheSection, memory_limit: u64) -> Self {
+        Settings {
+            enabled: section.enabled,
+            hold_back: false,
+            max_bytes: section.max_bytes.0.min(memory_limit / 8),
+            max_entries: section.max_entries.max(1),
+            stat_ttl: Duration::from_secs(section.stat_ttl_secs),
+            list_dir_ttl: Duration::from_secs(section.list_dir_ttl_secs),
+            read_file_ttl: Duration::from_secs(section.read_file_ttl_secs),
+            read_file_fresh: Duration::from_millis(section.read_file_fresh_ms),
+            exec_max_ttl: Duration::from_secs(section.exec_max_ttl_secs),
+        }
+    }
+
+    fn ttl(&self, kind: Kind, asked: Option<u64>) -> Duration {
+        match kind {
+            Kind::Stat => self.stat_ttl,
+            Kind::ListDir => self.list_dir_ttl,
+            Kind::ReadFile => self.read_file_ttl,
+            Kind::Exec => Duration::from_secs(asked.unwrap_or(0)).min(self.exec_max_ttl),
+        }
+    }
+
+    /// The least weight an entry has, so `max_entries` holds through the
+    /// byte bound.
+    fn min_weight(&self) -> u64 {
+        (self.max_bytes / self.max_entries).max(1)
+    }
+
+    fn store(&self, evictions: Arc<AtomicU64>) -> EntryStore {
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(self.max_entries.min(1 << 20) as usize)
+            .weight_capacity(self.max_bytes.max(1))
+            .build()
+            .expect("cache options are valid");
+        Store::with_options(
+            options,
+            Weight {
+                min: self.min_weight(),
+            },
+            RandomState::new(),
+            Evictions(evictions),
+        )
+    }
+}
+
+/// An entry's weight: its bytes, at least `min`.
+#[derive(Clone)]
+struct Weight {
+    min: u64,
+}
+
+impl quick_cache::Weighter<Key, Arc<Entry>> for Weight {
+    fn weight(&self, _: &Key, entry: &Arc<Entry>) -> u64 {
+        entry.bytes.max(self.min)
+    }
+}
+
+/// Counts what the store evicts to make room.
+#[derive(Clone)]
+struct Evictions(Arc<AtomicU64>);
+
+impl Lifecycle<Key, Arc<Entry>> for Evictions {
+    type RequestState = ();
+
+    fn on_evict(&self, (): &mut (), _: Key, _: Arc<Entry>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One cached answer.
+struct Entry {
+    reply: Reply,
+    /// The path as the server resolved it (absolute), when it could.
+    resolved: Option<String>,
+    /// When the host gave the answer, on the cache's clock (ms).
+    fetched_ms: u64,
+    /// When the answer was last known good: fetched or confirmed (ms).
+    checked_ms: AtomicU64,
+    /// The host's epoch when the answer was last known good.
+    epoch: AtomicU64,
+    /// For `read_file`: the file's size and mtime when it was read, and
+    /// whether the mtime was too recent to trust.
+    file: Option<Signature>,
+    ttl: Duration,
+    bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Signature {
+    size: u64,
+    mtime: u64,
+    racy: bool,
+}
+
+/// What the cache keeps per host.
 #[derive(Default)]
-pub struct Cache {}
+struct HostCache {
+    /// Moves with every change; a fetch stores its answer only if it did
+    /// not move while the fetch ran.
+    generation: AtomicU64,
+    /// Moves when anything on the host may have changed (an `exec`).
+    epoch: AtomicU64,
+    /// Held to move `generation` and drop entries, and to store an answer:
+    /// a change and a store never interleave.
+    changing: Mutex<()>,
+    hits: [AtomicU64; 4],
+    misses: [AtomicU64; 4],
+}
+
+/// What to do with an entry found in the store.
+enum Verdict {
+    Serve,
+    Confirm,
+    Refetch,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache::new(&CacheSection::default(), u64::MAX)
+    }
+}
 
 impl Cache {
+    /// A cache configured by `[cache]`, its budget within `memory_limit`.
+    pub fn new(section: &CacheSection, memory_limit: u64) -> Self {
+        let settings = Settings::from(section, memory_limit);
+        let evictions = Arc::new(AtomicU64::new(0));
+        Cache {
+            store: RwLock::new(Arc::new(settings.store(evictions.clone()))),
+            settings: RwLock::new(settings),
+            hosts: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            revalidations: AtomicU64::new(0),
+            evictions,
+            invalidations: Mutex::new(BTreeMap::new()),
+            clock: Instant::now(),
+        }
+    }
+
+    /// Apply a reloaded `[cache]`: TTLs at once; a new size bound starts
+    /// an empty store.
+    pub fn configure(&self, section: &CacheSection, memory_limit: u64) {
+        let new = Settings::from(section, memory_limit);
+        let mut settings = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        if (new.max_bytes, new.max_entries, new.enabled)
+            != (settings.max_bytes, settings.max_entries, settings.enabled)
+        {
+            let dropped = self.current().len() as u64;
+            *self.store.write().unwrap_or_else(|p| p.into_inner()) =
+                Arc::new(new.store(self.evictions.clone()));
+            self.count_invalidations("reload", dropped);
+        }
+        *settings = new;
+    }
+
+    fn current(&self) -> Arc<EntryStore> {
+        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.elapsed().as_millis() as u64
+    }
+
+    fn host(&self, alias: &str) -> Arc<HostCache> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(host) = hosts.get(alias) {
+            return host.clone();
+        }
+        let host = Arc::new(HostCache::default());
+        hosts.insert(Arc::from(alias), host.clone());
+        host
+    }
+
+    /// Run `request` (on `host`, when it targets one) through `run`,
+    /// answering it from the cache when that is safe and dropping what it
+    /// changes. While `hold_back` (memory is high) nothing new is stored.
+    pub async fn around<F, Fut>(
+        &self,
+        host: Option<&Arc<Host>>,
+        hold_back: bool,
+        request: Request,
+        run: F,
+    ) -> Reply
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Reply>,
+    {
+        let mut settings = self.settings();
+        let Some(host) = host.filter(|_| settings.enabled) else {
+            return run(request).await;
+        };
+        settings.hold_back = hold_back;
+        match key::classify(&request) {
+            Class::Read { what, max_age_secs } => {
+                let key = Key {
+                    alias: Arc::from(host.resolved.alias.as_str()),
+                    identity: Arc::from(identity(host).as_str()),
+                    what,
+                };
+                self.read(host, &settings, key, max_age_secs, request, run)
+                    .await
+            }
+            Class::Change { reason, paths } => self.change(host, reason, paths, run(request)).await,
+            Class::ChangeAll { reason } => {
+                let moved = Moved::new(self, host, reason);
+                let reply = run(request).await;
+                moved.finish();
+                reply
+            }
+            Class::Other => run(request).await,
+        }
+    }
+
+    async fn read<F, Fut>(
+        &self,
+        host: &Arc<Host>,
+        settings: &Settings,
+        key: Key,
+        max_age_secs: Option<u64>,
+        request: Request,
+        run: F,
+    ) -> Reply
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Reply>,
+    {
+        let kind = key.what.kind();
+        let state = self.host(&key.alias);
+        let store = self.current();
+        if max_age_secs == Some(0) && kind != Kind::Exec {
+            // Straight to the host; what it says replaces the entry.
+            let guard = None;
+            return self
+                .fetch(
+                    host,
+                    settings,
+                    &state,
+                    &store,
+                    key,
+                    max_age_secs,
+                    guard,
+                    request,
+                    run,
+                )
+                .await;
+        }
+        loop {
+            match store.get_value_or_guard_async(&key).await {
+                Ok(entry) => match self.judge(settings, &state, &entry, kind, max_age_secs) {
+                    Verdict::Serve => return self.hit(&state, kind, &entry),
+                    Verdict::Confirm => {
+                        let epoch = state.epoch.load(Ordering::Acquire);
+                        if self.confirm(host, &key, &entry).await {
+                            entry.checked_ms.store(self.now_ms(), Ordering::Release);
+                            entry.epoch.fetch_max(epoch, Ordering::AcqRel);
+                            self.revalidations.fetch_add(1, Ordering::Relaxed);
+                            return self.hit(&state, kind, &entry);
+                        }
+                        store.remove_if(&key, |e| Arc::ptr_eq(e, &entry));
+                    }
+                    Verdict::Refetch => {
+                        store.remove_if(&key, |e| Arc::ptr_eq(e, &entry));
+                    }
+                },
+                Err(guard) => {
+                    return self
+                        .fetch(
+                            host,
+                            settings,
+                            &state,
+                            &store,
+                            key,
+                            max_age_secs,
+                            Some(guard),
+                            request,
+                            run,
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// A miss: ask the host (with whatever the entry needs asked on the
+    /// side), answer, and store the answer if nothing changed meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch<'s, F, Fut>(
+        &self,
+        host: &Arc<Host>,
+        settings: &Settings,
+        state: &HostCache,
+        store: &'s EntryStore,
+        key: Key,
+        max_age_secs: Option<u64>,
+        guard: Option<Guard<'s>>,
+        request: Request,
+        run: F,
+    ) -> Reply
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Reply>,
+    {
+        let kind = key.what.kind();
+        state.misses[kind.index()].fetch_add(1, Ordering::Relaxed);
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let generation = state.generation.load(Ordering::Acquire);
+        let epoch = state.epoch.load(Ordering::Acquire);
+        let fetched_ms = self.now_ms();
+        let (reply, resolved, file) = match key.what.path() {
+            None => (run(request).await, None, None),
+            Some(path) if kind == Kind::ReadFile => {
+                // The file's signature is taken before the read, so a change
+                // racing the read can only make the entry look older.
+                let (file, resolved) =
+                    tokio::join!(file_signature(host, path), resolve(host, path));
+                (run(request).await, resolved, file)
+            }
+            Some(path) => {
+                let (reply, resolved) = tokio::join!(run(request), resolve(host, path));
+                (reply, resolved, None)
+            }
+        };
+        // A missing path resolves through its directory, so a change made
+        // under another spelling of it still finds the entry.
+        let resolved = match (resolved, &reply, key.what.path()) {
+            (None, Err(e), Some(path)) if e.kind == ErrorKind::NotFound => {
+                resolve(host, &key::parent(path))
+                    .await
+                    .map(|dir| key::join(&dir, key::name(path)))
+            }
+            (resolved, _, _) => resolved,
+        };
+        if settings.hold_back || !Self::storable(&key, &reply, resolved.as_deref(), file) {
+            return reply;
+        }
+        let entry = Arc::new(Entry {
+            bytes: ENTRY_OVERHEAD + key.what.bytes() as u64 + reply_bytes(&reply),
+            reply: reply.clone(),
+            resolved,
+            fetched_ms,
+            checked_ms: AtomicU64::new(fetched_ms),
+            epoch: AtomicU64::new(epoch),
+            file: file.flatten(),
+            ttl: settings.ttl(kind, max_age_secs),
+        });
+        let _changing = state.changing.lock().unwrap_or_else(|p| p.into_inner());
+        if state.generation.load(Ordering::Acquire) == generation {
+            match guard {
+                Some(guard) => {
+                    let _ = guard.insert(entry);
+                }
+                None => store.insert(key, entry),
+            }
+        }
+        reply
+    }
+
+    /// Whether `reply` may be kept at all.
+    fn storable(
+        key: &Key,
+        reply: &Reply,
+        resolved: Option<&str>,
+        file: Option<Option<Signature>>,
+    ) -> bool {
+        if resolved.is_some_and(|r| !key::cacheable_path(r)) {
+            return false;
+        }
+        match reply {
+            Err(e) => e.kind == ErrorKind::NotFound && key.what.kind() != Kind::Exec,
+            // Devices, sockets and FIFOs change by themselves.
+            Ok(Response::Stat(stat)) => stat.kind != FileKind::Other,
+            Ok(Response::ReadFile(content)) => {
+                // Kept only with a signature that matches what was read.
+                matches!(file, Some(Some(sig)) if sig.size == content.size)
+            }
+            Ok(Response::Exec(out)) => out.signal.is_none(),
+            Ok(Response::ListDir(_)) => true,
+            Ok(_) => false,
+        }
+    }
+
+    fn judge(
+        &self,
+        settings: &Settings,
+        state: &HostCache,
+        entry: &Entry,
+        kind: Kind,
+        max_age_secs: Option<u64>,
+    ) -> Verdict {
+        let now = self.now_ms();
+        if now.saturating_sub(entry.fetched_ms) >= entry.ttl.as_millis() as u64 {
+            return Verdict::Refetch;
+        }
+        let age =
+            Duration::from_millis(now.saturating_sub(entry.checked_ms.load(Ordering::Acquire)));
+        let current = entry.epoch.load(Ordering::Acquire) >= state.epoch.load(Ordering::Acquire);
+        let young = match (kind, max_age_secs) {
+            (_, Some(secs)) => age <= Duration::from_secs(secs),
+            (Kind::ReadFile, None) => age <= settings.read_file_fresh,
+            (_, None) => true,
+        };
+        match (current && young, kind) {
+            (true, _) => Verdict::Serve,
+            (false, Kind::ReadFile) if entry.reply.is_ok() => match entry.file {
+                Some(sig) if !sig.racy => Verdict::Confirm,
+                _ => Verdict::Refetch,
+            },
+            (false, _) => Verdict::Refetch,
+        }
+    }
+
+    /// The file behind a `read_file` entry has the size and mtime it had
+    /// when it was read.
+    async fn confirm(&self, host: &Arc<Host>, key: &Key, entry: &Entry) -> bool {
+        let (Some(path), Some(sig)) = (key.what.path(), entry.file) else {
+            return false;
+        };
+        matches!(file_signature(host, path).await, Some(Some(now)) if now.size == sig.size && now.mtime == sig.mtime && !now.racy)
+    }
+
+    fn hit(&self, state: &HostCache, kind: Kind, entry: &Entry) -> Reply {
+        state.hits[kind.index()].fetch_add(1, Ordering::Relaxed);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        let age_ms = self
+            .now_ms()
+            .saturating_sub(entry.checked_ms.load(Ordering::Acquire));
+        entry.reply.clone().map(|response| {
+            Response::Cached(Cached {
+                age_ms,
+                response: Box::new(response),
+            })
+        })
+    }
+
+    /// Run a change to `paths` on `host`, then drop what it touched.
+    async fn change(
+        &self,
+        host: &Arc<Host>,
+        reason: &'static str,
+        paths: Vec<String>,
+        work: impl Future<Output = Reply>,
+    ) -> Reply {
+        let moved = Moved::new(self, host, reason);
+        // Where the server puts each path, asked while the change runs:
+        // the path itself (through a symlink), and its directory (which
+        // still resolves when the path is gone).
+        let resolving = futures_util::future::join_all(paths.iter().map(|path| async move {
+            let dir = key::parent(path);
+            let (itself, dir) = tokio::join!(resolve(host, path), resolve(host, &dir));
+            (itself, dir.map(|d| key::join(&d, key::name(path))))
+        }));
+        let (reply, resolved) = tokio::join!(work, resolving);
+        let mut scope = paths;
+        for (itself, via_dir) in resolved {
+            scope.extend(itself);
+            scope.extend(via_dir);
+        }
+        moved.forget(scope);
+        reply
+    }
+
+    /// Drop the host's entries related to any of `scope`, and every cached
+    /// exec of the host; returns how many went.
+    fn drop_related(&self, alias: &str, scope: &[String]) -> u64 {
+        let store = self.current();
+        let doomed: Vec<Key> = store
+            .iter()
+            .filter(|(key, entry)| {
+                &*key.alias == alias
+                    && match key.what.path() {
+                        None => true,
+                        Some(path) => scope.iter().any(|changed| {
+                            key::related(changed, path)
+                                || entry
+                                    .resolved
+                                    .as_deref()
+                                    .is_some_and(|r| key::related(changed, r))
+                        }),
+                    }
+            })
+            .map(|(key, _)| key)
+            .collect();
+        doomed
+            .iter()
+            .filter(|key| store.remove(*key).is_some())
+            .count() as u64
+    }
+
+    fn count_invalidations(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *self
+                .invalidations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(reason)
+                .or_default() += n;
+        }
+    }
+
+    /// Drop every entry, or one host's; returns how many went.
+    pub fn clear(&self, alias: Option<&str>, reason: &'static str) -> u64 {
+        let store = self.current();
+        let dropped = match alias {
+            None => {
+                let n = store.len() as u64;
+                store.clear();
+                n
+            }
+            Some(alias) => {
+                let doomed: Vec<Key> = store
+                    .iter()
+                    .filter(|(key, _)| &*key.alias == alias)
+                    .map(|(key, _)| key)
+                    .collect();
+                doomed.iter().filter(|k| store.remove(*k).is_some()).count() as u64
+            }
+        };
+        // Fetches in flight started before the clear: keep them out.
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, state) in hosts.iter() {
+            if alias.is_none_or(|a| a == &**name) {
+                let _changing = state.changing.lock().unwrap_or_else(|p| p.into_inner());
+                state.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        self.count_invalidations(reason, dropped);
+        dropped
+    }
+
+    /// Memory is high: drop everything (the dispatcher stores nothing new
+    /// until memory is back). Returns the bytes freed, roughly.
+    pub fn shed(&self) -> u64 {
+        let bytes = self.stats().bytes;
+        self.clear(None, "memory");
+        bytes
+    }
+
     /// Counters and contents, for `Cache`, `Stats` and `/metrics`.
     pub fn stats(&self) -> CacheStats {
-        CacheStats::default()
+        let settings = self.settings();
+        let store = self.current();
+        let mut hosts: BTreeMap<String, CacheScope> = BTreeMap::new();
+        let mut ops: BTreeMap<&'static str, CacheScope> = BTreeMap::new();
+        let mut entries = 0;
+        let mut bytes = 0;
+        for (key, entry) in store.iter() {
+            entries += 1;
+            bytes += entry.bytes;
+            for scope in [
+                hosts.entry(key.alias.to_string()).or_default(),
+                ops.entry(key.what.kind().name()).or_default(),
+            ] {
+                scope.entries += 1;
+                scope.bytes += entry.bytes;
+            }
+        }
+        for (alias, state) in self.hosts.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            for kind in Kind::ALL {
+                let hits = state.hits[kind.index()].load(Ordering::Relaxed);
+                let misses = state.misses[kind.index()].load(Ordering::Relaxed);
+                if hits + misses == 0 {
+                    continue;
+                }
+                for scope in [
+                    hosts.entry(alias.to_string()).or_default(),
+                    ops.entry(kind.name()).or_default(),
+                ] {
+                    scope.hits += hits;
+                    scope.misses += misses;
+                }
+            }
+        }
+        let named = |map: BTreeMap<String, CacheScope>| {
+            map.into_iter()
+                .map(|(name, scope)| CacheScope { name, ..scope })
+                .collect()
+        };
+        CacheStats {
+            enabled: settings.enabled,
+            entries,
+            bytes,
+            max_bytes: settings.max_bytes,
+            max_entries: settings.max_entries,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            revalidations: self.revalidations.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            invalidations: self
+                .invalidations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(name, count)| Count {
+                    name: name.to_string(),
+                    count: *count,
+                })
+                .collect(),
+            hosts: named(hosts),
+            ops: named(ops.into_iter().map(|(k, v)| (k.to_string(), v)).collect()),
+        }
     }
+}
+
+type Guard<'s> =
+    quick_cache::sync::PlaceholderGuard<'s, Key, Arc<Entry>, Weight, RandomState, Evictions>;
+
+/// A change in progress on a host. When it is finished the touched entries
+/// go; when it is abandoned half way (its future dropped), or when it could
+/// have touched anything, the host's epoch moves so every older entry is
+/// checked before it is served again.
+struct Moved<'c> {
+    cache: &'c Cache,
+    alias: &'c str,
+    state: Arc<HostCache>,
+    reason: &'static str,
+    done: bool,
+}
+
+impl<'c> Moved<'c> {
+    fn new(cache: &'c Cache, host: &'c Arc<Host>, reason: &'static str) -> Self {
+        let alias = host.resolved.alias.as_str();
+        Moved {
+            cache,
+            alias,
+            state: cache.host(alias),
+            reason,
+            done: false,
+        }
+    }
+
+    /// The change is over; drop the entries related to `scope`.
+    fn forget(mut self, scope: Vec<String>) {
+        self.done = true;
+        let _changing = self
+            .state
+            .changing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.state.generation.fetch_add(1, Ordering::AcqRel);
+        let dropped = self.cache.drop_related(self.alias, &scope);
+        self.cache.count_invalidations(self.reason, dropped);
+    }
+
+    /// The change is over and may have touched anything on the host.
+    fn finish(self) {
+        // Dropping moves the epoch.
+    }
+}
+
+impl Drop for Moved<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let _changing = self
+            .state
+            .changing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.state.generation.fetch_add(1, Ordering::AcqRel);
+        self.state.epoch.fetch_add(1, Ordering::AcqRel);
+        self.cache.count_invalidations(self.reason, 1);
+    }
+}
+
+/// `user@hostname:port`: whose answers these are.
+fn identity(host: &Host) -> String {
+    let r = &host.resolved;
+    format!("{}@{}:{}", r.user, r.hostname, r.port)
+}
+
+/// Bytes of the answer itself.
+fn reply_bytes(reply: &Reply) -> u64 {
+    let bytes = match reply {
+        Err(e) => e.message.len(),
+        Ok(Response::Stat(s)) => s.path.len() + s.link_target.as_ref().map_or(0, String::len) + 64,
+        Ok(Response::ListDir(l)) => {
+            l.path.len()
+                + l.entries
+                    .iter()
+                    .map(|e| e.path.len() + e.link_target.as_ref().map_or(0, String::len) + 64)
+                    .sum::<usize>()
+        }
+        Ok(Response::ReadFile(c)) => c.path.len() + c.data.len(),
+        Ok(Response::Exec(o)) => o.stdout.len() + o.stderr.len() + 64,
+        Ok(_) => 0,
+    };
+    bytes as u64
+}
+
+/// Where the server puts `path` (`realpath`), or `None` when it cannot
+/// say (the path is missing, the session failed).
+async fn resolve(host: &Arc<Host>, path: &str) -> Option<String> {
+    let probe = async {
+        let sftp = host.sftp(Instant::now() + SESSION_WAIT).await.ok()?;
+        let name = sftp.raw().realpath(path).await.ok()?;
+        name.files
+            .into_iter()
+            .next()
+            .map(|f| key::normalize(&f.filename))
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The size and mtime of the file at `path` (following symlinks):
+/// `Some(None)` when it has none to give (missing, not a file), `None`
+/// when the server could not be asked.
+async fn file_signature(host: &Arc<Host>, path: &str) -> Option<Option<Signature>> {
+    let probe = async {
+        let sftp = host.sftp(Instant::now() + SESSION_WAIT).await.ok()?;
+        Some(match sftp.raw().stat(path).await {
+            Ok(attrs) => match (attrs.attrs.size, attrs.attrs.mtime) {
+                (Some(size), Some(mtime)) => Some(Signature {
+                    size,
+                    mtime: u64::from(mtime),
+                    racy: u64::from(mtime) + RACY_SECS >= unix_now(),
+                }),
+                _ => None,
+            },
+            Err(_) => None,
+        })
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, probe)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

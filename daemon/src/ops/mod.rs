@@ -47,6 +47,8 @@ pub struct Caller {
     pub binary: String,
     /// The MCP client's name, when the caller is the shim.
     pub mcp_client: Option<String>,
+    /// The connection's requests-per-second bucket, when limited.
+    pub rate: Option<Arc<crate::rate::ClientRate>>,
 }
 
 /// What the dispatcher hands every op: who asked, how to stop, where

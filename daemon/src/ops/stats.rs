@@ -14,7 +14,7 @@ impl Op for Stats {
     async fn run(self, ctx: &Context<'_>) -> Result<sshmcp_proto::Stats, Error> {
         let daemon = ctx.daemon;
         Ok(sshmcp_proto::Stats {
-            cache: Default::default(),
+            cache: daemon.cache.stats(),
             uptime_ms: daemon.started.elapsed().as_millis() as u64,
             clients: daemon.clients.open(),
             hosts: daemon.pool.host_stats(),

@@ -1,4 +1,5 @@
-//! `status`: version, pid, uptime, socket and health, in one line's worth.
+//! `status`: version, pid, uptime, socket and health (see `crate::health`),
+//! in one line's worth.
 
 use sshmcp_proto::{Error, PROTO_VERSION};
 
@@ -22,7 +23,7 @@ impl Op for Status {
             clients: daemon.clients.open(),
             hosts: daemon.pool.aliases().len() as u32,
             connections: daemon.pool.connection_count(),
-            degraded: match daemon.degraded_reasons() {
+            degraded: match crate::health::reasons(daemon) {
                 reasons if reasons.is_empty() => None,
                 reasons => Some(reasons.join("; ")),
             },

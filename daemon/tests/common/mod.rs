@@ -261,6 +261,24 @@ impl SftpSubsystem {
         }
     }
 
+    /// OpenSSH's own sftp-server logging each request it serves (`-l
+    /// INFO`) to the file returned beside it, for tests that count what
+    /// reached the server.
+    pub fn logging_openssh() -> (SftpSubsystem, PathBuf) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("open the directory to the test user");
+        let log = dir.path().join("sftp-server.log");
+        let subsystem = SftpSubsystem {
+            command: format!(
+                "/usr/lib/openssh/sftp-server -e -l INFO 2>>{}",
+                log.display()
+            ),
+            _dir: dir,
+        };
+        (subsystem, log)
+    }
+
     /// A perl script, run by `/usr/bin/perl`.
     pub fn perl_script(name: &str, text: &str) -> SftpSubsystem {
         let (dir, path) = readable_file(name, text.as_bytes(), 0o644);

@@ -16,6 +16,10 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::Value;
 use sshmcp_proto::Error;
 
+/// The largest integer a JSON number holds exactly in JavaScript
+/// (`Number.MAX_SAFE_INTEGER`).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 /// `arguments` (a JSON object) as tool `tool`'s argument type, or a
 /// `BadRequest` that names the argument at fault (a missing or unknown one
 /// is named by serde).
@@ -33,7 +37,9 @@ pub fn parse<T: DeserializeOwned>(tool: &str, arguments: Value) -> Result<T, Err
 
 /// An integer argument from `MIN` to `MAX`, sent as a JSON number or as a
 /// string of digits. Its schema is a plain `integer` with those bounds,
-/// which every client's validator and every model understands. The bounds
+/// which every client's validator and every model understands; a `MAX`
+/// past [`MAX_SAFE_INTEGER`] is no bound a caller meets, and one a
+/// JavaScript client cannot even read exactly, so it is left out. The bounds
 /// are `sshmcp-proto`'s, those `Request::validate` holds requests to;
 /// checking them here as well gives `0` and `"abc"` the same message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +71,11 @@ impl<const MIN: u64, const MAX: u64> JsonSchema for Int<MIN, MAX> {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({ "type": "integer", "minimum": MIN, "maximum": MAX })
+        if MAX > MAX_SAFE_INTEGER {
+            json_schema!({ "type": "integer", "minimum": MIN })
+        } else {
+            json_schema!({ "type": "integer", "minimum": MIN, "maximum": MAX })
+        }
     }
 }
 

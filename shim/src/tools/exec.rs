@@ -3,8 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sshmcp_proto::{
-    DEFAULT_MAX_FRAME, Error, ExecOutput, ExecRequest, MAX_TIMEOUT_SECS, Request, Response,
-    max_output_per_stream,
+    DEFAULT_MAX_FRAME, Error, ExecOutput, ExecRequest, MAX_CACHE_SECS, MAX_TIMEOUT_SECS, Request,
+    Response, max_output_per_stream,
 };
 
 use super::arguments::Int;
@@ -30,6 +30,8 @@ pub struct ExecArgs {
     /// Per stream.
     #[schemars(extend("default" = ExecRequest::DEFAULT_MAX_OUTPUT))]
     pub max_output_bytes: Option<Int<0, MAX_OUTPUT>>,
+    /// Only for commands that change nothing.
+    pub cache_secs: Option<Int<1, MAX_CACHE_SECS>>,
 }
 
 /// The `exec` tool's `structuredContent`: the daemon's [`ExecOutput`] with
@@ -51,13 +53,13 @@ pub struct ExecResult {
 
 impl Tool for Exec {
     const NAME: &'static str = "exec";
-    const DESCRIPTION: &'static str = "Run a shell command on a host, like `ssh host 'cmd'`: \
-        no TTY, a fresh shell each call. A non-zero exit_code is a result, not an error. \
-        Non-UTF-8 output is base64.";
+    const DESCRIPTION: &'static str = "Run a shell command on a host like `ssh host 'cmd'` \
+        (no TTY, a fresh shell each call). A non-zero exit_code is a result, not an error.";
     const EFFECT: Effect = Effect {
         destructive: true,
         ..Effect::CHANGES
     };
+    const CACHEABLE: bool = true;
     const BLOCKS: &'static [&'static str] = &["stdout", "stderr"];
     type Args = ExecArgs;
     type Output = ExecResult;
@@ -73,7 +75,7 @@ impl Tool for Exec {
             "Copy large input to the host with `transfer` and redirect from it",
         )?;
         let request = ExecRequest {
-            cache_secs: None,
+            cache_secs: args.cache_secs.map(|Int(secs)| secs),
             host: args.host,
             command: args.command,
             stdin,

@@ -16,8 +16,8 @@ pub struct HostsArgs {}
 
 impl Tool for Hosts {
     const NAME: &'static str = "hosts";
-    const DESCRIPTION: &'static str = "List the hosts in the ssh config the daemon reads \
-        (named in the result) and their pool state. Use an `alias` as `host` in the other tools.";
+    const DESCRIPTION: &'static str = "The daemon's ssh config hosts with pool state. Pass \
+        an `alias` as `host` to other tools.";
     const EFFECT: Effect = Effect {
         open_world: false,
         ..Effect::READS

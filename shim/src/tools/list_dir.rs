@@ -2,7 +2,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sshmcp_proto::{Error, ListDirRequest, MAX_LIST_ENTRIES, Request, Response};
+use sshmcp_proto::{Error, ListDirRequest, MAX_CACHE_SECS, MAX_LIST_ENTRIES, Request, Response};
 
 use super::arguments::Int;
 use super::attrs::{PathAttrs, remote_path};
@@ -26,6 +26,7 @@ pub struct ListDirArgs {
     pub recursive: bool,
     #[schemars(extend("default" = DEFAULT_MAX_ENTRIES))]
     pub max_entries: Option<Int<1, { MAX_LIST_ENTRIES as u64 }>>,
+    pub max_age_secs: Option<Int<0, MAX_CACHE_SECS>>,
 }
 
 /// The `list_dir` tool's `structuredContent`.
@@ -39,8 +40,9 @@ pub struct ListDirResult {
 impl Tool for ListDir {
     const NAME: &'static str = "list_dir";
     const DESCRIPTION: &'static str = "List a remote directory, sorted by path; `recursive` for \
-        the whole tree (symlinks not entered).";
+        the tree (symlinks not entered).";
     const EFFECT: Effect = Effect::READS;
+    const CACHEABLE: bool = true;
     type Args = ListDirArgs;
     type Output = ListDirResult;
     type Asked = ();
@@ -48,7 +50,7 @@ impl Tool for ListDir {
     fn request(args: ListDirArgs) -> Result<(Request, ()), Error> {
         let Int(max_entries) = args.max_entries.unwrap_or(Int(DEFAULT_MAX_ENTRIES));
         let request = ListDirRequest {
-            max_age_secs: None,
+            max_age_secs: args.max_age_secs.map(|Int(secs)| secs),
             host: args.host,
             path: remote_path(&args.path),
             recursive: args.recursive,
@@ -106,6 +108,7 @@ mod tests {
             path: "/srv".into(),
             recursive: true,
             max_entries: None,
+            max_age_secs: None,
         };
         let (request, ()) = ListDir::request(args).unwrap();
         assert!(matches!(

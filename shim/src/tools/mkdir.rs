@@ -32,8 +32,8 @@ pub struct MkdirResult {
 
 impl Tool for Mkdir {
     const NAME: &'static str = "mkdir";
-    const DESCRIPTION: &'static str = "Make a remote directory. An existing one is an \
-        `already_exists` error unless `parents`.";
+    const DESCRIPTION: &'static str = "Make a remote directory; an existing one is \
+        `already_exists` unless `parents`.";
     const EFFECT: Effect = Effect::CHANGES;
     type Args = MkdirArgs;
     type Output = MkdirResult;

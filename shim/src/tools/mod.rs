@@ -10,9 +10,16 @@
 //! bad arguments) are tool results with `isError: true` and a message that
 //! says what to do, never JSON-RPC errors: the model sees them and can act.
 //! They carry no `structuredContent`, so they need no place in the schema.
+//!
+//! The daemon may answer a read from its cache (`Response::Cached`); the
+//! tool then answers as it would from the host, and its result adds
+//! `cached: true` and `age_ms`. The `batch` tool prepares and answers each
+//! of its calls along the same path ([`Prepared`]), so a call in a batch
+//! is checked and reported exactly as it would be on its own.
 
 pub mod arguments;
 pub mod attrs;
+pub mod batch;
 pub mod exec;
 pub mod hosts;
 pub mod list_dir;
@@ -42,7 +49,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sshmcp_proto::client::ClientError;
-use sshmcp_proto::{DEFAULT_MAX_FRAME, Error, Request, Response, max_read_per_reply};
+use sshmcp_proto::{Cached, DEFAULT_MAX_FRAME, Error, Request, Response, max_read_per_reply};
 
 use crate::server::SshMcp;
 
@@ -63,6 +70,9 @@ pub trait Tool: 'static {
     /// String fields of the result shown as blocks of text (command
     /// output, file content) rather than as `key=value`.
     const BLOCKS: &'static [&'static str] = &[];
+    /// The daemon may answer it from its cache: its output schema declares
+    /// `cached` and `age_ms`, which such results carry.
+    const CACHEABLE: bool = false;
     /// Its arguments. Unknown ones are refused (`deny_unknown_fields`), so
     /// a model that guesses at an option hears that it does not exist.
     type Args: DeserializeOwned + JsonSchema;
@@ -110,36 +120,92 @@ impl Effect {
         idempotent: false,
         open_world: true,
     };
+
+    /// The effect as MCP's tool annotations, each hint given only where
+    /// it says what its default in the MCP spec does not (every tool is
+    /// listed in every session, so every word costs context): read-only
+    /// when it is (default: not), and then nothing more, as the other hints
+    /// mean nothing for such a tool; otherwise always whether it is
+    /// destructive (default: yes), which clients ask confirmation on, and
+    /// idempotent when it is (default: not); open-world when it is not
+    /// (default: it is).
+    fn annotations(self) -> ToolAnnotations {
+        let changes = !self.read_only;
+        ToolAnnotations::from_raw(
+            None,
+            self.read_only.then_some(true),
+            changes.then_some(self.destructive),
+            (changes && self.idempotent).then_some(true),
+            (!self.open_world).then_some(false),
+        )
+    }
 }
+
+/// How a batch prepares a call of one tool from its arguments.
+type Prepare = fn(JsonObject) -> Result<Prepared, Error>;
+
+/// A tool as the shim knows it.
+struct Listed {
+    name: &'static str,
+    /// The tool as rmcp lists and calls it.
+    route: fn() -> ToolRoute<SshMcp>,
+    /// How a batch prepares a call of it; `None` for the tools a batch
+    /// cannot carry.
+    prepare: Option<Prepare>,
+}
+
+impl Listed {
+    /// A tool that works on a host, which a batch may carry.
+    const fn host<T: Tool>() -> Listed {
+        Listed {
+            name: T::NAME,
+            route: route::<T>,
+            prepare: Some(prepare_call::<T>),
+        }
+    }
+}
+
+/// Every tool, in the order `--help` lists them. `hosts` asks the daemon,
+/// not a host, and `batch` holds calls rather than being one: a batch
+/// carries neither.
+const TOOLS: [Listed; 12] = [
+    Listed {
+        name: hosts::Hosts::NAME,
+        route: route::<hosts::Hosts>,
+        prepare: None,
+    },
+    Listed::host::<exec::Exec>(),
+    Listed::host::<stat::Stat>(),
+    Listed::host::<list_dir::ListDir>(),
+    Listed::host::<read_file::ReadFile>(),
+    Listed::host::<write_file::WriteFile>(),
+    Listed::host::<mkdir::Mkdir>(),
+    Listed::host::<remove::Remove>(),
+    Listed::host::<rename::Rename>(),
+    Listed::host::<transfer::Transfer>(),
+    Listed::host::<sync::DirSync>(),
+    Listed {
+        name: batch::NAME,
+        route: batch::route,
+        prepare: None,
+    },
+];
 
 /// Every tool, in the order `--help` lists them.
 pub fn all() -> Vec<ToolRoute<SshMcp>> {
-    vec![
-        route::<hosts::Hosts>(),
-        route::<exec::Exec>(),
-        route::<stat::Stat>(),
-        route::<list_dir::ListDir>(),
-        route::<read_file::ReadFile>(),
-        route::<write_file::WriteFile>(),
-        route::<mkdir::Mkdir>(),
-        route::<remove::Remove>(),
-        route::<rename::Rename>(),
-        route::<transfer::Transfer>(),
-        route::<sync::DirSync>(),
-    ]
+    TOOLS.iter().map(|tool| (tool.route)()).collect()
 }
 
 /// Tool `T` as rmcp lists and calls it.
 fn route<T: Tool>() -> ToolRoute<SshMcp> {
-    let effect = T::EFFECT;
-    let annotations = ToolAnnotations::new()
-        .read_only(effect.read_only)
-        .destructive(effect.destructive)
-        .idempotent(effect.idempotent)
-        .open_world(effect.open_world);
+    let output = if T::CACHEABLE {
+        schema::output::<Answered<T::Output>>()
+    } else {
+        schema::output::<T::Output>()
+    };
     let tool = rmcp::model::Tool::new(T::NAME, T::DESCRIPTION, schema::input::<T::Args>())
-        .with_raw_output_schema(schema::output::<T::Output>())
-        .with_annotations(annotations);
+        .with_raw_output_schema(output)
+        .with_annotations(T::EFFECT.annotations());
     ToolRoute::new_dyn(tool, call::<T>)
 }
 
@@ -178,16 +244,10 @@ impl SshMcp {
             self.forward(request, &context).await
         };
         match reply {
-            Ok(Ok(response)) => {
-                let name = response.name();
-                match T::answer(asked, response) {
-                    Some(output) => success(&output, T::BLOCKS),
-                    None => failure(&Error::internal(format!(
-                        "sshmcpd answered a {} request with a {name} response",
-                        T::NAME
-                    ))),
-                }
-            }
+            Ok(Ok(response)) => match answer::<T>(asked, response) {
+                Ok(result) => success(result),
+                Err(error) => failure(&error),
+            },
             Ok(Err(error)) => failure(&error),
             Err(error) => unavailable(&error),
         }
@@ -201,6 +261,102 @@ fn prepare<T: Tool>(arguments: JsonObject) -> Result<(Request, T::Asked), Error>
     let (request, asked) = T::request(args)?;
     check(&request)?;
     Ok((request, asked))
+}
+
+/// `T`'s result from the daemon's response to its request: the tool's
+/// output, with `cached` and `age_ms` when the daemon's cache answered.
+fn answer<T: Tool>(asked: T::Asked, response: Response) -> Result<Rendered, Error> {
+    let (response, cache) = match response {
+        Response::Cached(Cached { age_ms, response }) if T::CACHEABLE => (
+            *response,
+            Some(FromCache {
+                cached: true,
+                age_ms,
+            }),
+        ),
+        response => (response, None),
+    };
+    let name = response.name();
+    let output = T::answer(asked, response).ok_or_else(|| {
+        Error::internal(format!(
+            "sshmcpd answered a {} request with a {name} response",
+            T::NAME
+        ))
+    })?;
+    Rendered::new(&Answered { output, cache }, T::BLOCKS)
+}
+
+/// A call of some tool made ready for the daemon: its request, checked,
+/// and how the daemon's response becomes the tool's result.
+pub struct Prepared {
+    pub request: Request,
+    /// The tool changes nothing, so a call cut off by a daemon restart may
+    /// simply be asked again.
+    pub read_only: bool,
+    pub answer: Answer,
+}
+
+/// How the daemon's response to a [`Prepared`] call becomes its result.
+pub struct Answer(Box<dyn FnOnce(Response) -> Result<Rendered, Error> + Send>);
+
+impl Answer {
+    /// The call's result, or why `response` does not answer it.
+    pub fn to(self, response: Response) -> Result<Rendered, Error> {
+        (self.0)(response)
+    }
+}
+
+/// A call of `T` with `arguments`, prepared as [`SshMcp::run`] prepares
+/// one.
+fn prepare_call<T: Tool>(arguments: JsonObject) -> Result<Prepared, Error> {
+    let (request, asked) = prepare::<T>(arguments)?;
+    Ok(Prepared {
+        request,
+        read_only: T::EFFECT.read_only,
+        answer: Answer(Box::new(move |response| answer::<T>(asked, response))),
+    })
+}
+
+/// A tool's output as its result carries it: with where it came from when
+/// the daemon's cache answered, as the tool made it otherwise.
+#[derive(Serialize, JsonSchema)]
+struct Answered<O> {
+    #[serde(flatten)]
+    output: O,
+    #[serde(flatten)]
+    cache: Option<FromCache>,
+}
+
+/// What a result from the daemon's cache adds: that it is one, and how
+/// old the answer is.
+#[derive(Serialize, JsonSchema)]
+struct FromCache {
+    cached: bool,
+    age_ms: u64,
+}
+
+/// A successful call's result: its `structuredContent`, and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub structured: JsonObject,
+    pub text: String,
+}
+
+impl Rendered {
+    /// `output` as `structuredContent` and as text; `blocks` names its
+    /// string fields shown as blocks of text.
+    fn new(output: &impl Serialize, blocks: &[&str]) -> Result<Rendered, Error> {
+        let unencodable = |why: &dyn std::fmt::Display| {
+            Error::internal(format!("sshmcp could not encode the result: {why}"))
+        };
+        let structured = match serde_json::to_value(output) {
+            Ok(Value::Object(object)) => object,
+            Ok(other) => return Err(unencodable(&format_args!("{other} is not an object"))),
+            Err(err) => return Err(unencodable(&err)),
+        };
+        let text = text::render(output, blocks).map_err(|err| unencodable(&err))?;
+        Ok(Rendered { structured, text })
+    }
 }
 
 /// What the daemon would refuse, refused before it is sent, with the same
@@ -220,30 +376,22 @@ fn fits_one_frame(op: &str, what: &str, bytes: usize, instead: &str) -> Result<(
     )))
 }
 
-/// A successful result: `output` as `structuredContent`, and as text.
-fn success(output: &impl Serialize, blocks: &[&str]) -> CallToolResult {
-    let encoded = serde_json::to_value(output)
-        .and_then(|structured| Ok((structured, text::render(output, blocks)?)));
-    match encoded {
-        Ok((structured, text)) => {
-            let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-            result.structured_content = Some(structured);
-            result
-        }
-        Err(err) => failure(&Error::internal(format!(
-            "sshmcp could not encode the result: {err}"
-        ))),
-    }
+/// A successful call's result, for the client.
+fn success(result: Rendered) -> CallToolResult {
+    let mut call = CallToolResult::success(vec![ContentBlock::text(result.text)]);
+    call.structured_content = Some(Value::Object(result.structured));
+    call
 }
 
 /// A failed call, as the daemon (or the shim's own checks) described it.
 /// The kind comes first so a model can tell the failures apart at a glance.
 fn failure(error: &Error) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(format!(
-        "{}: {}",
-        error.kind.as_str(),
-        error.message
-    ))])
+    CallToolResult::error(vec![ContentBlock::text(error_line(error))])
+}
+
+/// An error as one line: its kind, then its message.
+fn error_line(error: &Error) -> String {
+    format!("{}: {}", error.kind.as_str(), error.message)
 }
 
 /// The daemon could not be asked at all (not running, refused, gone). The

@@ -4,7 +4,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sshmcp_proto::{Error, FileContent, MAX_OFFSET, ReadFileRequest, Request, Response};
+use sshmcp_proto::{
+    Error, FileContent, MAX_CACHE_SECS, MAX_OFFSET, ReadFileRequest, Request, Response,
+};
 
 use super::arguments::Int;
 use super::attrs::remote_path;
@@ -26,6 +28,7 @@ pub struct ReadFileArgs {
     /// base64: always base64, even for text.
     #[serde(default)]
     pub encoding: Encoding,
+    pub max_age_secs: Option<Int<0, MAX_CACHE_SECS>>,
 }
 
 /// The `read_file` tool's `structuredContent`: the daemon's
@@ -46,10 +49,10 @@ pub struct ReadFileResult {
 
 impl Tool for ReadFile {
     const NAME: &'static str = "read_file";
-    const DESCRIPTION: &'static str = "Read a remote file from `offset`, at most `length` \
-        bytes; non-UTF-8 bytes come back base64. Go on at `next_offset` if truncated. \
-        `transfer` big files.";
+    const DESCRIPTION: &'static str = "Read at most `length` bytes of a remote file from \
+        `offset`, non-UTF-8 as base64; if truncated, go on at `next_offset`. `transfer` big files.";
     const EFFECT: Effect = Effect::READS;
+    const CACHEABLE: bool = true;
     const BLOCKS: &'static [&'static str] = &["content"];
     type Args = ReadFileArgs;
     type Output = ReadFileResult;
@@ -57,7 +60,7 @@ impl Tool for ReadFile {
 
     fn request(args: ReadFileArgs) -> Result<(Request, Encoding), Error> {
         let request = ReadFileRequest {
-            max_age_secs: None,
+            max_age_secs: args.max_age_secs.map(|Int(secs)| secs),
             host: args.host,
             path: remote_path(&args.path),
             offset: args.offset.map_or(0, |Int(offset)| offset),

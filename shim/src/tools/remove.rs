@@ -24,7 +24,7 @@ pub struct RemoveArgs {
 impl Tool for Remove {
     const NAME: &'static str = "remove";
     const DESCRIPTION: &'static str = "Delete a remote file, symlink (not its target) or empty \
-        directory; a whole tree with `recursive`. No undo.";
+        directory; a tree with `recursive`. No undo.";
     const EFFECT: Effect = Effect {
         destructive: true,
         ..Effect::CHANGES

@@ -31,8 +31,8 @@ pub struct RenameResult {
 
 impl Tool for Rename {
     const NAME: &'static str = "rename";
-    const DESCRIPTION: &'static str = "Move a remote path within its host. An existing `to` is \
-        an `already_exists` error unless `overwrite`.";
+    const DESCRIPTION: &'static str = "Move a remote path within its host; an existing `to` is \
+        `already_exists` unless `overwrite`.";
     const EFFECT: Effect = Effect {
         destructive: true,
         ..Effect::CHANGES

@@ -11,20 +11,30 @@
 //!   by its absence from `required`, not by a `["integer", "null"]` type,
 //!   which clients that take one type per field (Gemini's subset) refuse;
 //! - a description only where the argument's name does not say it all;
-//! - argument enums as `enum` lists of names; no `default: false`.
+//! - argument enums as `enum` lists of names; no `default: false`;
+//! - no `additionalProperties`: Gemini's subset has no such keyword, and
+//!   the shim refuses an unknown argument itself, naming it, which tells a
+//!   model more than a client's validator would.
 //!
 //! Output schemas are the fields' types and no more: no descriptions (the
-//! text of every result names the fields too), no `required` (every field
-//! is always there), no ranges or enums (a result shows its values). A
+//! text of every result names the fields too), no `required` (a field that
+//! may be absent, such as `cached`, is simply not required), no ranges or
+//! enums (a result shows its values). A
 //! field that can be null says so in `anyOf` branches of one type each:
 //! results are validated against them.
 
 use std::sync::Arc;
 
 use rmcp::model::JsonObject;
-use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
+
+/// The schema of a JSON object of any fields, such as another tool's
+/// arguments or result, for `#[schemars(schema_with = "schema::object")]`.
+pub fn object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "object" })
+}
 
 /// Which way a schema describes data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,11 +123,12 @@ impl Compact {
                     object.remove(detail);
                 }
             }
-            // What an absent flag means anyway.
+            // What an absent flag means anyway; what the shim checks itself.
             Side::Input => {
                 if object.get("default") == Some(&Value::Bool(false)) {
                     object.remove("default");
                 }
+                object.remove("additionalProperties");
             }
         }
         for alternatives in ["oneOf", "anyOf"] {
@@ -276,7 +287,6 @@ mod tests {
                     "recursive": { "type": "boolean" },
                 },
                 "required": ["host"],
-                "additionalProperties": false,
             })
         );
     }

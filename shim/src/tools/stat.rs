@@ -2,8 +2,9 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sshmcp_proto::{Error, FileStat, Request, Response, StatRequest};
+use sshmcp_proto::{Error, FileStat, MAX_CACHE_SECS, Request, Response, StatRequest};
 
+use super::arguments::Int;
 use super::attrs::{PathAttrs, iso_time, remote_path};
 use super::{Effect, Tool};
 
@@ -18,6 +19,7 @@ pub struct StatArgs {
     pub path: String,
     #[serde(default)]
     pub follow_symlinks: bool,
+    pub max_age_secs: Option<Int<0, MAX_CACHE_SECS>>,
 }
 
 /// The `stat` tool's `structuredContent`: a path's attributes, its mtime
@@ -45,16 +47,17 @@ impl From<FileStat> for StatResult {
 
 impl Tool for Stat {
     const NAME: &'static str = "stat";
-    const DESCRIPTION: &'static str = "Describe a remote path: type, size, mode, mtime, owner, \
-        link target. A missing path is a `not_found` error.";
+    const DESCRIPTION: &'static str = "A remote path's type, size, mode, mtime, owner and \
+        link target; `not_found` if missing.";
     const EFFECT: Effect = Effect::READS;
+    const CACHEABLE: bool = true;
     type Args = StatArgs;
     type Output = StatResult;
     type Asked = ();
 
     fn request(args: StatArgs) -> Result<(Request, ()), Error> {
         let request = StatRequest {
-            max_age_secs: None,
+            max_age_secs: args.max_age_secs.map(|Int(secs)| secs),
             host: args.host,
             path: remote_path(&args.path),
             follow_symlinks: args.follow_symlinks,
@@ -110,6 +113,7 @@ mod tests {
             host: "h".into(),
             path: "~/x".into(),
             follow_symlinks: false,
+            max_age_secs: None,
         };
         let (request, ()) = Stat::request(args).unwrap();
         assert!(matches!(request, Request::Stat(StatRequest { path, .. }) if path == "x"));

@@ -24,7 +24,7 @@ pub struct SyncArgs {
     pub delete: bool,
     #[serde(default)]
     pub dry_run: bool,
-    /// Compare by SHA-256, not size and mtime.
+    /// By SHA-256, not size and mtime.
     #[serde(default)]
     pub checksum: bool,
 }
@@ -51,9 +51,8 @@ pub struct Dirs {
 
 impl Tool for DirSync {
     const NAME: &'static str = "sync";
-    const DESCRIPTION: &'static str = "Make a directory match another, one way, between this \
-        machine and a host, copying only what differs (like `rsync -r`). Try `dry_run` before \
-        `delete`.";
+    const DESCRIPTION: &'static str = "One-way sync of a directory between this machine and a \
+        host, copying only what differs (like `rsync -r`). Try `dry_run` before `delete`.";
     const EFFECT: Effect = Effect {
         destructive: true,
         idempotent: true,

@@ -27,7 +27,7 @@ pub struct TransferArgs {
     /// Check SHA-256 of both ends.
     #[serde(default)]
     pub verify: bool,
-    /// Copy what symlinks point to, not skip them.
+    /// Copy symlinks' targets, not skip them.
     #[serde(default)]
     pub follow_symlinks: bool,
 }
@@ -54,8 +54,8 @@ pub struct Paths {
 impl Tool for Transfer {
     const NAME: &'static str = "transfer";
     const DESCRIPTION: &'static str = "Copy a file, or a tree with `recursive`, between this \
-        machine and a host, like scp. A relative `local_path` starts at sshmcp's working \
-        directory. Overwrites.";
+        machine and a host, like scp; overwrites. A relative `local_path` starts in sshmcp's \
+        cwd.";
     const EFFECT: Effect = Effect {
         destructive: true,
         idempotent: true,

@@ -1,0 +1,469 @@
+//! The response cache against a real sshd: every change made through the
+//! daemon shows at once, changes made elsewhere show within the TTLs, the
+//! bounds hold, and concurrent identical misses reach the server once.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{ScratchHost, SftpSubsystem, request};
+use sshmcp_proto::{
+    CacheStats, ErrorKind, ListDirRequest, MkdirRequest, ReadFileRequest, RemoveRequest,
+    RenameRequest, Reply, Request, Response, StatRequest, WriteFileRequest,
+};
+use sshmcp_testkit::DaemonOptions;
+
+/// Short TTLs, so expiry shows within a test.
+const FAST: &str = "[cache]\nread_file_fresh_ms = 300\nstat_ttl_secs = 1\nlist_dir_ttl_secs = 1\n";
+
+async fn host(config: &str) -> ScratchHost {
+    ScratchHost::start(None, config, DaemonOptions::default()).await
+}
+
+/// The answer, and its age when it came from the cache.
+fn open(reply: Reply) -> (Reply, Option<u64>) {
+    match reply {
+        Ok(Response::Cached(cached)) => (Ok(*cached.response), Some(cached.age_ms)),
+        other => (other, None),
+    }
+}
+
+fn read_request(path: &str, max_age_secs: Option<u64>) -> Request {
+    Request::ReadFile(ReadFileRequest {
+        host: "host1".into(),
+        path: path.into(),
+        max_age_secs,
+        ..Default::default()
+    })
+}
+
+async fn read(h: &ScratchHost, path: &str) -> (String, bool) {
+    read_aged(h, path, None).await
+}
+
+async fn read_aged(h: &ScratchHost, path: &str, max_age_secs: Option<u64>) -> (String, bool) {
+    match open(request(&h.client, read_request(path, max_age_secs)).await) {
+        (Ok(Response::ReadFile(c)), age) => (String::from_utf8(c.data).unwrap(), age.is_some()),
+        other => panic!("read {path}: {other:?}\n{}", h.daemon.log()),
+    }
+}
+
+async fn stat(h: &ScratchHost, path: &str) -> (Reply, bool) {
+    let (reply, age) = open(
+        request(
+            &h.client,
+            Request::Stat(StatRequest {
+                host: "host1".into(),
+                path: path.into(),
+                ..Default::default()
+            }),
+        )
+        .await,
+    );
+    (reply, age.is_some())
+}
+
+async fn list(h: &ScratchHost, path: &str) -> (Reply, bool) {
+    let (reply, age) = open(
+        request(
+            &h.client,
+            Request::ListDir(ListDirRequest {
+                host: "host1".into(),
+                path: path.into(),
+                ..Default::default()
+            }),
+        )
+        .await,
+    );
+    (reply, age.is_some())
+}
+
+fn names(reply: &Reply) -> Vec<String> {
+    match reply {
+        Ok(Response::ListDir(l)) => l.entries.iter().map(|e| e.path.clone()).collect(),
+        other => panic!("not a listing: {other:?}"),
+    }
+}
+
+fn not_found(reply: &Reply) -> bool {
+    matches!(reply, Err(e) if e.kind == ErrorKind::NotFound)
+}
+
+async fn ok(h: &ScratchHost, req: Request) -> Response {
+    let what = format!("{req:?}");
+    match request(&h.client, req).await {
+        Ok(response) => response,
+        Err(e) => panic!("{what}: {e:?}\n{}", h.daemon.log()),
+    }
+}
+
+async fn write(h: &ScratchHost, path: &str, data: &str) {
+    ok(
+        h,
+        Request::WriteFile(WriteFileRequest {
+            host: "host1".into(),
+            path: path.into(),
+            data: data.as_bytes().to_vec(),
+            mode: None,
+            append: false,
+            create_dirs: false,
+        }),
+    )
+    .await;
+}
+
+async fn cache_stats(h: &ScratchHost) -> CacheStats {
+    match ok(h, Request::Cache).await {
+        Response::Cache(stats) => stats,
+        other => panic!("Cache answered {other:?}"),
+    }
+}
+
+/// Set `path`'s mtime (on this machine, where the test host's files are)
+/// to `secs` after the epoch, as a change made outside the daemon would.
+fn set_mtime(path: &str, secs: u64) {
+    let status = std::process::Command::new("touch")
+        .args(["-m", "-d", &format!("@{secs}"), path])
+        .status()
+        .expect("run touch");
+    assert!(status.success(), "touch {path}");
+}
+
+fn mtime(path: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).expect("stat").mtime() as u64
+}
+
+/// A file written outside the daemon, readable by the test host's user,
+/// with an mtime long past (so its reads are not "racy").
+fn put(path: &str, data: &str) {
+    std::fs::write(path, data).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    set_mtime(path, 1_000_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_through_the_daemon_shows_at_once() {
+    let h = host("").await;
+    let f = h.r("f");
+    put(&f, "old");
+    assert_eq!(read(&h, &f).await, ("old".into(), false));
+    assert_eq!(
+        read(&h, &f).await,
+        ("old".into(), true),
+        "the second read is a hit"
+    );
+    write(&h, &f, "new content").await;
+    assert_eq!(read(&h, &f).await, ("new content".into(), false));
+    assert_eq!(read(&h, &f).await, ("new content".into(), true));
+    let stats = cache_stats(&h).await;
+    assert!(
+        stats.invalidations.iter().any(|c| c.name == "write_file"),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_that_edits_a_file_shows_at_once() {
+    let h = host("").await;
+    let f = h.r("f");
+    put(&f, "alpha\n");
+    read(&h, &f).await;
+    assert!(read(&h, &f).await.1);
+    h.sh("sed -i s/alpha/beta/ f").await;
+    assert_eq!(read(&h, &f).await.0, "beta\n");
+    // A stat and a listing cached before an exec are fetched anew.
+    let (before, _) = stat(&h, &f).await;
+    assert!(stat(&h, &f).await.1);
+    h.sh("printf 'longer content' > f").await;
+    let (after, cached) = stat(&h, &f).await;
+    assert!(!cached);
+    assert_ne!(before, after);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renaming_a_directory_shows_in_both_listings() {
+    let h = host("").await;
+    let (d, e) = (h.r("d"), h.r("e"));
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    put(&format!("{d}/x"), "x");
+    assert_eq!(names(&list(&h, &d).await.0), ["x"]);
+    assert!(list(&h, &d).await.1, "the second listing is a hit");
+    assert!(not_found(&list(&h, &e).await.0));
+    ok(
+        &h,
+        Request::Rename(RenameRequest {
+            host: "host1".into(),
+            from: d.clone(),
+            to: e.clone(),
+            overwrite: false,
+        }),
+    )
+    .await;
+    assert!(not_found(&list(&h, &d).await.0), "the old name is gone");
+    assert_eq!(names(&list(&h, &e).await.0), ["x"], "the new name lists");
+    let (x, _) = stat(&h, &format!("{e}/x")).await;
+    assert!(x.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_tree_forgets_what_was_inside_it() {
+    let h = host("").await;
+    let d = h.r("tree");
+    h.sh("mkdir -p tree/sub && printf leaf > tree/sub/leaf && touch -d @1000000000 tree/sub/leaf")
+        .await;
+    let leaf = format!("{d}/sub/leaf");
+    assert!(stat(&h, &leaf).await.0.is_ok());
+    assert!(stat(&h, &leaf).await.1);
+    assert_eq!(read(&h, &leaf).await.0, "leaf");
+    ok(
+        &h,
+        Request::Remove(RemoveRequest {
+            host: "host1".into(),
+            path: d.clone(),
+            recursive: true,
+        }),
+    )
+    .await;
+    assert!(not_found(&stat(&h, &leaf).await.0));
+    let gone = request(&h.client, read_request(&leaf, None)).await;
+    assert!(not_found(&gone), "{gone:?}");
+    // And a directory made again through the daemon is seen at once.
+    ok(
+        &h,
+        Request::Mkdir(MkdirRequest {
+            host: "host1".into(),
+            path: d.clone(),
+            parents: false,
+            mode: None,
+        }),
+    )
+    .await;
+    assert!(stat(&h, &d).await.0.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_spelling_of_a_path_is_forgotten_too() {
+    let h = host("").await;
+    let dir = h.r("real");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::symlink(&dir, h.r("link")).unwrap();
+    let f = format!("{dir}/f");
+    put(&f, "one");
+    // Through the symlinked directory, and home-relative.
+    let via_link = h.r("link/f");
+    let home = sshmcp_testkit::test_user().home().to_path_buf();
+    let relative = Path::new(&f)
+        .strip_prefix(&home)
+        .expect("the scratch directory is in the home")
+        .display()
+        .to_string();
+    for path in [&via_link, &relative] {
+        read(&h, path).await;
+        assert!(read(&h, path).await.1, "{path} is cached");
+    }
+    write(&h, &f, "two!").await;
+    for path in [&via_link, &relative] {
+        assert_eq!(read(&h, path).await, ("two!".into(), false), "{path}");
+    }
+    // A missing path cached under one spelling appears under it once
+    // created under another.
+    let missing = format!("{relative}.new");
+    assert!(not_found(&stat(&h, &missing).await.0));
+    write(&h, &format!("{f}.new"), "here").await;
+    assert!(stat(&h, &missing).await.0.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_within_the_same_second_is_not_hidden_by_the_mtime() {
+    let h = host(FAST).await;
+    let f = h.r("racy");
+    std::fs::write(&f, "aaaa").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let written = mtime(&f);
+    assert_eq!(read(&h, &f).await.0, "aaaa");
+    // Same size, same mtime second: only the content tells.
+    std::fs::write(&f, "bbbb").unwrap();
+    set_mtime(&f, written);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(read(&h, &f).await.0, "bbbb");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_made_elsewhere_show_within_the_ttl() {
+    let h = host(FAST).await;
+    let f = h.r("elsewhere");
+    put(&f, "first");
+    read(&h, &f).await;
+    assert!(stat(&h, &f).await.0.is_ok());
+    // Another session rewrites it (new size, new mtime).
+    std::fs::write(&f, "second version").unwrap();
+    // A read after the fresh window is confirmed with a stat, which sees it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(read(&h, &f).await, ("second version".into(), false));
+    // The stat cached before the change lives until its TTL, no longer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    match stat(&h, &f).await {
+        (Ok(Response::Stat(s)), false) => assert_eq!(s.size, 14),
+        other => panic!("{other:?}"),
+    }
+    // A confirmed hit counts as a revalidation.
+    put(&f, "third");
+    read(&h, &f).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(read(&h, &f).await, ("third".into(), true));
+    assert!(cache_stats(&h).await.revalidations >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_age_zero_goes_to_the_host() {
+    let h = host("").await;
+    let f = h.r("f");
+    put(&f, "cached");
+    read(&h, &f).await;
+    assert!(read(&h, &f).await.1);
+    put(&f, "direct");
+    assert_eq!(read_aged(&h, &f, Some(0)).await, ("direct".into(), false));
+    // And what the host said replaced the entry.
+    assert_eq!(read(&h, &f).await, ("direct".into(), true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_kernel_trees_are_never_cached() {
+    let h = host("").await;
+    for _ in 0..2 {
+        assert!(!read(&h, "/proc/self/stat").await.1);
+        let (_, cached) = stat(&h, "/dev/null").await;
+        assert!(!cached);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_stays_within_its_bytes_and_entries() {
+    let h = host("[cache]\nmax_bytes = \"64K\"\nmax_entries = 1000\n").await;
+    for i in 0..24 {
+        let f = h.r(&format!("big{i}"));
+        put(&f, &"z".repeat(8 * 1024));
+        read(&h, &f).await;
+    }
+    let stats = cache_stats(&h).await;
+    assert_eq!(stats.max_bytes, 64 * 1024);
+    assert!(stats.bytes <= stats.max_bytes, "{stats:?}");
+    assert!(stats.evictions > 0, "{stats:?}");
+
+    let h = host("[cache]\nmax_entries = 5\n").await;
+    for i in 0..20 {
+        let _ = stat(&h, &h.r(&format!("missing{i}"))).await;
+    }
+    let stats = cache_stats(&h).await;
+    assert!(stats.entries <= 5, "{stats:?}");
+    assert!(stats.evictions >= 15, "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_identical_misses_reach_the_server_once() {
+    let (sftp, log) = SftpSubsystem::logging_openssh();
+    let h = ScratchHost::start(Some(sftp), "", DaemonOptions::default()).await;
+    let h = Arc::new(h);
+    let f = h.r("shared");
+    put(&f, &"s".repeat(64 * 1024));
+    let reads: Vec<_> = (0..32)
+        .map(|_| {
+            let h = h.clone();
+            let f = f.clone();
+            tokio::spawn(async move { read(&h, &f).await })
+        })
+        .collect();
+    for read in reads {
+        let (data, _) = read.await.unwrap();
+        assert_eq!(data.len(), 64 * 1024);
+    }
+    let opens = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("open \"") && l.contains(&f))
+        .count();
+    assert_eq!(
+        opens,
+        1,
+        "sftp-server log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let stats = cache_stats(&h).await;
+    assert_eq!((stats.misses, stats.hits), (1, 31), "{stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clear_drops_entries_and_stats_show_the_cache() {
+    let h = host("").await;
+    let f = h.r("f");
+    put(&f, "x");
+    read(&h, &f).await;
+    let _ = stat(&h, &f).await;
+    let stats = cache_stats(&h).await;
+    assert_eq!(stats.entries, 2, "{stats:?}");
+    assert_eq!(stats.hosts[0].name, "host1");
+    assert!(
+        stats
+            .ops
+            .iter()
+            .any(|o| o.name == "read_file" && o.entries == 1)
+    );
+    match ok(&h, Request::Stats).await {
+        Response::Stats(s) => assert_eq!(s.cache.entries, 2),
+        other => panic!("{other:?}"),
+    }
+    match ok(
+        &h,
+        Request::CacheClear {
+            host: Some("host1".into()),
+        },
+    )
+    .await
+    {
+        Response::CacheCleared(n) => assert_eq!(n, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cache_stats(&h).await.entries, 0);
+    assert!(!read(&h, &f).await.1);
+    let err = request(
+        &h.client,
+        Request::CacheClear {
+            host: Some("nope".into()),
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::HostUnknown);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cached_exec_is_served_until_something_changes() {
+    let h = host("").await;
+    let command = "cat /proc/sys/kernel/random/uuid";
+    let run = |cache_secs| {
+        let mut req = common::exec_request("host1", command);
+        req.cache_secs = cache_secs;
+        request(&h.client, Request::Exec(req))
+    };
+    let (first, age) = open(run(Some(60)).await);
+    assert!(age.is_none());
+    let (second, age) = open(run(Some(60)).await);
+    assert!(age.is_some());
+    assert_eq!(first, second, "the same answer, from the cache");
+    // Without cache_secs it runs (and counts as a change).
+    let (third, age) = open(run(None).await);
+    assert!(age.is_none());
+    assert_ne!(first, third);
+    let (fourth, age) = open(run(Some(60)).await);
+    assert!(age.is_none(), "an uncached exec retires cached ones");
+    assert_ne!(first, fourth);
+    // A write through the daemon retires them too.
+    write(&h, &h.r("w"), "w").await;
+    assert!(open(run(Some(60)).await).1.is_none());
+}
