@@ -89,8 +89,13 @@ async fn admit(
         Some(alias) => Some(daemon.pool.host(alias)?),
         None => None,
     };
-    if !request.is_admin() {
-        rate_limits(daemon, caller, host.as_deref())?;
+    if !request.is_admin()
+        && let Some(rate) = &caller.rate
+    {
+        rate.check(daemon.config().limits.client_rps)
+            .inspect_err(|_| {
+                metrics::counter!(names::RATE_LIMITED, "scope" => "client").increment(1);
+            })?;
     }
     let ctx = ops::Context {
         daemon,
@@ -119,6 +124,7 @@ async fn admit(
 /// Take the concurrency limits' slots and run the request.
 async fn limited(ctx: &ops::Context<'_>, request: Request, started: Instant) -> Reply {
     let daemon = ctx.daemon;
+    host_rate(daemon, ctx.host.as_deref())?;
     // One queue deadline for the whole request: the daemon's limit, the
     // host's limit and the pool's first free slot share it, so a request
     // never waits more than queue_timeout_ms in all.
@@ -200,21 +206,12 @@ async fn op<O: Op>(ctx: &ops::Context<'_>, op: O) -> Result<O::Output, Error> {
     op.run(ctx).await
 }
 
-/// The requests-per-second buckets of the caller and of the host.
-fn rate_limits(
-    daemon: &Daemon,
-    caller: &Caller,
-    host: Option<&crate::pool::Host>,
-) -> Result<(), Error> {
-    let limits = &daemon.config().limits;
-    if let Some(rate) = &caller.rate {
-        rate.check(limits.client_rps).inspect_err(|_| {
-            metrics::counter!(names::RATE_LIMITED, "scope" => "client").increment(1);
-        })?;
-    }
+/// The host's requests-per-second bucket: work that reaches the host
+/// (not answers from the cache) takes a token.
+fn host_rate(daemon: &Daemon, host: Option<&crate::pool::Host>) -> Result<(), Error> {
     if let (Some(rates), Some(host)) = (&daemon.host_rates, host) {
         rates
-            .check(&host.resolved.alias, limits.host_rps)
+            .check(&host.resolved.alias, daemon.config().limits.host_rps)
             .inspect_err(|_| {
                 metrics::counter!(names::RATE_LIMITED, "scope" => "host").increment(1);
             })?;
