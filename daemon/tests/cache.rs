@@ -467,3 +467,60 @@ async fn a_cached_exec_is_served_until_something_changes() {
     write(&h, &h.r("w"), "w").await;
     assert!(open(run(Some(60)).await).1.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_is_shed_first_when_memory_runs_high() {
+    // The smallest cap the daemon takes: its cache budget is 4 MiB, and
+    // large replies push its RSS over the 90% mark.
+    let h = host("[daemon]\nmemory_limit = \"32M\"\n").await;
+    for i in 0..12 {
+        let f = h.r(&format!("chunk{i}"));
+        put(&f, &"c".repeat(256 * 1024));
+        read(&h, &f).await;
+    }
+    assert!(cache_stats(&h).await.entries > 0);
+    let big = h.r("big");
+    put(&big, &"b".repeat(6 << 20));
+    let client = Arc::new(common::connect(h.daemon.socket()).await);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let reads: Vec<_> = (0..4)
+            .map(|_| {
+                let client = client.clone();
+                let req = Request::ReadFile(ReadFileRequest {
+                    host: "host1".into(),
+                    path: big.clone(),
+                    length: Some(6 << 20),
+                    max_age_secs: Some(0),
+                    ..Default::default()
+                });
+                tokio::spawn(async move { request(&client, req).await })
+            })
+            .collect();
+        for read in reads {
+            let _ = read.await;
+        }
+        let stats = cache_stats(&h).await;
+        if stats.invalidations.iter().any(|c| c.name == "memory") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memory never ran high: {stats:?}\n{}",
+            h.daemon.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // While memory is high nothing new is kept; once it is back, it is.
+    let f = h.r("chunk0");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Refused (Overloaded) while memory is still high.
+        let _ = request(&h.client, read_request(&f, None)).await;
+        if let (Ok(_), Some(_)) = open(request(&h.client, read_request(&f, None)).await) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cache never resumed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
