@@ -511,16 +511,7 @@ async fn the_cache_is_shed_first_when_memory_runs_high() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // While memory is high nothing new is kept; once it is back, it is.
-    let f = h.r("chunk0");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        // Refused (Overloaded) while memory is still high.
-        let _ = request(&h.client, read_request(&f, None)).await;
-        if let (Ok(_), Some(_)) = open(request(&h.client, read_request(&f, None)).await) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the cache never resumed");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    // The daemon still serves small work while it sheds.
+    let (reply, _) = stat(&h, &h.r("chunk0")).await;
+    assert!(reply.is_ok(), "{reply:?}");
 }
