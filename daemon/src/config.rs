@@ -621,6 +621,7 @@ mod tests {
         let mut expected = Config::default();
         expected.daemon.socket = Some("/run/user/1000/sshmcp/sshmcpd.sock".into());
         expected.ssh.config = Some("/home/me/.ssh/config".into());
+        expected.metrics.listen = Some("127.0.0.1:9464".into());
         expected.pool.hosts.insert(
             "some-alias".into(),
             HostOverride {

@@ -152,7 +152,7 @@ async fn limited(ctx: &ops::Context<'_>, request: Request, started: Instant) -> 
         None => None,
     };
     crate::pool::QUEUE_DEADLINE
-        .scope(Cell::new(Some(queue_deadline)), run(&ctx, request))
+        .scope(Cell::new(Some(queue_deadline)), run(ctx, request))
         .await
 }
 

@@ -53,9 +53,9 @@ pub const CALLER_ERROR_KINDS: [&str; 9] = [
     "wrong_type",
 ];
 
-/// Ops whose time is the caller's command or data, not the daemon's: left
-/// out of the latency check.
-pub const LONG_OPS: [&str; 3] = ["exec", "transfer", "sync"];
+/// Ops whose time is the caller's command, data or calls, not the
+/// daemon's: left out of the latency check (and of the rules' too).
+pub const LONG_OPS: [&str; 4] = ["exec", "transfer", "sync", "batch"];
 
 /// The samples the window is taken from; one daemon per process.
 static RECENT: Mutex<Window> = Mutex::new(Window {
@@ -157,8 +157,8 @@ impl Totals {
         let p99 = LatencyHistogram::quantile_of(&self.latency, 0.99);
         if timed >= MIN_REQUESTS && p99 > MAX_P99_US {
             reasons.push(format!(
-                "p99 latency {:.1} s over the last minute, above {} s (exec, transfer and sync \
-                 not counted)",
+                "p99 latency {:.1} s over the last minute, above {} s (exec, transfer, sync \
+                 and batch not counted)",
                 p99 as f64 / 1e6,
                 MAX_P99_US / 1_000_000
             ));
@@ -337,5 +337,19 @@ mod tests {
             pool_reason(&[host("a", 10, 0), host("b", 19, 1)]).as_deref(),
             Some("pool above 90% busy for a (10 of 10 channels busy), b (19 of 20 channels busy)")
         );
+    }
+
+    #[test]
+    fn the_packaged_rules_and_dashboard_leave_out_the_same_kinds_and_ops() {
+        let rules = include_str!("../../packaging/prometheus/sshmcp-rules.yml");
+        let dashboard = include_str!("../../packaging/grafana/sshmcp.json");
+        let kinds = format!("kind!~\"{}\"", CALLER_ERROR_KINDS.join("|"));
+        assert!(rules.contains(&kinds), "the rules should have {kinds}");
+        assert!(
+            dashboard.contains(&kinds.replace('"', "\\\"")),
+            "the dashboard should have {kinds}"
+        );
+        let ops = format!("op!~\"{}\"", LONG_OPS.join("|"));
+        assert!(rules.contains(&ops), "the rules should have {ops}");
     }
 }

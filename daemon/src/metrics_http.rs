@@ -6,7 +6,8 @@
 //! answer must be taken within [`WRITE_TIMEOUT`], and every connection is
 //! closed after one answer. At most [`MAX_CONNECTIONS`] connections are
 //! served at once and at most [`MAX_SCRAPES`] of them render; past either,
-//! `503`. Only `GET` and `HEAD` of `/metrics` are served.
+//! `503` (to at most [`MAX_CONNECTIONS`] more at once; past that the
+//! connection is dropped). Only `GET` and `HEAD` of `/metrics` are served.
 //!
 //! Before each render the gauges are set from the daemon's state (pool,
 //! memory, descriptors, cache), so a scrape always sees it as it is now.
@@ -33,6 +34,10 @@ const MAX_HEAD: usize = 8 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a client has to take the answer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the answer, how long and how much of what the client still sends
+/// is read and dropped before closing (see [`finish`]).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
 /// Connections served at once (reading, rendering or writing).
 const MAX_CONNECTIONS: usize = 64;
 /// Renders at once.
@@ -56,34 +61,43 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 /// Serve `/metrics` on `listener` until the daemon shuts down.
 pub async fn serve(daemon: Arc<Daemon>, listener: TcpListener, handle: PrometheusHandle) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let refusals = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let scrapes = Arc::new(Semaphore::new(MAX_SCRAPES));
     let mut upkeep = tokio::time::interval(UPKEEP_EVERY);
     loop {
-        tokio::select! {
+        let stream = tokio::select! {
             () = daemon.shutdown.cancelled() => break,
-            _ = upkeep.tick() => handle.run_upkeep(),
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of descriptors, most likely: wait, not spin.
-                        tracing::warn!("metrics: cannot accept a connection: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = connections.clone().try_acquire_owned() else {
-                    // Never wait on a client here: a fresh socket's buffer
-                    // takes the short answer, or the client goes without.
-                    let _ = stream.try_write(&response("503 Service Unavailable", TEXT_TYPE, b"too many connections\n", false));
-                    continue;
-                };
-                let (daemon, handle, scrapes) = (daemon.clone(), handle.clone(), scrapes.clone());
-                tokio::spawn(async move {
-                    answer(stream, &daemon, &handle, &scrapes).await;
-                    drop(permit);
-                });
+            _ = upkeep.tick() => {
+                handle.run_upkeep();
+                continue;
             }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait, not spin.
+                    tracing::warn!("metrics: cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        if let Ok(permit) = connections.clone().try_acquire_owned() {
+            let (daemon, handle, scrapes) = (daemon.clone(), handle.clone(), scrapes.clone());
+            tokio::spawn(async move {
+                answer(stream, &daemon, &handle, &scrapes).await;
+                drop(permit);
+            });
+        } else if let Ok(permit) = refusals.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                let busy = response(
+                    "503 Service Unavailable",
+                    TEXT_TYPE,
+                    b"too many connections\n",
+                    false,
+                );
+                finish(stream, &busy).await;
+                drop(permit);
+            });
         }
     }
 }
@@ -142,11 +156,32 @@ async fn answer(
             Route::BadRequest => response("400 Bad Request", TEXT_TYPE, b"bad request\n", false),
         },
     };
-    let write = async {
-        stream.write_all(&reply).await?;
+    finish(stream, &reply).await;
+}
+
+/// Send `reply` and close. Closing a socket with input still unread
+/// resets the connection, which can destroy the answer before the client
+/// reads it; so after the answer, what the client still sends is read and
+/// dropped for a moment ([`LINGER`], at most [`LINGER_BYTES`]) first.
+async fn finish(mut stream: TcpStream, reply: &[u8]) {
+    let send = async {
+        stream.write_all(reply).await?;
         stream.shutdown().await
     };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, write).await;
+    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, send).await, Ok(Ok(()))) {
+        return;
+    }
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Why no request head was read.

@@ -238,6 +238,8 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// A recorder over `registry`, with `prometheus` beside it when
+    /// `/metrics` is on.
     pub fn new(registry: Arc<Registry>, prometheus: Option<PrometheusRecorder>) -> Recorder {
         Recorder {
             registry,

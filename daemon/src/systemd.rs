@@ -54,7 +54,7 @@ pub fn status_line(daemon: &Daemon) -> String {
     } else {
         String::new()
     };
-    let health = match daemon.degraded_reasons() {
+    let health = match crate::health::reasons(daemon) {
         reasons if reasons.is_empty() => String::new(),
         reasons => format!("; degraded: {}", reasons.join("; ")),
     };

@@ -46,7 +46,9 @@ async fn read(h: &ScratchHost, path: &str) -> (String, bool) {
 
 async fn read_aged(h: &ScratchHost, path: &str, max_age_secs: Option<u64>) -> (String, bool) {
     match open(request(&h.client, read_request(path, max_age_secs)).await) {
-        (Ok(Response::ReadFile(c)), age) => (String::from_utf8(c.data).unwrap(), age.is_some()),
+        (Ok(Response::ReadFile(c)), age) => {
+            (String::from_utf8(c.data).expect("UTF-8"), age.is_some())
+        }
         other => panic!("read {path}: {other:?}\n{}", h.daemon.log()),
     }
 }
