@@ -327,8 +327,9 @@ async fn a_nul_byte_in_a_remote_path_is_refused_and_the_shared_sftp_session_surv
     let daemon = Daemon::start(&fleet, "");
     let client = connect(daemon.socket()).await;
     let read = || {
+        // Straight to the host (not the cache): the session is the point.
         Request::ReadFile(ReadFileRequest {
-            max_age_secs: None,
+            max_age_secs: Some(0),
             host: "host1".into(),
             path: "/etc/hostname".into(),
             offset: 0,
