@@ -27,7 +27,9 @@ const INSTRUCTIONS: &str = "\
 sshmcp runs commands and works with files on the user's SSH hosts, through a local daemon that \
 keeps connections warm. `hosts` lists them; pass an alias as `host`. Remote paths are absolute \
 or relative to the remote home. Everything runs with the remote user's rights: prefer \
-read-only tools unless the user asked for a change.";
+read-only tools unless the user asked for a change. Reads may be answered from the daemon's \
+cache, and then say `cached` and `age_ms`; `max_age_secs: 0` reads the host afresh. `batch` \
+runs many independent calls at once.";
 
 /// How long calls still in flight when stdin closes may go on before they
 /// are cancelled. A quick command finishes and is answered; a long one is

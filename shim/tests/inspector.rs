@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use sshmcp_testkit::{Daemon, Fleet, bin_path, output_within, test_user};
 
 /// How long one CLI run may take: Node starts in well under a second, and
@@ -102,7 +102,7 @@ fn tools_list_has_every_tool_and_no_schema_warnings() {
         None,
     );
     let tools = listed["tools"].as_array().expect("`tools` is an array");
-    assert_eq!(tools.len(), 11, "{listed}");
+    assert_eq!(tools.len(), 12, "{listed}");
 }
 
 #[test]
@@ -182,4 +182,33 @@ fn file_tools_take_numbers_flags_and_modes_from_the_command_line() {
         Some(2),
         "{listing}"
     );
+}
+
+#[test]
+fn batch_and_cached_results_match_their_schemas() {
+    let fleet = Fleet::start(2);
+    // Long enough that the stat in the batch is still cached for the stat
+    // after it, however slowly the CLI starts.
+    let daemon = Daemon::start(&fleet, "[cache]\nstat_ttl_secs = 600\n");
+    let remote = test_user().scratch_dir();
+    let dir = remote.path().display().to_string();
+    // The exec goes to host1: a command that may change things makes the
+    // daemon forget what it cached of its host.
+    let calls = json!([
+        { "tool": "exec", "arguments": { "host": "host1", "command": "echo hi" } },
+        { "tool": "stat", "arguments": { "host": "host2", "path": dir } },
+        { "tool": "stat", "arguments": { "host": "host2", "path": format!("{dir}/missing") } },
+    ]);
+    let batch = call(
+        &daemon,
+        "batch",
+        &[&format!("calls={calls}"), "concurrency=2"],
+    );
+    let results = batch["results"].as_array().expect("`results` is an array");
+    assert_eq!(results[0]["result"]["stdout"], "hi\n", "{batch}");
+    assert_eq!(results[1]["result"]["type"], "dir", "{batch}");
+    assert_eq!(results[2]["ok"], false, "{batch}");
+    let again = call(&daemon, "stat", &["host=host2", &format!("path={dir}")]);
+    assert_eq!(again["cached"], true, "{again}");
+    assert!(again["age_ms"].is_u64(), "{again}");
 }

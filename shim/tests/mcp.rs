@@ -160,6 +160,7 @@ fn tools_list_has_every_tool_with_schemas_and_annotations() {
     assert_eq!(
         names,
         [
+            "batch",
             "exec",
             "hosts",
             "list_dir",
@@ -185,9 +186,20 @@ fn tools_list_has_every_tool_with_schemas_and_annotations() {
     let hosts = tool(&tools, "hosts");
     assert_eq!(hosts["annotations"]["readOnlyHint"], true, "{hosts}");
 
+    // Hints are given only where they differ from the MCP spec's defaults:
+    // exec is not read-only and is open-world by default.
     let exec = tool(&tools, "exec");
-    assert_eq!(exec["annotations"]["destructiveHint"], true, "{exec}");
-    assert_eq!(exec["annotations"]["openWorldHint"], true, "{exec}");
+    assert_eq!(
+        exec["annotations"],
+        json!({ "destructiveHint": true }),
+        "{exec}"
+    );
+    let batch = tool(&tools, "batch");
+    assert_eq!(
+        batch["annotations"],
+        json!({ "destructiveHint": true }),
+        "{batch}"
+    );
     let required = exec["inputSchema"]["required"]
         .as_array()
         .unwrap_or_else(|| panic!("exec's inputSchema has no `required`: {exec}"));

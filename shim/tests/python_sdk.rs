@@ -141,6 +141,19 @@ fn a_file_written_through_the_sdk_reads_back_stats_and_lists() {
 }
 
 #[test]
+fn batch_and_cached_results_match_their_schemas_in_the_sdk() {
+    let (_fleet, daemon) = setup();
+    let remote = test_user().scratch_dir();
+    let remote_dir = remote.path().display().to_string();
+    run_scenario(
+        "batch-and-cache",
+        Target::Socket(daemon.socket()),
+        &daemon,
+        &["--remote-dir", &remote_dir],
+    );
+}
+
+#[test]
 fn twenty_concurrent_calls_on_one_sdk_session_all_succeed() {
     let (_fleet, daemon) = setup();
     let out = run_scenario("concurrent", Target::Socket(daemon.socket()), &daemon, &[]);

@@ -28,7 +28,7 @@ use sshmcp_proto::{
 use super::arguments::{self, Int};
 use super::{
     Answer, Effect, Listed, Prepare, Prepared, Rendered, TOOLS, check, error_line, failure, schema,
-    success, text, unavailable,
+    structured, success, text, unavailable, unencodable,
 };
 use crate::server::SshMcp;
 
@@ -161,7 +161,10 @@ async fn run(
     } else {
         let request = Request::Batch(BatchRequest {
             calls: requests,
-            concurrency: args.concurrency.map(|Int(n)| n as u32),
+            // In range: `Int` took it from 1 to MAX_BATCH_CONCURRENCY, a u32.
+            concurrency: args
+                .concurrency
+                .map(|Int(n)| u32::try_from(n).unwrap_or(MAX_BATCH_CONCURRENCY)),
             stop_on_error: args.stop_on_error,
         });
         if let Err(error) = check(&request).and_then(|()| fits(&request)) {
@@ -289,8 +292,10 @@ fn prepare(
     prepare(arguments).map_err(name_the_call)
 }
 
-/// The request fits in one frame to the daemon; else what to do.
+/// The batch fits in one frame to the daemon; else what to do. (The
+/// client would refuse it too, but could only say "send less data".)
 fn fits(request: &Request) -> Result<(), Error> {
+    // One that cannot be encoded at all is the client's to report.
     let bytes = encode(request).map_or(0, |frame| frame.len());
     if bytes <= DEFAULT_MAX_FRAME {
         return Ok(());
@@ -348,20 +353,14 @@ fn present(outcomes: Vec<(String, Outcome)>) -> Result<Rendered, Error> {
             result: None,
             error,
         };
-        let line = text::render(&head, &[])
-            .map_err(|err| Error::internal(format!("sshmcp could not encode the result: {err}")))?;
+        let line = text::render(&head, &[]).map_err(unencodable)?;
         text.push_str(&format!("[{i}] {line}{block}"));
         results.push(CallResult { result, ..head });
     }
-    let structured = match serde_json::to_value(BatchResult { results }) {
-        Ok(Value::Object(structured)) => structured,
-        _ => {
-            return Err(Error::internal(
-                "sshmcp could not encode the batch's result",
-            ));
-        }
-    };
-    Ok(Rendered { structured, text })
+    Ok(Rendered {
+        structured: structured(&BatchResult { results })?,
+        text,
+    })
 }
 
 #[cfg(test)]
@@ -544,6 +543,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_too_large_for_one_frame_is_refused_saying_to_split_it() {
+        let content = "x".repeat(DEFAULT_MAX_FRAME / 2);
+        let write = |path: &str| {
+            json!({ "tool": "write_file",
+                    "arguments": { "host": "h", "path": path, "content": content } })
+        };
+        let plan = plan(calls(json!([write("/a"), write("/b")])), false, &every_tool);
+        assert_eq!(errors(&plan), [None, None], "each call fits on its own");
+        let request = Request::Batch(BatchRequest {
+            calls: plan.requests,
+            concurrency: None,
+            stop_on_error: false,
+        });
+        let error = fits(&request).unwrap_err();
+        assert!(
+            error.message.ends_with("split them into smaller batches"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
     fn a_bad_concurrency_is_refused_naming_it() {
         let args = json!({ "calls": [stat_call("/a")], "concurrency": 65 });
         let error = parse(args.as_object().cloned().unwrap()).unwrap_err();
@@ -661,7 +682,7 @@ mod tests {
     #[test]
     fn a_reply_count_that_does_not_match_is_an_internal_error() {
         let plan = plan(calls(json!([stat_call("/a")])), false, &every_tool);
-        let error = settle(plan.slots, Vec::new()).err().expect("an error");
+        let error = settle(plan.slots, Vec::new()).expect_err("an error");
         assert_eq!(error.kind, ErrorKind::Internal);
     }
 }

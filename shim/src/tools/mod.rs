@@ -346,17 +346,24 @@ impl Rendered {
     /// `output` as `structuredContent` and as text; `blocks` names its
     /// string fields shown as blocks of text.
     fn new(output: &impl Serialize, blocks: &[&str]) -> Result<Rendered, Error> {
-        let unencodable = |why: &dyn std::fmt::Display| {
-            Error::internal(format!("sshmcp could not encode the result: {why}"))
-        };
-        let structured = match serde_json::to_value(output) {
-            Ok(Value::Object(object)) => object,
-            Ok(other) => return Err(unencodable(&format_args!("{other} is not an object"))),
-            Err(err) => return Err(unencodable(&err)),
-        };
-        let text = text::render(output, blocks).map_err(|err| unencodable(&err))?;
-        Ok(Rendered { structured, text })
+        Ok(Rendered {
+            structured: structured(output)?,
+            text: text::render(output, blocks).map_err(unencodable)?,
+        })
     }
+}
+
+/// `output` as `structuredContent`, which MCP wants to be an object.
+fn structured(output: &impl Serialize) -> Result<JsonObject, Error> {
+    match serde_json::to_value(output).map_err(unencodable)? {
+        Value::Object(object) => Ok(object),
+        other => Err(unencodable(format_args!("{other} is not an object"))),
+    }
+}
+
+/// A result that could not be written as JSON: a bug of the shim's.
+fn unencodable(why: impl std::fmt::Display) -> Error {
+    Error::internal(format!("sshmcp could not encode the result: {why}"))
 }
 
 /// What the daemon would refuse, refused before it is sent, with the same
@@ -402,9 +409,181 @@ fn unavailable(error: &ClientError) -> CallToolResult {
 
 #[cfg(test)]
 mod tests {
-    use sshmcp_proto::ErrorKind;
+    use serde_json::json;
+    use sshmcp_proto::{ErrorKind, ExecOutput, FileKind, FileStat};
 
     use super::*;
+
+    /// The names of the tools the daemon may answer from its cache.
+    const CACHEABLE: [&str; 4] = ["exec", "stat", "list_dir", "read_file"];
+
+    fn etc_hosts() -> Response {
+        Response::Stat(FileStat {
+            path: "/etc/hosts".into(),
+            kind: FileKind::File,
+            size: 221,
+            mode: 0o644,
+            mtime: 0,
+            uid: Some(0),
+            gid: Some(0),
+            link_target: None,
+        })
+    }
+
+    fn cached(age_ms: u64, response: Response) -> Response {
+        Response::Cached(Cached {
+            age_ms,
+            response: Box::new(response),
+        })
+    }
+
+    fn object(value: Value) -> JsonObject {
+        value.as_object().cloned().expect("an object")
+    }
+
+    #[test]
+    fn a_cached_answer_is_the_tools_result_with_cached_and_age_ms() {
+        let result = answer::<stat::Stat>((), cached(1500, etc_hosts())).unwrap();
+        let fresh = answer::<stat::Stat>((), etc_hosts()).unwrap();
+        let mut expected = fresh.structured.clone();
+        expected.insert("cached".into(), json!(true));
+        expected.insert("age_ms".into(), json!(1500));
+        assert_eq!(result.structured, expected);
+        assert_eq!(
+            result.text,
+            fresh.text.replace('\n', " cached=true age_ms=1500\n"),
+            "the text carries both fields too"
+        );
+    }
+
+    #[test]
+    fn an_answer_from_the_host_says_nothing_of_the_cache() {
+        let result = answer::<stat::Stat>((), etc_hosts()).unwrap();
+        assert!(!result.structured.contains_key("cached"), "{result:?}");
+        assert!(!result.structured.contains_key("age_ms"), "{result:?}");
+        assert!(!result.text.contains("cached"), "{}", result.text);
+    }
+
+    #[test]
+    fn a_cached_command_says_so_before_its_output() {
+        let output = Response::Exec(ExecOutput {
+            exit_code: Some(0),
+            signal: None,
+            stdout: b"Linux\n".to_vec(),
+            stderr: Vec::new(),
+            stdout_bytes: 6,
+            stderr_bytes: 0,
+            truncated: false,
+            duration_ms: 12,
+        });
+        let result = answer::<exec::Exec>((), cached(40, output)).unwrap();
+        assert_eq!(result.structured["cached"], true);
+        assert_eq!(
+            result.text,
+            "exit_code=0 signal=null stderr=\"\" stdout_encoding=utf8 stderr_encoding=utf8 \
+             stdout_bytes=6 stderr_bytes=0 truncated=false duration_ms=12 cached=true age_ms=40\n\
+             --- stdout ---\nLinux\n"
+        );
+    }
+
+    #[test]
+    fn a_cached_answer_to_a_tool_never_cached_is_an_internal_error() {
+        let err = answer::<mkdir::Mkdir>("/d".into(), cached(1, Response::Ok)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Internal);
+        assert!(err.message.contains("Cached"), "{}", err.message);
+    }
+
+    #[test]
+    fn only_the_cacheable_tools_declare_cached_and_age_ms() {
+        for route in all() {
+            let tool = &route.attr;
+            let schema = tool.output_schema.as_ref().expect("an output schema");
+            let properties = schema["properties"].as_object().expect("properties");
+            if CACHEABLE.contains(&tool.name.as_ref()) {
+                assert_eq!(properties["cached"], json!({ "type": "boolean" }));
+                assert_eq!(properties["age_ms"], json!({ "type": "integer" }));
+                assert!(schema.get("required").is_none(), "{}", tool.name);
+            } else {
+                assert!(!properties.contains_key("cached"), "{}", tool.name);
+                assert!(!properties.contains_key("age_ms"), "{}", tool.name);
+            }
+        }
+    }
+
+    #[test]
+    fn reads_take_max_age_secs_from_zero_to_a_day() {
+        let age = |request: Request| match request {
+            Request::Stat(req) => req.max_age_secs,
+            Request::ListDir(req) => req.max_age_secs,
+            Request::ReadFile(req) => req.max_age_secs,
+            other => panic!("not a read: {other:?}"),
+        };
+        let preparers: [Prepare; 3] = [
+            prepare_call::<stat::Stat>,
+            prepare_call::<list_dir::ListDir>,
+            prepare_call::<read_file::ReadFile>,
+        ];
+        for prepare in preparers {
+            let args =
+                |age: Value| object(json!({ "host": "h", "path": "/p", "max_age_secs": age }));
+            assert_eq!(age(prepare(args(json!(0))).unwrap().request), Some(0));
+            assert_eq!(age(prepare(args(json!("600"))).unwrap().request), Some(600));
+            let absent = object(json!({ "host": "h", "path": "/p" }));
+            assert_eq!(age(prepare(absent).unwrap().request), None);
+            let err = prepare(args(json!(86_401))).err().expect("refused");
+            assert!(
+                err.message
+                    .contains("`max_age_secs`: expected an integer from 0 to 86400, got 86401"),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn exec_takes_cache_secs_from_one_second_to_a_day() {
+        let args =
+            |secs: Value| object(json!({ "host": "h", "command": "uname -a", "cache_secs": secs }));
+        let prepared = prepare_call::<exec::Exec>(args(json!("60"))).unwrap();
+        assert!(matches!(
+            prepared.request,
+            Request::Exec(sshmcp_proto::ExecRequest {
+                cache_secs: Some(60),
+                ..
+            })
+        ));
+        for bad in [json!(0), json!(86_401), json!("soon")] {
+            let err = prepare_call::<exec::Exec>(args(bad.clone()))
+                .err()
+                .expect("refused");
+            assert!(
+                err.message
+                    .starts_with("exec: `cache_secs`: expected an integer from 1 to 86400"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn annotations_give_each_hint_only_where_it_differs_from_its_default() {
+        let hints = |name: &str| {
+            let route = all().into_iter().find(|r| r.name() == name).expect(name);
+            serde_json::to_value(route.attr.annotations).unwrap()
+        };
+        assert_eq!(hints("stat"), json!({ "readOnlyHint": true }));
+        assert_eq!(
+            hints("hosts"),
+            json!({ "readOnlyHint": true, "openWorldHint": false })
+        );
+        assert_eq!(hints("exec"), json!({ "destructiveHint": true }));
+        assert_eq!(hints("batch"), json!({ "destructiveHint": true }));
+        assert_eq!(hints("mkdir"), json!({ "destructiveHint": false }));
+        assert_eq!(
+            hints("sync"),
+            json!({ "destructiveHint": true, "idempotentHint": true })
+        );
+    }
 
     #[test]
     fn every_tool_has_object_schemas_and_a_short_description() {

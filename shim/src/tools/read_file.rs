@@ -178,6 +178,15 @@ mod tests {
     }
 
     #[test]
+    fn offset_has_no_maximum_past_what_json_numbers_hold() {
+        let schema = crate::tools::schema::input::<ReadFileArgs>();
+        assert_eq!(
+            schema["properties"]["offset"],
+            serde_json::json!({ "type": "integer", "minimum": 0 })
+        );
+    }
+
+    #[test]
     fn an_unknown_encoding_is_refused_naming_the_choices() {
         let json = serde_json::json!({ "host": "h", "path": "/f", "encoding": "hex" });
         let err = serde_json::from_value::<ReadFileArgs>(json).unwrap_err();

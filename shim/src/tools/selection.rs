@@ -107,6 +107,9 @@ mod tests {
         assert_eq!(names("read-only,exec").len(), 5);
         assert_eq!(names("all").len(), all().len());
         assert!(!names("files").contains(&"exec".to_string()));
+        // A batch under `files` may carry every file tool, and no command.
+        assert!(names("files").contains(&"batch".to_string()));
+        assert!(!names("read-only").contains(&"batch".to_string()));
     }
 
     #[test]

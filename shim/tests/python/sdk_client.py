@@ -138,7 +138,39 @@ async def concurrent(session, args):
     print(f"{CONCURRENT_CALLS} concurrent calls, no errors")
 
 
+async def batch_and_cache(session, args):
+    # One call at a time, in order: the read sees the write before it.
+    path = f"{args.remote_dir}/batched.txt"
+    batch = structured(
+        await session.call_tool(
+            "batch",
+            {
+                "concurrency": 1,
+                "calls": [
+                    {"tool": "write_file", "arguments": {"host": args.host, "path": path, "content": "batched\n"}},
+                    {"tool": "read_file", "arguments": {"host": args.host, "path": path}},
+                    {"tool": "stat", "arguments": {"host": args.host, "path": f"{path}.missing"}},
+                    {"tool": "exec", "arguments": {"host": args.host, "command": "echo done"}},
+                ],
+            },
+        ),
+        "batch",
+    )
+    results = batch.get("results", [])
+    check([r.get("tool") for r in results] == ["write_file", "read_file", "stat", "exec"], f"batch: {batch}")
+    check(results[1].get("result", {}).get("content") == "batched\n", f"read in the batch: {results[1]}")
+    check(results[2].get("ok") is False and results[2].get("error", "").startswith("not_found"), f"stat: {results[2]}")
+    check(results[3].get("result", {}).get("stdout") == "done\n", f"exec in the batch: {results[3]}")
+
+    # Asked again, a stat comes from the daemon's cache, and says so.
+    first = structured(await session.call_tool("stat", {"host": args.host, "path": path}), "stat")
+    check("cached" not in first, f"the first stat came from the cache: {first}")
+    again = structured(await session.call_tool("stat", {"host": args.host, "path": path}), "stat")
+    check(again.get("cached") is True and isinstance(again.get("age_ms"), int), f"the second stat: {again}")
+
+
 SCENARIOS = {
+    "batch-and-cache": batch_and_cache,
     "tools": tools,
     "exec": exec_hello,
     "unknown-host": unknown_host,
@@ -168,8 +200,8 @@ def main():
     parser.add_argument("--host", default="host1", help="a host alias the daemon knows")
     parser.add_argument("--remote-dir", help="a writable directory on the host")
     args = parser.parse_args()
-    if args.scenario == "files" and not args.remote_dir:
-        parser.error("the files scenario needs --remote-dir")
+    if args.scenario in ("files", "batch-and-cache") and not args.remote_dir:
+        parser.error(f"the {args.scenario} scenario needs --remote-dir")
     try:
         asyncio.run(run(args))
     except BaseException as error:  # noqa: BLE001 - re-raised unless it is ours
