@@ -215,29 +215,6 @@ fn below_or_same(root: &str, path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// The directory `path` is in.
-pub fn parent(path: &str) -> String {
-    match path.rfind('/') {
-        Some(0) => "/".to_string(),
-        Some(i) => path[..i].to_string(),
-        None => ".".to_string(),
-    }
-}
-
-/// The last component of `path`.
-pub fn name(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-/// `dir` joined with `name`.
-pub fn join(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') {
-        format!("{dir}{name}")
-    } else {
-        format!("{dir}/{name}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,16 +249,6 @@ mod tests {
         assert!(!cacheable_path("//dev/./null"));
         assert!(cacheable_path("/devices"));
         assert!(cacheable_path("/etc/os-release"));
-    }
-
-    #[test]
-    fn parents_and_names() {
-        assert_eq!(parent("/etc/hosts"), "/etc");
-        assert_eq!(parent("/etc"), "/");
-        assert_eq!(parent("notes"), ".");
-        assert_eq!(name("/etc/hosts"), "hosts");
-        assert_eq!(join("/", "etc"), "/etc");
-        assert_eq!(join("/etc", "hosts"), "/etc/hosts");
     }
 
     #[test]

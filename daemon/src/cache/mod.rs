@@ -48,6 +48,7 @@ use sshmcp_proto::{
 };
 
 use crate::config::CacheSection;
+use crate::files::remote;
 use crate::pool::Host;
 use crate::pool::sftp::SESSION_WAIT;
 
@@ -430,9 +431,9 @@ impl Cache {
         // under another spelling of it still finds the entry.
         let resolved = match (resolved, &reply, key.what.path()) {
             (None, Err(e), Some(path)) if e.kind == ErrorKind::NotFound => {
-                resolve(host, &key::parent(path))
+                resolve(host, remote::parent(path))
                     .await
-                    .map(|dir| key::join(&dir, key::name(path)))
+                    .map(|dir| remote::join(&dir, remote::file_name(path)))
             }
             (resolved, _, _) => resolved,
         };
@@ -551,9 +552,12 @@ impl Cache {
         // the path itself (through a symlink), and its directory (which
         // still resolves when the path is gone).
         let resolving = futures_util::future::join_all(paths.iter().map(|path| async move {
-            let dir = key::parent(path);
-            let (itself, dir) = tokio::join!(resolve(host, path), resolve(host, &dir));
-            (itself, dir.map(|d| key::join(&d, key::name(path))))
+            let dir = remote::parent(path);
+            let (itself, dir) = tokio::join!(resolve(host, path), resolve(host, dir));
+            (
+                itself,
+                dir.map(|d| remote::join(&d, remote::file_name(path))),
+            )
         }));
         let (reply, resolved) = tokio::join!(work, resolving);
         let mut scope = paths;
