@@ -236,6 +236,7 @@ impl Collected {
             ));
         }
         Ok(ExecOutput {
+            job: None,
             truncated: self.truncated(),
             exit_code: self.exit_code,
             signal: self.signal,

@@ -23,6 +23,7 @@ pub struct Config {
     pub policy: PolicySection,
     pub cache: CacheSection,
     pub metrics: MetricsSection,
+    pub jobs: JobsSection,
 }
 
 /// `[daemon]`: the process itself.
@@ -345,6 +346,31 @@ impl Default for CacheSection {
     }
 }
 
+/// `[jobs]`: commands that run on after their call returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsSection {
+    /// How long a finished job stays readable, in seconds.
+    pub retention_secs: u64,
+    /// Jobs running at once on one host.
+    pub max_per_host: u32,
+    /// Jobs running at once in all.
+    pub max_running: u32,
+    /// Output kept per stream of a job; past it the oldest part goes.
+    pub spool_bytes: ByteSize,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        JobsSection {
+            retention_secs: 3600,
+            max_per_host: 8,
+            max_running: 64,
+            spool_bytes: ByteSize(4 << 20),
+        }
+    }
+}
+
 /// `[metrics]`: the Prometheus endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -460,6 +486,8 @@ impl Config {
                 "limits.max_inflight_per_host",
                 self.limits.max_inflight_per_host,
             ),
+            ("jobs.max_per_host", self.jobs.max_per_host),
+            ("jobs.max_running", self.jobs.max_running),
         ];
         for (key, value) in positive {
             if value == 0 {

@@ -113,9 +113,13 @@ async fn admit(
     }
     // The cache answers what it can before the request queues for a slot.
     let hold_back = daemon.memory.is_degraded();
+    let live = ctx
+        .host
+        .as_ref()
+        .is_some_and(|h| daemon.jobs.running_on(&h.resolved.alias));
     let cache = daemon.cache.clone();
     cache
-        .around(ctx.host.as_ref(), hold_back, request, |request| {
+        .around(ctx.host.as_ref(), hold_back, live, request, |request| {
             limited(&ctx, request, started)
         })
         .await
@@ -193,6 +197,9 @@ async fn match_op(ctx: &ops::Context<'_>, request: Request) -> Reply {
             ))
         }
         Request::Batch(_) => Err(Error::internal("a batch reached the op match")),
+        Request::JobOutput(req) => op(ctx, req).await.map(Response::JobOutput),
+        Request::JobSignal(req) => op(ctx, req).await.map(Response::JobState),
+        Request::Jobs { host } => Ok(Response::Jobs(ctx.daemon.jobs.list(host.as_deref()))),
     }
 }
 

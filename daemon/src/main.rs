@@ -10,6 +10,7 @@ mod dispatch;
 mod files;
 mod health;
 mod hosts;
+mod jobs;
 mod memory;
 mod metrics_http;
 mod ops;
@@ -215,6 +216,7 @@ fn spawn_reaper(daemon: &Arc<Daemon>) {
             tokio::select! {
                 _ = tick.tick() => {
                     daemon.pool.reap_idle();
+                    daemon.jobs.reap();
                     if let Some(rates) = &daemon.host_rates {
                         rates.tidy();
                     }

@@ -104,9 +104,11 @@ fn apply(daemon: &Daemon) -> Result<String, String> {
         daemon.cache.clear(Some(alias), "reload");
     }
     daemon.cache.configure(&new.cache, daemon.memory.limit());
+    daemon.jobs.configure(&new.jobs);
 
     let mut effective = (*old).clone();
     effective.cache = new.cache.clone();
+    effective.jobs = new.jobs.clone();
     effective.ssh.config = new.ssh.config.clone();
     effective.pool.warm = new.pool.warm.clone();
     effective.limits.queue_timeout_ms = new.limits.queue_timeout_ms;

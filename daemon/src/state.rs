@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::files::policy::LocalPolicy;
+use crate::jobs::Jobs;
 use crate::memory::Memory;
 use crate::pool::HostPool;
 use crate::rate::HostRates;
@@ -82,6 +83,8 @@ pub struct Daemon {
     pub memory: Arc<Memory>,
     /// Answers kept for reads that can be served again.
     pub cache: Arc<Cache>,
+    /// Commands running on after their calls returned.
+    pub jobs: Jobs,
     /// Per-host requests-per-second buckets, when `[limits] host_rps` is set.
     pub host_rates: Option<HostRates>,
     pub started: Instant,
@@ -111,6 +114,11 @@ impl Daemon {
     ) -> Arc<Daemon> {
         let cache = Arc::new(Cache::new(&config.cache, memory.limit()));
         let host_rates = HostRates::new(&config.limits);
+        let ended = cache.clone();
+        let jobs = Jobs::new(
+            &config.jobs,
+            Arc::new(move |alias: &str| ended.host_changed(alias, "job")),
+        );
         let shed = cache.clone();
         memory.register_shedder_first("response cache", Box::new(move || shed.shed()));
         Arc::new_cyclic(|me| Daemon {
@@ -125,6 +133,7 @@ impl Daemon {
             memory,
             cache,
             host_rates,
+            jobs,
             started: Instant::now(),
             warming: AtomicU32::new(0),
             shutdown: CancellationToken::new(),

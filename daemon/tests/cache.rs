@@ -177,6 +177,11 @@ async fn an_exec_that_edits_a_file_shows_at_once() {
     assert!(read(&h, &f).await.1);
     h.sh("sed -i s/alpha/beta/ f").await;
     assert_eq!(read(&h, &f).await.0, "beta\n");
+    // Even a rewrite that keeps the size and puts the mtime back.
+    assert!(read(&h, &f).await.1);
+    h.sh("t=$(stat -c %Y f); printf 'gamma\n' > f; touch -d @$t f")
+        .await;
+    assert_eq!(read(&h, &f).await, ("gamma\n".into(), false));
     // A stat and a listing cached before an exec are fetched anew.
     let (before, _) = stat(&h, &f).await;
     assert!(stat(&h, &f).await.1);
@@ -516,4 +521,44 @@ async fn the_cache_is_shed_first_when_memory_runs_high() {
     // The daemon still serves small work while it sheds.
     let (reply, _) = stat(&h, &h.r("chunk0")).await;
     assert!(reply.is_ok(), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_tree_made_under_another_spelling_shows_in_the_listing() {
+    let h = host("").await;
+    let dir = h.r("probe");
+    h.sh("mkdir probe && chmod 777 probe").await;
+    let home = sshmcp_testkit::test_user().home().to_path_buf();
+    let relative = Path::new(&dir)
+        .strip_prefix(&home)
+        .expect("the scratch directory is in the home")
+        .display()
+        .to_string();
+    assert!(names(&list(&h, &dir).await.0).is_empty());
+    assert!(list(&h, &dir).await.1, "cached");
+    ok(
+        &h,
+        Request::WriteFile(WriteFileRequest {
+            host: "host1".into(),
+            path: format!("{relative}/new/a/f.txt"),
+            data: b"x".to_vec(),
+            mode: None,
+            append: false,
+            create_dirs: true,
+        }),
+    )
+    .await;
+    assert_eq!(names(&list(&h, &dir).await.0), ["new"]);
+    assert!(list(&h, &dir).await.1);
+    ok(
+        &h,
+        Request::Mkdir(MkdirRequest {
+            host: "host1".into(),
+            path: format!("{relative}/other/b/c"),
+            parents: true,
+            mode: None,
+        }),
+    )
+    .await;
+    assert_eq!(names(&list(&h, &dir).await.0), ["new", "other"]);
 }

@@ -29,6 +29,13 @@ pub struct ExecRequest {
     /// command always runs, and counts as a change to the host.
     #[serde(default)]
     pub cache_secs: Option<u64>,
+    /// Start the command as a job and answer at once with its `job_id`.
+    #[serde(default)]
+    pub background: bool,
+    /// What to do when the call reaches `timeout_secs`: kill the command
+    /// (default) or keep it running as a job.
+    #[serde(default)]
+    pub on_timeout: crate::OnTimeout,
 }
 
 impl ExecRequest {
@@ -67,6 +74,9 @@ pub struct ExecOutput {
     pub stderr_bytes: u64,
     /// Some output was dropped because it exceeded `max_output_bytes`.
     pub truncated: bool,
-    /// Time from the request's arrival to the command's end.
+    /// Time from the request's arrival to the command's end (or to the
+    /// answer, for a command that became a job).
     pub duration_ms: u64,
+    /// Set when the command runs on as a job: the call returned first.
+    pub job: Option<crate::JobStarted>,
 }

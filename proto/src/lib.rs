@@ -41,6 +41,7 @@ mod error;
 mod exec;
 mod files;
 mod framed;
+mod jobs;
 mod socket;
 mod state;
 mod validate;
@@ -59,6 +60,10 @@ pub use files::{
     WriteResult,
 };
 pub use framed::{FrameError, FrameReader, FrameWriter};
+pub use jobs::{
+    JobInfo, JobOutput, JobOutputRequest, JobSignalRequest, JobStarted, JobState,
+    MAX_JOB_WAIT_SECS, OnTimeout,
+};
 pub use socket::{SOCKET_ENV, SYSTEM_SOCKET, client_socket_candidates, daemon_socket_path};
 pub use state::{
     ConnState, HostList, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo,
@@ -196,7 +201,7 @@ pub type Reply = Result<Response, Error>;
 /// summary; later ones, after a blank line, are detail for `--help`.
 ///
 /// The names are `status`, `stats`, `hosts`, `warm`, `drain`, `reload`,
-/// `cache`, `cache_clear`, and `host` for their host argument.
+/// `cache`, `cache_clear`, `jobs`, and `host` for their host argument.
 #[macro_export]
 macro_rules! help {
     (status) => {
@@ -226,6 +231,10 @@ macro_rules! help {
     (cache_clear) => {
         "Drop cached answers: every host's, or one host's.\n\n\
          The next read of what was dropped goes to the host."
+    };
+    (jobs) => {
+        "Jobs the daemon runs (exec with background or on_timeout): host, command, state, \
+         runtime, bytes."
     };
     (host) => {
         "Host alias from the SSH client config."
@@ -284,6 +293,15 @@ pub enum Request {
         /// Only this host's entries; every host's when `None`.
         host: Option<String>,
     },
+    /// A page of a job's output, waiting for more if asked.
+    JobOutput(JobOutputRequest),
+    /// Send a signal to a job.
+    JobSignal(JobSignalRequest),
+    #[doc = help!(jobs)]
+    Jobs {
+        /// Only this host's jobs; every host's when `None`.
+        host: Option<String>,
+    },
 }
 
 impl Request {
@@ -310,6 +328,9 @@ impl Request {
             Request::Batch(_) => "batch",
             Request::Cache => "cache",
             Request::CacheClear { .. } => "cache_clear",
+            Request::JobOutput(_) => "job_output",
+            Request::JobSignal(_) => "job_signal",
+            Request::Jobs { .. } => "jobs",
         }
     }
 
@@ -327,6 +348,7 @@ impl Request {
                 | Request::Reload
                 | Request::Cache
                 | Request::CacheClear { .. }
+                | Request::Jobs { .. }
         )
     }
 
@@ -350,7 +372,10 @@ impl Request {
             | Request::Reload
             | Request::Batch(_)
             | Request::Cache
-            | Request::CacheClear { .. } => None,
+            | Request::CacheClear { .. }
+            | Request::JobOutput(_)
+            | Request::JobSignal(_)
+            | Request::Jobs { .. } => None,
         }
     }
 }
@@ -397,6 +422,12 @@ pub enum Response {
     Cache(CacheStats),
     /// How many cached answers were dropped (answers `CacheClear`).
     CacheCleared(u64),
+    /// A page of a job's output (answers `JobOutput`).
+    JobOutput(JobOutput),
+    /// The job's state after the signal (answers `JobSignal`).
+    JobState(JobState),
+    /// The jobs, oldest first (answers `Jobs`).
+    Jobs(Vec<JobInfo>),
 }
 
 impl Response {
@@ -410,6 +441,9 @@ impl Response {
             Response::Batch(_) => "Batch",
             Response::Cache(_) => "Cache",
             Response::CacheCleared(_) => "CacheCleared",
+            Response::JobOutput(_) => "JobOutput",
+            Response::JobState(_) => "JobState",
+            Response::Jobs(_) => "Jobs",
             Response::Exec(_) => "Exec",
             Response::Ok => "Ok",
             Response::Stat(_) => "Stat",
@@ -433,6 +467,8 @@ mod tests {
         let frame = ClientFrame::Request {
             id: 7,
             request: Request::Exec(ExecRequest {
+                background: false,
+                on_timeout: Default::default(),
                 cache_secs: None,
                 host: "web1".into(),
                 command: "uname -a".into(),

@@ -8,7 +8,9 @@
 //! sends, so a model sees the same message either way. Each error names the
 //! argument and its allowed range.
 
-use crate::{Error, MAX_BATCH_CALLS, MAX_BATCH_CONCURRENCY, MAX_CACHE_SECS, Request};
+use crate::{
+    Error, MAX_BATCH_CALLS, MAX_BATCH_CONCURRENCY, MAX_CACHE_SECS, MAX_JOB_WAIT_SECS, Request,
+};
 
 /// Bytes of a reply frame kept for everything but its payload (paths,
 /// counters, framing), so a reply whose data fills the rest still fits.
@@ -72,6 +74,13 @@ impl Request {
                 }
                 if let Some(secs) = req.cache_secs {
                     check_range(op, "cache_secs", secs, 1, MAX_CACHE_SECS, " (seconds)")?;
+                    if req.background || req.on_timeout != crate::OnTimeout::Kill {
+                        return Err(bad(
+                            op,
+                            "`cache_secs` is for quick read-only commands; drop it with \
+                             `background` or `on_timeout`",
+                        ));
+                    }
                 }
                 if let Some(bytes) = req.max_output_bytes {
                     let most = max_output_per_stream(max_frame);
@@ -189,7 +198,31 @@ impl Request {
                         .map_err(|e| hint(e, &format!("in calls[{i}]")))?;
                 }
             }
-            Request::CacheClear { host: Some(host) } => check_host(op, host)?,
+            Request::CacheClear { host: Some(host) } | Request::Jobs { host: Some(host) } => {
+                check_host(op, host)?
+            }
+            Request::JobOutput(req) => {
+                check_job_id(op, &req.job_id)?;
+                if let Some(secs) = req.wait_secs {
+                    check_range(op, "wait_secs", secs, 0, MAX_JOB_WAIT_SECS, " (seconds)")?;
+                }
+                if let Some(bytes) = req.max_bytes {
+                    let most = max_output_per_stream(max_frame);
+                    check_range(op, "max_bytes", bytes, 1, most, " (bytes per stream)")?;
+                }
+            }
+            Request::JobSignal(req) => {
+                check_job_id(op, &req.job_id)?;
+                if !matches!(req.signal.as_str(), "INT" | "TERM" | "KILL" | "HUP") {
+                    return Err(bad(
+                        op,
+                        format_args!(
+                            "`signal` {:?} is not one of INT, TERM, KILL, HUP",
+                            req.signal
+                        ),
+                    ));
+                }
+            }
             Request::Status
             | Request::Stats
             | Request::Hosts
@@ -197,10 +230,23 @@ impl Request {
             | Request::Drain { .. }
             | Request::Reload
             | Request::Cache
-            | Request::CacheClear { host: None } => {}
+            | Request::CacheClear { host: None }
+            | Request::Jobs { host: None } => {}
         }
         Ok(())
     }
+}
+
+/// A job id as the daemon makes them: short, printable ASCII.
+fn check_job_id(op: &str, id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(bad(
+            op,
+            format_args!("`job_id` {id:?} is not a job id; `jobs` lists them"),
+        ));
+    }
+    Ok(())
 }
 
 /// `max_age_secs`, when given, is 0 to [`MAX_CACHE_SECS`].
@@ -316,6 +362,8 @@ mod tests {
 
     fn exec(command: &str) -> ExecRequest {
         ExecRequest {
+            background: false,
+            on_timeout: Default::default(),
             cache_secs: None,
             host: "web1".into(),
             command: command.into(),

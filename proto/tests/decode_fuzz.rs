@@ -115,6 +115,8 @@ impl Rng {
 /// Valid encodings of frames of every shape, to mutate.
 fn seeds() -> Vec<Vec<u8>> {
     let exec = ExecRequest {
+        background: false,
+        on_timeout: Default::default(),
         cache_secs: None,
         host: "web1".into(),
         command: "uname -a".into(),
@@ -153,6 +155,7 @@ fn seeds() -> Vec<Vec<u8>> {
         DaemonFrame::Done {
             id: 7,
             reply: Ok(Response::Exec(ExecOutput {
+                job: None,
                 exit_code: Some(0),
                 signal: None,
                 stdout: b"Linux\n".to_vec(),

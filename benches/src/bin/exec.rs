@@ -109,6 +109,8 @@ async fn connect(daemon: &Daemon) -> DaemonClient {
 
 fn exec_true(host: &str) -> Request {
     Request::Exec(ExecRequest {
+        background: false,
+        on_timeout: Default::default(),
         cache_secs: None,
         host: host.into(),
         command: "true".into(),

@@ -11,9 +11,9 @@
 //! the server resolves it (`realpath`, asked while the op runs), so a
 //! home-relative spelling or a symlinked directory cannot hide an entry;
 //! it drops every cached `exec` of the host too. An `exec` without
-//! `cache_secs` may change anything, so it moves the host's epoch: older
-//! `read_file` entries are confirmed with a `stat` before they are served
-//! again, and older `stat`, `list_dir` and `exec` entries are fetched anew.
+//! `cache_secs` (or a job) may change anything, so it moves the host's
+//! epoch: every older entry is fetched anew before it is served again (a
+//! `stat` of size and mtime would miss a rewrite that keeps both).
 //! A fetch that was in flight while a change landed does not store its
 //! answer (the host's generation moved under it). A change whose op was
 //! abandoned half way moves the epoch as well.
@@ -278,13 +278,26 @@ impl Cache {
         host
     }
 
+    /// Something changed `alias` behind the requests the cache saw (a job
+    /// ended there): every older entry is fetched anew before it is served.
+    pub fn host_changed(&self, alias: &str, reason: &'static str) {
+        let state = self.host(alias);
+        let _changing = state.changing.lock().unwrap_or_else(|p| p.into_inner());
+        state.generation.fetch_add(1, Ordering::AcqRel);
+        state.epoch.fetch_add(1, Ordering::AcqRel);
+        self.count_invalidations(reason, 1);
+    }
+
     /// Run `request` (on `host`, when it targets one) through `run`,
     /// answering it from the cache when that is safe and dropping what it
-    /// changes. While `hold_back` (memory is high) nothing new is stored.
+    /// changes. While `hold_back` (memory is high) nothing new is stored;
+    /// while `live` (a job runs on the host and may change anything at any
+    /// moment) reads neither use nor fill the cache.
     pub async fn around<F, Fut>(
         &self,
         host: Option<&Arc<Host>>,
         hold_back: bool,
+        live: bool,
         request: Request,
         run: F,
     ) -> Reply
@@ -298,6 +311,7 @@ impl Cache {
         };
         settings.hold_back = hold_back;
         match key::classify(&request) {
+            Class::Read { .. } if live => run(request).await,
             Class::Read { what, max_age_secs } => {
                 let key = Key {
                     alias: Arc::from(host.resolved.alias.as_str()),
@@ -431,9 +445,7 @@ impl Cache {
         // under another spelling of it still finds the entry.
         let resolved = match (resolved, &reply, key.what.path()) {
             (None, Err(e), Some(path)) if e.kind == ErrorKind::NotFound => {
-                resolve(host, remote::parent(path))
-                    .await
-                    .map(|dir| remote::join(&dir, remote::file_name(path)))
+                resolve_existing(host, path).await
             }
             (resolved, _, _) => resolved,
         };
@@ -506,13 +518,16 @@ impl Cache {
             (Kind::ReadFile, None) => age <= settings.read_file_fresh,
             (_, None) => true,
         };
-        match (current && young, kind) {
-            (true, _) => Verdict::Serve,
-            (false, Kind::ReadFile) if entry.reply.is_ok() => match entry.file {
+        // Past an epoch move (an exec or a job may have rewritten the file
+        // keeping its size and mtime) only a fresh read is safe; an answer
+        // that is merely old is confirmed by a stat of size and mtime.
+        match (current, young, kind) {
+            (true, true, _) => Verdict::Serve,
+            (true, false, Kind::ReadFile) if entry.reply.is_ok() => match entry.file {
                 Some(sig) if !sig.racy => Verdict::Confirm,
                 _ => Verdict::Refetch,
             },
-            (false, _) => Verdict::Refetch,
+            _ => Verdict::Refetch,
         }
     }
 
@@ -560,11 +575,17 @@ impl Cache {
             )
         }));
         let (reply, resolved) = tokio::join!(work, resolving);
-        let mut scope = paths;
-        for (itself, via_dir) in resolved {
+        let mut scope = Vec::new();
+        for (path, (itself, via_dir)) in paths.iter().zip(resolved) {
+            if itself.is_none() && via_dir.is_none() {
+                // Neither existed before the change (a new directory tree):
+                // resolve what exists now, or its nearest ancestor.
+                scope.extend(resolve_existing(host, path).await);
+            }
             scope.extend(itself);
             scope.extend(via_dir);
         }
+        scope.extend(paths);
         moved.forget(scope);
         reply
     }
@@ -717,7 +738,7 @@ type Guard<'s> =
 /// A change in progress on a host. When it is finished the touched entries
 /// go; when it is abandoned half way (its future dropped), or when it could
 /// have touched anything, the host's epoch moves so every older entry is
-/// checked before it is served again.
+/// fetched anew before it is served again.
 struct Moved<'c> {
     cache: &'c Cache,
     alias: &'c str,
@@ -813,6 +834,29 @@ async fn resolve(host: &Arc<Host>, path: &str) -> Option<String> {
         .await
         .ok()
         .flatten()
+}
+
+/// Where the server would put `path`: its `realpath`, or, when it does
+/// not exist, its nearest existing ancestor's joined with the rest (a
+/// relative path ends at `.`, the home directory, which always resolves).
+async fn resolve_existing(host: &Arc<Host>, path: &str) -> Option<String> {
+    let mut rest: Vec<&str> = Vec::new();
+    let mut at = path;
+    for _ in 0..64 {
+        if let Some(found) = resolve(host, at).await {
+            return Some(
+                rest.iter()
+                    .rev()
+                    .fold(found, |dir, name| remote::join(&dir, name)),
+            );
+        }
+        if at == "/" || at == "." {
+            return None;
+        }
+        rest.push(remote::file_name(at));
+        at = remote::parent(at);
+    }
+    None
 }
 
 /// The size and mtime of the file at `path` (following symlinks):

@@ -1,11 +1,14 @@
-//! `exec`: run a command on a host, as `ssh host 'command'` would.
+//! `exec`: run a command on a host, as `ssh host 'command'` would; with
+//! `background`, or `on_timeout: "background"` once it runs past its
+//! timeout, the command runs on as a daemon job.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sshmcp_proto::{Error, ExecOutput, ExecRequest};
+use sshmcp_proto::{Error, ErrorKind, ExecOutput, ExecRequest, JobStarted, OnTimeout};
 
 use super::{Context, Op};
 use crate::command::{self, Command};
+use crate::jobs::Job;
 
 impl Op for ExecRequest {
     type Output = ExecOutput;
@@ -20,18 +23,113 @@ impl Op for ExecRequest {
         // `Request::validate` has checked the arguments: the timeout is
         // within a day and the output cap fits one reply.
         let max_frame = ctx.daemon.config().daemon.max_frame;
+        let timeout = Duration::from_secs(
+            self.timeout_secs
+                .unwrap_or(ExecRequest::DEFAULT_TIMEOUT_SECS),
+        );
+        if self.background || self.on_timeout == OnTimeout::Background {
+            return as_job(ctx, self, timeout, max_frame).await;
+        }
         let command = Command {
             host: ctx.host()?,
             line: &self.command,
             stdin: self.stdin.as_deref().unwrap_or_default(),
-            timeout: Duration::from_secs(
-                self.timeout_secs
-                    .unwrap_or(ExecRequest::DEFAULT_TIMEOUT_SECS),
-            ),
+            timeout,
             max_output: max_output(&self, max_frame),
             started: ctx.started,
         };
         command::run(command, ctx.cancel).await
+    }
+}
+
+/// Run the command as a job: answer at once (`background`), or when it
+/// ends within the timeout (as a plain exec would), or at the timeout with
+/// what it wrote so far and the job that carries on.
+async fn as_job(
+    ctx: &Context<'_>,
+    req: ExecRequest,
+    timeout: Duration,
+    max_frame: usize,
+) -> Result<ExecOutput, Error> {
+    let host = ctx.host()?;
+    let queue = ctx.daemon.config().queue_timeout();
+    let job = ctx
+        .daemon
+        .jobs
+        .start(
+            host,
+            &req.command,
+            req.stdin.clone().unwrap_or_default(),
+            Instant::now() + queue,
+            &ctx.daemon.shutdown,
+        )
+        .await?;
+    let max = max_output(&req, max_frame) as usize;
+    if req.background {
+        let reason = format!(
+            "started in the background as job {}; read its output with job_output, stop it \
+             with job_signal",
+            job.id
+        );
+        return Ok(output(ctx, &job, 0, Some(reason)));
+    }
+    if job.wait_until(ctx.started + timeout, ctx.cancel).await {
+        let ended = output(ctx, &job, max, None);
+        ctx.daemon.jobs.forget(&job);
+        if ended.exit_code.is_none() && ended.signal.is_none() {
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "the connection to {} ended before the command reported an exit status; \
+                     the command may or may not have completed",
+                    job.host
+                ),
+            ));
+        }
+        return Ok(ended);
+    }
+    if ctx.cancel.is_cancelled() {
+        for signal in ["TERM", "KILL"] {
+            if job.signal(signal).await? != sshmcp_proto::JobState::Running {
+                break;
+            }
+        }
+        ctx.daemon.jobs.forget(&job);
+        return Err(Error::new(
+            ErrorKind::Cancelled,
+            format!(
+                "command on {} was cancelled and stopped (TERM, then KILL)",
+                job.host
+            ),
+        ));
+    }
+    let secs = timeout.as_secs();
+    let reason = format!(
+        "ran past timeout_secs={secs} and runs on as job {}; read the rest with job_output \
+         (from the offsets after what is shown here), stop it with job_signal",
+        job.id
+    );
+    Ok(output(ctx, &job, max, Some(reason)))
+}
+
+/// An exec answer from what `job` has written (up to `max` bytes a
+/// stream), naming the job when it carries on.
+fn output(ctx: &Context<'_>, job: &Job, max: usize, carries_on: Option<String>) -> ExecOutput {
+    let (stdout, stderr, stdout_bytes, stderr_bytes) = job.kept(max);
+    let (exit_code, signal) = job.ending();
+    ExecOutput {
+        truncated: stdout_bytes > stdout.len() as u64 || stderr_bytes > stderr.len() as u64,
+        exit_code,
+        signal,
+        stdout,
+        stderr,
+        stdout_bytes,
+        stderr_bytes,
+        duration_ms: ctx.started.elapsed().as_millis() as u64,
+        job: carries_on.map(|reason| JobStarted {
+            job_id: job.id.clone(),
+            reason,
+        }),
     }
 }
 

@@ -17,6 +17,8 @@ use crate::state::Daemon;
 mod drain;
 mod exec;
 mod hosts;
+mod job_output;
+mod job_signal;
 mod list_dir;
 mod mkdir;
 mod read_file;

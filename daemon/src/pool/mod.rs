@@ -33,7 +33,7 @@ use crate::hosts::HostTable;
 use crate::hosts::ssh_config::JumpHop;
 use crate::stats::{Registry, names};
 pub use host::Host;
-use lease::Lease;
+pub use lease::Lease;
 pub use settings::PoolSettings;
 
 tokio::task_local! {

@@ -40,6 +40,8 @@ pub async fn connect(socket: &Path) -> DaemonClient {
 
 pub fn exec_request(host: &str, command: &str) -> ExecRequest {
     ExecRequest {
+        background: false,
+        on_timeout: Default::default(),
         cache_secs: None,
         host: host.into(),
         command: command.into(),

@@ -1,0 +1,506 @@
+//! Jobs: commands the daemon runs on after the call that started them has
+//! returned (`exec` with `background`, or `on_timeout: "background"`).
+//!
+//! A job belongs to the daemon, not to the client that started it: its
+//! runner task owns the session channel, keeps each stream's output in a
+//! bounded spool (past `[jobs] spool_bytes` the oldest part goes, and a
+//! read from before it says so), and any client of the daemon's user can
+//! page its output by offset, wait for more, or signal it. A finished job
+//! stays readable for `[jobs] retention_secs`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use russh::{ChannelMsg, Sig};
+use sshmcp_proto::{Error, ErrorKind, JobInfo, JobOutput, JobOutputRequest, JobState};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::JobsSection;
+use crate::pool::Host;
+
+/// How long a signalled job gets to end before `job_signal` answers.
+const SIGNAL_WAIT: Duration = Duration::from_secs(2);
+
+/// Longest command line kept for `jobs`.
+const COMMAND_SHOWN: usize = 200;
+
+/// Every job of the daemon.
+pub struct Jobs {
+    table: Mutex<BTreeMap<u64, Arc<Job>>>,
+    next: AtomicU64,
+    /// Distinguishes this daemon's ids from an earlier one's.
+    prefix: String,
+    settings: Mutex<JobsSection>,
+    /// Told the host's alias when a job ends: what it did on the host is
+    /// news to the response cache.
+    on_end: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// One job.
+pub struct Job {
+    pub id: String,
+    pub host: String,
+    command: String,
+    started_unix: u64,
+    started: Instant,
+    inner: Mutex<Inner>,
+    /// Moves whenever output arrives or the state changes.
+    changed: watch::Sender<u64>,
+    signals: mpsc::Sender<Sig>,
+    on_end: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+struct Inner {
+    stdout: Spool,
+    stderr: Spool,
+    state: JobState,
+    exit_code: Option<u32>,
+    signal: Option<String>,
+    ended: Option<Instant>,
+}
+
+/// One stream's output: the newest `cap` bytes, with offsets counted from
+/// the stream's first byte.
+struct Spool {
+    cap: usize,
+    kept: VecDeque<u8>,
+    /// Bytes written in all; `total - kept.len()` were dropped.
+    total: u64,
+}
+
+impl Spool {
+    fn new(cap: usize) -> Self {
+        Spool {
+            cap,
+            kept: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        self.kept.extend(data);
+        let over = self.kept.len().saturating_sub(self.cap);
+        self.kept.drain(..over);
+    }
+
+    fn dropped(&self) -> u64 {
+        self.total - self.kept.len() as u64
+    }
+
+    /// Up to `max` bytes from `offset` (or the oldest kept byte past it):
+    /// the bytes, the offset they start at, and whether anything between
+    /// `offset` and that start was dropped or more remains after them.
+    fn read(&self, offset: u64, max: usize) -> (Vec<u8>, u64, bool) {
+        let start = offset.clamp(self.dropped(), self.total);
+        let skip = (start - self.dropped()) as usize;
+        let bytes: Vec<u8> = self.kept.iter().skip(skip).take(max).copied().collect();
+        let more = start + (bytes.len() as u64) < self.total;
+        (bytes, start, start > offset || more)
+    }
+}
+
+impl Jobs {
+    pub fn new(settings: &JobsSection, on_end: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Jobs {
+            table: Mutex::new(BTreeMap::new()),
+            next: AtomicU64::new(1),
+            prefix: format!("{:x}", secs & 0xffff_ffff),
+            settings: Mutex::new(settings.clone()),
+            on_end,
+        }
+    }
+
+    /// Some job runs on `alias` now.
+    pub fn running_on(&self, alias: &str) -> bool {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|j| j.host == alias && j.is_running())
+    }
+
+    /// Apply a reloaded `[jobs]` to jobs started from now on.
+    pub fn configure(&self, settings: &JobsSection) {
+        *self.settings.lock().unwrap_or_else(|p| p.into_inner()) = settings.clone();
+    }
+
+    fn settings(&self) -> JobsSection {
+        self.settings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Run `line` on `host` as a job: open a session channel (waiting at
+    /// most until `deadline`), start the command, and hand it to a runner
+    /// task that outlives the caller. `shutdown` stops it with the daemon.
+    pub async fn start(
+        &self,
+        host: &Arc<Host>,
+        line: &str,
+        stdin: Vec<u8>,
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<Arc<Job>, Error> {
+        let settings = self.settings();
+        let alias = host.resolved.alias.clone();
+        {
+            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            let running = table.values().filter(|j| j.is_running());
+            let (all, here) = running.fold((0u32, 0u32), |(all, here), j| {
+                (all + 1, here + u32::from(j.host == alias))
+            });
+            if all >= settings.max_running || here >= settings.max_per_host {
+                return Err(Error::new(
+                    ErrorKind::Overloaded,
+                    format!(
+                        "{here} jobs run on {alias} and {all} in all, at the limit of [jobs] \
+                         max_per_host = {} / max_running = {}; wait for one to end (`jobs`), \
+                         stop one with `job_signal`, or raise the limit",
+                        settings.max_per_host, settings.max_running
+                    ),
+                ));
+            }
+        }
+        let (lease, channel) = host.session(deadline).await?;
+        let (reader, writer) = channel.split();
+        if let Err(e) = writer.exec(true, line.as_bytes()).await {
+            let _ = writer.close().await;
+            return Err(Error::new(
+                ErrorKind::Unreachable,
+                format!("lost the connection to {alias} while starting the job: {e}"),
+            ));
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let (signals, signal_rx) = mpsc::channel(4);
+        let cap = settings.spool_bytes.0 as usize;
+        let job = Arc::new(Job {
+            id: format!("j{}-{n}", self.prefix),
+            host: alias,
+            command: line.chars().take(COMMAND_SHOWN).collect(),
+            started_unix: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            started: Instant::now(),
+            inner: Mutex::new(Inner {
+                stdout: Spool::new(cap),
+                stderr: Spool::new(cap),
+                state: JobState::Running,
+                exit_code: None,
+                signal: None,
+                ended: None,
+            }),
+            changed: watch::Sender::new(0),
+            signals,
+            on_end: self.on_end.clone(),
+        });
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n, job.clone());
+        tokio::spawn(run(
+            job.clone(),
+            lease,
+            reader,
+            writer,
+            stdin,
+            signal_rx,
+            shutdown.clone(),
+        ));
+        tracing::info!(job = %job.id, host = %job.host, "job started");
+        Ok(job)
+    }
+
+    /// The job called `id`.
+    pub fn get(&self, id: &str) -> Result<Arc<Job>, Error> {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|j| j.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no job {id}: it never existed here or ended more than [jobs] \
+                         retention_secs ago; `jobs` lists the ones kept"
+                    ),
+                )
+            })
+    }
+
+    /// Forget a job (an `exec` that finished before its timeout does not
+    /// leave one behind).
+    pub fn forget(&self, job: &Job) {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, j| j.id != job.id);
+    }
+
+    /// The jobs, oldest first; one host's when `host` is given.
+    pub fn list(&self, host: Option<&str>) -> Vec<JobInfo> {
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|j| host.is_none_or(|h| j.host == h))
+            .map(|j| j.info())
+            .collect()
+    }
+
+    /// Drop finished jobs past their retention.
+    pub fn reap(&self) {
+        let keep = Duration::from_secs(self.settings().retention_secs);
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, j| j.ended().is_none_or(|t| t.elapsed() < keep));
+    }
+}
+
+impl Job {
+    fn ended(&self) -> Option<Instant> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).ended
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state() == JobState::Running
+    }
+
+    pub fn state(&self) -> JobState {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).state
+    }
+
+    fn info(&self) -> JobInfo {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let runtime = inner.ended.unwrap_or_else(Instant::now) - self.started;
+        JobInfo {
+            job_id: self.id.clone(),
+            host: self.host.clone(),
+            command: self.command.clone(),
+            state: inner.state,
+            started: self.started_unix,
+            runtime_ms: runtime.as_millis() as u64,
+            bytes: inner.stdout.total + inner.stderr.total,
+            exit_code: inner.exit_code,
+        }
+    }
+
+    /// A page of output from the asked offsets, waiting up to `wait` for
+    /// something new when there is nothing past them and the job runs.
+    pub async fn output(
+        &self,
+        req: &JobOutputRequest,
+        max_bytes: u64,
+        cancel: &CancellationToken,
+    ) -> JobOutput {
+        let (out_at, err_at) = (
+            req.stdout_offset.unwrap_or(0),
+            req.stderr_offset.unwrap_or(0),
+        );
+        let wait = Duration::from_secs(req.wait_secs.unwrap_or(0));
+        let mut changed = self.changed.subscribe();
+        let until = Instant::now() + wait;
+        loop {
+            let nothing_new = {
+                let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                inner.state == JobState::Running
+                    && inner.stdout.total <= out_at
+                    && inner.stderr.total <= err_at
+            };
+            if !nothing_new {
+                break;
+            }
+            tokio::select! {
+                result = tokio::time::timeout_at(until.into(), changed.changed()) => {
+                    if !matches!(result, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+                () = cancel.cancelled() => break,
+            }
+        }
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let max = max_bytes as usize;
+        let (stdout, stdout_offset, out_cut) = inner.stdout.read(out_at, max);
+        let (stderr, stderr_offset, err_cut) = inner.stderr.read(err_at, max);
+        JobOutput {
+            job_id: self.id.clone(),
+            state: inner.state,
+            exit_code: inner.exit_code,
+            signal: inner.signal.clone(),
+            next_stdout_offset: stdout_offset + stdout.len() as u64,
+            next_stderr_offset: stderr_offset + stderr.len() as u64,
+            stdout,
+            stderr,
+            stdout_offset,
+            stderr_offset,
+            truncated: out_cut || err_cut,
+        }
+    }
+
+    /// Everything kept of both streams and the totals, for an `exec` that
+    /// waited for its job: (stdout, stderr, stdout_total, stderr_total).
+    pub fn kept(&self, max: usize) -> (Vec<u8>, Vec<u8>, u64, u64) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            inner.stdout.read(0, max).0,
+            inner.stderr.read(0, max).0,
+            inner.stdout.total,
+            inner.stderr.total,
+        )
+    }
+
+    /// How it ended: exit code and signal.
+    pub fn ending(&self) -> (Option<u32>, Option<String>) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (inner.exit_code, inner.signal.clone())
+    }
+
+    /// Wait until the job ends or `until` passes; true when it ended.
+    pub async fn wait_until(&self, until: Instant, cancel: &CancellationToken) -> bool {
+        let mut changed = self.changed.subscribe();
+        loop {
+            if !self.is_running() {
+                return true;
+            }
+            tokio::select! {
+                result = tokio::time::timeout_at(until.into(), changed.changed()) => {
+                    if !matches!(result, Ok(Ok(()))) {
+                        return !self.is_running();
+                    }
+                }
+                () = cancel.cancelled() => return false,
+            }
+        }
+    }
+
+    /// Send `signal` (INT, TERM, KILL, HUP) to the job's process group and
+    /// wait a moment for it to end; answers the state then.
+    pub async fn signal(&self, signal: &str) -> Result<JobState, Error> {
+        if !self.is_running() {
+            return Ok(self.state());
+        }
+        let sig = match signal {
+            "INT" => Sig::INT,
+            "TERM" => Sig::TERM,
+            "KILL" => Sig::KILL,
+            _ => Sig::HUP,
+        };
+        // A signal sent in the moment before sshd has the command's
+        // process is lost: send it again while the job runs on.
+        let until = Instant::now() + SIGNAL_WAIT;
+        while Instant::now() < until {
+            if self.signals.send(sig.clone()).await.is_err() {
+                break;
+            }
+            let step = (Instant::now() + SIGNAL_WAIT / 4).min(until);
+            if self.wait_until(step, &CancellationToken::new()).await {
+                break;
+            }
+        }
+        Ok(self.state())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Inner)) {
+        f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
+        self.changed.send_modify(|v| *v += 1);
+    }
+}
+
+/// The runner: feed stdin, spool output, pass signals on, and record how
+/// the command ended. Owns the channel and its pool lease until then.
+async fn run(
+    job: Arc<Job>,
+    lease: crate::pool::Lease,
+    mut reader: russh::ChannelReadHalf,
+    writer: russh::ChannelWriteHalf<russh::client::Msg>,
+    stdin: Vec<u8>,
+    mut signals: mpsc::Receiver<Sig>,
+    shutdown: CancellationToken,
+) {
+    let feeder = async {
+        if !stdin.is_empty() {
+            writer.data(&stdin[..]).await?;
+        }
+        writer.eof().await
+    };
+    tokio::pin!(feeder);
+    let mut feeding = true;
+    let (mut exit_code, mut signal) = (None, None);
+    loop {
+        tokio::select! {
+            result = &mut feeder, if feeding => {
+                feeding = false;
+                if let Err(e) = result {
+                    tracing::debug!(job = %job.id, "stdin not fully delivered: {e}");
+                }
+            }
+            msg = reader.wait() => match msg {
+                Some(ChannelMsg::Data { data }) => job.update(|i| i.stdout.push(&data)),
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => job.update(|i| i.stderr.push(&data)),
+                Some(ChannelMsg::ExitStatus { exit_status }) => exit_code = Some(exit_status),
+                Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                    signal = Some(match signal_name {
+                        Sig::Custom(name) => name,
+                        other => format!("{other:?}"),
+                    });
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            },
+            Some(sig) = signals.recv() => {
+                let _ = writer.signal(sig).await;
+            }
+            () = shutdown.cancelled() => {
+                let _ = writer.signal(Sig::TERM).await;
+                break;
+            }
+        }
+    }
+    let _ = writer.close().await;
+    drop(lease);
+    let state = match (exit_code, &signal) {
+        (_, Some(_)) => JobState::Killed,
+        (Some(_), None) => JobState::Exited,
+        (None, None) => JobState::Lost,
+    };
+    tracing::info!(job = %job.id, state = ?state, exit_code, "job ended");
+    job.update(|i| {
+        i.state = state;
+        i.exit_code = exit_code;
+        i.signal = signal;
+        i.ended = Some(Instant::now());
+    });
+    (job.on_end)(&job.host);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_keeps_the_newest_bytes_and_says_what_was_dropped() {
+        let mut spool = Spool::new(4);
+        spool.push(b"abc");
+        spool.push(b"def");
+        assert_eq!(spool.total, 6);
+        assert_eq!(spool.dropped(), 2);
+        // From 0: the oldest kept byte is at 2, and the gap is reported.
+        assert_eq!(spool.read(0, 10), (b"cdef".to_vec(), 2, true));
+        assert_eq!(spool.read(4, 10), (b"ef".to_vec(), 4, false));
+        assert_eq!(spool.read(4, 1), (b"e".to_vec(), 4, true));
+        assert_eq!(spool.read(6, 10), (Vec::new(), 6, false));
+        // Past the end: nothing, at the end.
+        assert_eq!(spool.read(99, 10), (Vec::new(), 6, false));
+    }
+}

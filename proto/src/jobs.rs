@@ -1,0 +1,123 @@
+//! Jobs: commands the daemon runs on after the call that started them has
+//! returned, whose output is kept (spooled) to be read by offset.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest `wait_secs` a `JobOutput` request may long-poll.
+pub const MAX_JOB_WAIT_SECS: u64 = 60;
+
+/// What `exec` does when a call reaches its `timeout_secs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// TERM, then KILL, the command's process group (the default).
+    #[default]
+    Kill,
+    /// Keep it running as a job and answer with its `job_id`.
+    Background,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Still running.
+    Running,
+    /// Exited by itself (see `exit_code`).
+    Exited,
+    /// Ended by a signal (see `signal`).
+    Killed,
+    /// The daemon lost track of it (its connection died and it was not
+    /// detached, or the host no longer has it).
+    Lost,
+}
+
+/// A job's handle in an `exec` answer: the call returned, the command
+/// runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStarted {
+    /// Read it with `JobOutput`, stop it with `JobSignal`.
+    pub job_id: String,
+    /// Why the call returned before the command ended.
+    pub reason: String,
+}
+
+/// `job_output`: a page of a job's output, waiting for more if asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutputRequest {
+    /// The job.
+    pub job_id: String,
+    /// Byte offset in the job's stdout to read from (default 0).
+    pub stdout_offset: Option<u64>,
+    /// Byte offset in the job's stderr to read from (default 0).
+    pub stderr_offset: Option<u64>,
+    /// When nothing is new past the offsets and the job runs, wait up to
+    /// this many seconds (at most [`MAX_JOB_WAIT_SECS`]) for output or the
+    /// end. Default 0: answer at once.
+    pub wait_secs: Option<u64>,
+    /// Most bytes per stream in this answer.
+    pub max_bytes: Option<u64>,
+}
+
+/// A page of a job's output and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutput {
+    /// The job.
+    pub job_id: String,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// Exit status, once it exited.
+    pub exit_code: Option<u32>,
+    /// The signal that ended it, if one did.
+    pub signal: Option<String>,
+    /// Stdout from the asked offset (or the oldest kept byte past it).
+    #[serde(with = "serde_bytes")]
+    pub stdout: Vec<u8>,
+    /// Stderr from the asked offset (or the oldest kept byte past it).
+    #[serde(with = "serde_bytes")]
+    pub stderr: Vec<u8>,
+    /// Offset of `stdout`'s first byte in the whole stream.
+    pub stdout_offset: u64,
+    /// Offset of `stderr`'s first byte in the whole stream.
+    pub stderr_offset: u64,
+    /// Where the next page of stdout starts.
+    pub next_stdout_offset: u64,
+    /// Where the next page of stderr starts.
+    pub next_stderr_offset: u64,
+    /// Output between the asked offsets and what is returned was dropped
+    /// from the spool (over its cap), or more remains past this page.
+    pub truncated: bool,
+}
+
+/// `job_signal`: send a signal to a job's process group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSignalRequest {
+    /// The job.
+    pub job_id: String,
+    /// `INT`, `TERM`, `KILL` or `HUP`.
+    pub signal: String,
+}
+
+/// One job, as `jobs` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+pub struct JobInfo {
+    /// Its id.
+    pub job_id: String,
+    /// The host alias it runs on.
+    pub host: String,
+    /// The command line (cut short).
+    pub command: String,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// When it started, seconds since the Unix epoch.
+    pub started: u64,
+    /// How long it has run (or ran), in milliseconds.
+    pub runtime_ms: u64,
+    /// Bytes it has written to stdout and stderr together.
+    pub bytes: u64,
+    /// Exit status, once it exited.
+    pub exit_code: Option<u32>,
+}
