@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use sshmcp_proto::{Request, help};
 
 /// Admin tool for sshmcpd, the sshmcp daemon: status, stats, hosts, warm,
-/// drain, reload, the response cache and a live view (top).
+/// drain, reload, the response cache, jobs and a live view (top).
 ///
 /// Exits 0 on success, 1 when the request fails (the reason on stderr), 2 on
 /// usage errors.
@@ -65,6 +65,12 @@ pub enum Command {
     Cache {
         #[command(subcommand)]
         action: Option<CacheAction>,
+    },
+    #[command(about = summary(help!(jobs)), long_about = details(help!(jobs)))]
+    Jobs {
+        /// Host alias from the SSH client config [default: every host]
+        #[arg(value_name = "HOST")]
+        host: Option<String>,
     },
     /// Live view of the pool, request rates, latency and memory, redrawn
     /// every --interval seconds until interrupted (or --count redraws).
@@ -126,6 +132,7 @@ impl Command {
             Command::Cache {
                 action: Some(CacheAction::Clear { host }),
             } => Request::CacheClear { host: host.clone() },
+            Command::Jobs { host } => Request::Jobs { host: host.clone() },
             Command::Top { .. } => Request::Stats,
         }
     }
@@ -222,6 +229,28 @@ mod tests {
         assert!(
             long.contains("one host's.\n\nThe next read of what was dropped goes to the host."),
             "{long}"
+        );
+    }
+
+    #[test]
+    fn jobs_sends_its_request_for_every_host_or_one() {
+        assert_eq!(request(&["jobs"]), Request::Jobs { host: None });
+        assert_eq!(
+            request(&["jobs", "web1", "--json"]),
+            Request::Jobs {
+                host: Some("web1".into())
+            }
+        );
+        assert!(Cli::try_parse_from(["sshmcpctl", "jobs", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn jobs_takes_its_help_from_proto() {
+        let mut cli = Cli::command();
+        let list = cli.render_help().to_string();
+        assert!(
+            list.contains(&format!("jobs    {}\n", summary(help!(jobs)))),
+            "{list}"
         );
     }
 

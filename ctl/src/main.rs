@@ -208,6 +208,8 @@ fn reply_text(command: &Command, response: Response, json: bool) -> Result<Strin
             },
             Response::CacheCleared(dropped),
         ) => render::cache_cleared(dropped, host.as_deref()),
+        (Command::Jobs { .. }, Response::Jobs(jobs)) if json => to_json(&jobs)?,
+        (Command::Jobs { .. }, Response::Jobs(jobs)) => render::jobs(&jobs, terminal_width()),
         (command, other) => {
             return Err(Failure::UnexpectedReply {
                 op: command.request().op_name(),
@@ -216,6 +218,16 @@ fn reply_text(command: &Command, response: Response, json: bool) -> Result<Strin
         }
     };
     Ok(text)
+}
+
+/// How wide a line may be: `$COLUMNS` when the shell exports it, else
+/// 100, so a table fits most terminals.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|columns| columns.trim().parse().ok())
+        .filter(|&columns: &usize| columns >= 40)
+        .unwrap_or(100)
 }
 
 fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, Failure> {
@@ -359,6 +371,46 @@ mod tests {
                 got: "Cache"
             })
         ));
+    }
+
+    #[test]
+    fn jobs_print_a_table_or_the_proto_type() {
+        let jobs = vec![sshmcp_proto::JobInfo {
+            job_id: "j1".into(),
+            host: "web1".into(),
+            command: "sleep 100".into(),
+            state: sshmcp_proto::JobState::Running,
+            started: 1_700_000_000,
+            runtime_ms: 65_000,
+            bytes: 2048,
+            exit_code: None,
+        }];
+        let command = Command::Jobs { host: None };
+        let text = reply_text(&command, Response::Jobs(jobs.clone()), false).expect("text");
+        assert!(text.starts_with("ID  HOST  STATE"), "{text}");
+        assert!(text.contains("sleep 100"), "{text}");
+        assert_eq!(
+            reply_text(&command, Response::Jobs(jobs), true)
+                .ok()
+                .as_deref(),
+            Some(
+                "[{\"job_id\":\"j1\",\"host\":\"web1\",\"command\":\"sleep 100\",\
+                 \"state\":\"running\",\"started\":1700000000,\"runtime_ms\":65000,\
+                 \"bytes\":2048,\"exit_code\":null}]\n"
+            )
+        );
+        assert_eq!(
+            reply_text(&command, Response::Jobs(vec![]), false)
+                .ok()
+                .as_deref(),
+            Some("no jobs\n")
+        );
+        assert_eq!(
+            reply_text(&command, Response::Jobs(vec![]), true)
+                .ok()
+                .as_deref(),
+            Some("[]\n")
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The text `sshmcpctl` prints for each reply (`--json` bypasses this).
 
 use sshmcp_proto::{
-    CacheScope, CacheStats, HostList, HostState, OpStats, Resources, Stats, Status,
+    CacheScope, CacheStats, HostList, HostState, JobInfo, JobState, OpStats, Resources, Stats,
+    Status,
 };
 
 use crate::human;
@@ -303,6 +304,82 @@ pub fn hosts(list: &HostList) -> String {
         ]);
     }
     source + &table.render()
+}
+
+/// `sshmcpctl jobs`: one row per job, oldest first, each command cut to
+/// fit lines of `width` characters (but never to fewer than
+/// [`MIN_COMMAND`]).
+pub fn jobs(jobs: &[JobInfo], width: usize) -> String {
+    if jobs.is_empty() {
+        return "no jobs\n".to_string();
+    }
+    let columns = [
+        ("ID", Align::Left),
+        ("HOST", Align::Left),
+        ("STATE", Align::Left),
+        ("EXIT", Align::Right),
+        ("RUNTIME", Align::Right),
+        ("BYTES", Align::Right),
+        ("COMMAND", Align::Left),
+    ];
+    let rows: Vec<[String; 6]> = jobs
+        .iter()
+        .map(|job| {
+            [
+                job.job_id.clone(),
+                job.host.clone(),
+                job_state(job.state).to_string(),
+                job.exit_code
+                    .map_or_else(|| "-".to_string(), |c| c.to_string()),
+                human::uptime(job.runtime_ms),
+                human::bytes(job.bytes),
+            ]
+        })
+        .collect();
+    // Each column as wide as its widest cell, two spaces between them.
+    let before_command: usize = columns[..6]
+        .iter()
+        .enumerate()
+        .map(|(i, (header, _))| {
+            let cells = rows.iter().map(|row| row[i].chars().count());
+            cells.fold(header.chars().count(), usize::max) + 2
+        })
+        .sum();
+    let room = width.saturating_sub(before_command).max(MIN_COMMAND);
+    let mut table = Table::new(&columns);
+    for (job, row) in jobs.iter().zip(rows) {
+        table.row(row.into_iter().chain([cut(&job.command, room)]));
+    }
+    table.render()
+}
+
+/// The fewest characters of a command `jobs` shows, however narrow the
+/// terminal.
+pub const MIN_COMMAND: usize = 12;
+
+/// `text` in at most `room` characters: cut, with `…` for what is left
+/// out.
+fn cut(text: &str, room: usize) -> String {
+    // One line: a command may hold newlines.
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if line.chars().count() <= room {
+        return line;
+    }
+    let kept: String = line.chars().take(room.saturating_sub(1)).collect();
+    format!("{kept}…")
+}
+
+/// A job's state as `jobs` shows it.
+fn job_state(state: JobState) -> &'static str {
+    match state {
+        JobState::Running => "running",
+        JobState::Exited => "exited",
+        JobState::Killed => "killed",
+        JobState::Lost => "lost",
+    }
 }
 
 /// `user@hostname:port`, with an IPv6 literal in brackets as ssh URIs have it.
@@ -673,6 +750,67 @@ db     root@192.0.2.7:2222      circuit-open      0     0     0  connect to 192.
 v6     deploy@[2001:db8::1]:22  cold              0     0     0  -
 "
         );
+    }
+
+    fn job(id: &str, state: JobState, command: &str, exit_code: Option<u32>) -> JobInfo {
+        JobInfo {
+            job_id: id.into(),
+            host: "web1".into(),
+            command: command.into(),
+            state,
+            started: 1_700_000_000,
+            runtime_ms: 125_400,
+            bytes: 3 * 1024,
+            exit_code,
+        }
+    }
+
+    #[test]
+    fn jobs_show_state_exit_runtime_bytes_and_the_command() {
+        let list = [
+            job("j-1", JobState::Exited, "make -j2 all", Some(2)),
+            JobInfo {
+                host: "db.internal".into(),
+                runtime_ms: 900,
+                bytes: 0,
+                ..job("j-22", JobState::Running, "tail -f /var/log/syslog", None)
+            },
+            job("j-3", JobState::Killed, "sleep 100", None),
+        ];
+        assert_eq!(
+            jobs(&list, 100),
+            "\
+ID    HOST         STATE    EXIT  RUNTIME    BYTES  COMMAND
+j-1   web1         exited      2    2m 5s  3.0 KiB  make -j2 all
+j-22  db.internal  running     -       0s      0 B  tail -f /var/log/syslog
+j-3   web1         killed      -    2m 5s  3.0 KiB  sleep 100
+"
+        );
+    }
+
+    #[test]
+    fn a_long_command_is_cut_to_fit_the_line() {
+        let long = format!("rsync -a /srv/data/ backup:/srv/data/ {}", "x".repeat(200));
+        let text = jobs(&[job("j-1", JobState::Running, &long, None)], 80);
+        let row = text.lines().nth(1).expect("a row");
+        assert_eq!(row.chars().count(), 80, "{row}");
+        assert!(
+            row.ends_with("  rsync -a /srv/data/ backup:/srv/dat…"),
+            "{row}"
+        );
+        let narrow = jobs(&[job("j-1", JobState::Running, &long, None)], 20);
+        let row = narrow.lines().nth(1).expect("a row");
+        assert!(row.ends_with("rsync -a /s…"), "{row}");
+        let multi = jobs(&[job("j-1", JobState::Lost, "a\nb", None)], 100);
+        assert!(
+            multi.ends_with("lost      -    2m 5s  3.0 KiB  a b\n"),
+            "{multi}"
+        );
+    }
+
+    #[test]
+    fn no_jobs_is_said_in_words() {
+        assert_eq!(jobs(&[], 100), "no jobs\n");
     }
 
     #[test]

@@ -283,3 +283,47 @@ fn cache_shows_its_counters_and_cache_clear_says_what_it_dropped() {
     let stats = ctl_json(&daemon, &["stats"]);
     assert_eq!(stats["cache"]["enabled"], true, "{stats}");
 }
+
+#[test]
+fn jobs_lists_a_running_job_as_a_table_and_as_json() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    assert_eq!(ctl_ok(&daemon, &["jobs"]), "no jobs\n");
+    assert_eq!(ctl_json(&daemon, &["jobs"]), json!([]));
+
+    let mcp = McpClient::start(daemon.socket());
+    mcp.initialize();
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "sleep 100", "background": true }),
+    );
+    assert_eq!(result["isError"], false, "{result}\n{}", daemon.log());
+    let job = result["structuredContent"]["job"]["job_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no job in {result}"))
+        .to_string();
+
+    let jobs = ctl_ok(&daemon, &["jobs"]);
+    assert!(
+        jobs.starts_with("ID ") && jobs.lines().next().is_some_and(|h| h.ends_with("COMMAND")),
+        "{jobs}"
+    );
+    assert_eq!(cell(&jobs, "ID", &job, "HOST"), "host1", "{jobs}");
+    assert_eq!(cell(&jobs, "ID", &job, "STATE"), "running", "{jobs}");
+    assert_eq!(cell(&jobs, "ID", &job, "EXIT"), "-", "{jobs}");
+    assert!(jobs.contains("sleep 100"), "{jobs}");
+    let on_host1 = ctl_ok(&daemon, &["jobs", "host1"]);
+    assert_eq!(
+        cell(&on_host1, "ID", &job, "STATE"),
+        "running",
+        "{on_host1}"
+    );
+
+    let listed = ctl_json(&daemon, &["jobs"]);
+    assert_eq!(listed[0]["job_id"], job, "{listed}");
+    assert_eq!(listed[0]["command"], "sleep 100", "{listed}");
+    assert_eq!(listed[0]["state"], "running", "{listed}");
+
+    let signalled = mcp.call_tool("job_signal", json!({ "job_id": job, "signal": "KILL" }));
+    assert_eq!(signalled["isError"], false, "{signalled}");
+}

@@ -35,8 +35,8 @@ use crate::server::SshMcp;
 /// The name clients call it by.
 pub const NAME: &str = "batch";
 
-const DESCRIPTION: &str = "Run calls of other tools (not hosts) concurrently in one; \
-    `results` gives each call's `ok` and result or error, in order.";
+const DESCRIPTION: &str =
+    "Run calls of other tools (not hosts, jobs) concurrently; results in call order.";
 
 /// It may carry any host tool's call, writes and commands included.
 const EFFECT: Effect = Effect {
@@ -403,6 +403,7 @@ mod tests {
 
     fn exec_output(stdout: &str) -> Response {
         Response::Exec(ExecOutput {
+            job: None,
             exit_code: Some(0),
             signal: None,
             stdout: stdout.as_bytes().to_vec(),
@@ -472,6 +473,7 @@ mod tests {
                 { "tool": "shell", "arguments": {} },
                 { "tool": "batch", "arguments": { "calls": [] } },
                 { "tool": "hosts", "arguments": {} },
+                { "tool": "jobs", "arguments": {} },
             ])),
             false,
             &every_tool,
@@ -488,6 +490,37 @@ mod tests {
         assert!(errors[0].unwrap().contains("`shell`"));
         assert!(errors[1].unwrap().contains("`batch`"));
         assert!(errors[2].unwrap().contains("`hosts`"));
+        assert!(errors[3].unwrap().contains("`jobs` cannot be batched"));
+    }
+
+    #[test]
+    fn a_batch_may_read_and_signal_jobs() {
+        let plan = plan(
+            calls(json!([
+                { "tool": "job_output", "arguments": { "job_id": "j1", "wait_secs": 5 } },
+                { "tool": "job_output", "arguments": { "job_id": "j2" } },
+            ])),
+            false,
+            &every_tool,
+        );
+        assert_eq!(errors(&plan), [None, None]);
+        assert!(plan.read_only, "reading jobs changes nothing");
+        assert!(matches!(
+            &plan.requests[0],
+            Request::JobOutput(read) if read.job_id == "j1" && read.wait_secs == Some(5)
+        ));
+        let plan = plan_of(json!([
+            { "tool": "job_signal", "arguments": { "job_id": "j1", "signal": "KILL" } },
+        ]));
+        assert!(!plan.read_only);
+        assert!(matches!(
+            &plan.requests[0],
+            Request::JobSignal(signal) if signal.signal == "KILL"
+        ));
+    }
+
+    fn plan_of(calls_json: Value) -> Plan {
+        plan(calls(calls_json), false, &every_tool)
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sshmcp_proto::{
-    DEFAULT_MAX_FRAME, Error, ExecOutput, ExecRequest, MAX_CACHE_SECS, MAX_TIMEOUT_SECS, Request,
-    Response, max_output_per_stream,
+    DEFAULT_MAX_FRAME, Error, ExecOutput, ExecRequest, JobStarted, MAX_CACHE_SECS,
+    MAX_TIMEOUT_SECS, OnTimeout, Request, Response, max_output_per_stream,
 };
 
 use super::arguments::Int;
@@ -30,8 +30,12 @@ pub struct ExecArgs {
     /// Per stream.
     #[schemars(extend("default" = ExecRequest::DEFAULT_MAX_OUTPUT))]
     pub max_output_bytes: Option<Int<0, MAX_OUTPUT>>,
-    /// Only for commands that change nothing.
+    /// For read-only commands.
     pub cache_secs: Option<Int<1, MAX_CACHE_SECS>>,
+    /// Return a `job_id` at once.
+    #[serde(default)]
+    pub background: bool,
+    pub on_timeout: Option<OnTimeout>,
 }
 
 /// The `exec` tool's `structuredContent`: the daemon's [`ExecOutput`] with
@@ -49,12 +53,24 @@ pub struct ExecResult {
     pub stderr_bytes: u64,
     pub truncated: bool,
     pub duration_ms: u64,
+    /// Set when the command runs on as a job: the call returned first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::object")]
+    pub job: Option<Job>,
+}
+
+/// A command that runs on as a job: its id, for `job_output` and
+/// `job_signal`, and why the call returned before it ended.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub job_id: String,
+    pub reason: String,
 }
 
 impl Tool for Exec {
     const NAME: &'static str = "exec";
     const DESCRIPTION: &'static str = "Run a shell command on a host like `ssh host 'cmd'` \
-        (no TTY, a fresh shell each call). A non-zero exit_code is a result, not an error.";
+        (no TTY, fresh shell per call). A non-zero exit_code is a result, not an error.";
     const EFFECT: Effect = Effect {
         destructive: true,
         ..Effect::CHANGES
@@ -75,6 +91,8 @@ impl Tool for Exec {
             "Copy large input to the host with `transfer` and redirect from it",
         )?;
         let request = ExecRequest {
+            background: args.background,
+            on_timeout: args.on_timeout.unwrap_or_default(),
             cache_secs: args.cache_secs.map(|Int(secs)| secs),
             host: args.host,
             command: args.command,
@@ -90,6 +108,19 @@ impl Tool for Exec {
             Response::Exec(output) => Some(present(output)),
             _ => None,
         }
+    }
+
+    /// How to go on with a command that runs on as a job, unless the
+    /// daemon's reason (in the fields' line) already says.
+    fn note(result: &ExecResult) -> Option<String> {
+        let Job { job_id, reason } = result.job.as_ref()?;
+        if reason.contains("job_output") {
+            return None;
+        }
+        Some(format!(
+            "job {job_id} runs on ({reason}): read its output with job_output, stop it with \
+             job_signal"
+        ))
     }
 }
 
@@ -110,6 +141,9 @@ fn present(output: ExecOutput) -> ExecResult {
         stderr_bytes: output.stderr_bytes,
         truncated: output.truncated,
         duration_ms: output.duration_ms,
+        job: output
+            .job
+            .map(|JobStarted { job_id, reason }| Job { job_id, reason }),
     }
 }
 
@@ -125,6 +159,7 @@ mod tests {
 
     fn output(stdout: &[u8], stdout_bytes: u64) -> ExecOutput {
         ExecOutput {
+            job: None,
             exit_code: Some(0),
             signal: None,
             stdout: stdout.to_vec(),
@@ -146,6 +181,8 @@ mod tests {
         assert_eq!(
             request,
             Request::Exec(ExecRequest {
+                background: false,
+                on_timeout: Default::default(),
                 cache_secs: None,
                 host: "web1".into(),
                 command: "cat".into(),
@@ -154,6 +191,115 @@ mod tests {
                 max_output_bytes: Some(10),
             })
         );
+    }
+
+    #[test]
+    fn background_and_on_timeout_pass_through() {
+        let request = args(serde_json::json!({
+            "host": "web1", "command": "make", "background": true,
+        }))
+        .unwrap();
+        assert!(matches!(
+            request,
+            Request::Exec(ExecRequest {
+                background: true,
+                on_timeout: OnTimeout::Kill,
+                ..
+            })
+        ));
+        let request = args(serde_json::json!({
+            "host": "web1", "command": "make", "on_timeout": "background", "timeout_secs": 1,
+        }))
+        .unwrap();
+        assert!(matches!(
+            request,
+            Request::Exec(ExecRequest {
+                background: false,
+                on_timeout: OnTimeout::Background,
+                timeout_secs: Some(1),
+                ..
+            })
+        ));
+        let err = args(serde_json::json!({ "host": "h", "command": "ls", "on_timeout": "wait" }))
+            .unwrap_err();
+        assert!(
+            err.message
+                .starts_with("exec: `on_timeout`: unknown variant `wait`"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_job_is_never_cached() {
+        let prepared = crate::tools::prepare_call::<Exec>(
+            serde_json::json!({
+                "host": "h", "command": "make", "background": true, "cache_secs": 60,
+            })
+            .as_object()
+            .cloned()
+            .unwrap(),
+        );
+        let err = prepared.err().expect("refused");
+        assert!(err.message.contains("`cache_secs`"), "{}", err.message);
+    }
+
+    fn job_output(reason: &str) -> ExecOutput {
+        ExecOutput {
+            job: Some(JobStarted {
+                job_id: "j-7".into(),
+                reason: reason.into(),
+            }),
+            exit_code: None,
+            truncated: false,
+            ..output(b"partial\n", 8)
+        }
+    }
+
+    #[test]
+    fn a_command_that_became_a_job_gives_its_id_and_reason() {
+        let result = present(job_output("timed out after 1s"));
+        let value = serde_json::to_value(&result).unwrap();
+        assert_eq!(
+            value["job"],
+            serde_json::json!({ "job_id": "j-7", "reason": "timed out after 1s" })
+        );
+        assert_eq!(value["exit_code"], serde_json::Value::Null);
+        let done = serde_json::to_value(present(output(b"ok\n", 3))).unwrap();
+        assert!(done.get("job").is_none(), "{done}");
+    }
+
+    #[test]
+    fn a_reason_that_says_how_to_read_the_job_needs_no_note() {
+        let reason = "started in the background as job j-7; read its output with job_output";
+        let rendered =
+            crate::tools::answer::<Exec>((), Response::Exec(job_output(reason))).unwrap();
+        assert_eq!(
+            rendered.text.matches("job_output").count(),
+            1,
+            "{}",
+            rendered.text
+        );
+        assert_eq!(rendered.structured["job"]["reason"], reason);
+    }
+
+    #[test]
+    fn the_text_of_a_job_says_it_runs_on_and_how_to_read_it() {
+        let rendered =
+            crate::tools::answer::<Exec>((), Response::Exec(job_output("background"))).unwrap();
+        assert_eq!(rendered.structured["job"]["job_id"], "j-7");
+        assert_eq!(
+            rendered.text,
+            "exit_code=null signal=null stderr=\"\" stdout_encoding=utf8 stderr_encoding=utf8 \
+             stdout_bytes=8 stderr_bytes=0 truncated=false duration_ms=12 \
+             job={\"job_id\":\"j-7\",\"reason\":\"background\"}\n\
+             job j-7 runs on (background): read its output with job_output, stop it with \
+             job_signal\n\
+             --- stdout ---\npartial\n"
+        );
+        let finished =
+            crate::tools::answer::<Exec>((), Response::Exec(output(b"ok\n", 3))).unwrap();
+        assert!(!finished.text.contains("job"), "{}", finished.text);
     }
 
     #[test]

@@ -16,8 +16,8 @@ pub struct HostsArgs {}
 
 impl Tool for Hosts {
     const NAME: &'static str = "hosts";
-    const DESCRIPTION: &'static str = "The daemon's ssh config hosts with pool state. Pass \
-        an `alias` as `host` to other tools.";
+    const DESCRIPTION: &'static str = "The hosts you may use, with pool state; pass an \
+        `alias` as `host`.";
     const EFFECT: Effect = Effect {
         open_world: false,
         ..Effect::READS

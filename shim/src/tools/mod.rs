@@ -22,6 +22,7 @@ pub mod attrs;
 pub mod batch;
 pub mod exec;
 pub mod hosts;
+pub mod jobs;
 pub mod list_dir;
 pub mod local_path;
 pub mod mkdir;
@@ -88,6 +89,11 @@ pub trait Tool: 'static {
     /// The result, from the daemon's response; `None` when the response is
     /// not the kind this request gets.
     fn answer(asked: Self::Asked, response: Response) -> Option<Self::Output>;
+    /// A line of guidance for the model about this result, shown in its
+    /// text after the fields (what to call next); none by default.
+    fn note(_output: &Self::Output) -> Option<String> {
+        None
+    }
 }
 
 /// What a tool does to the world: MCP's tool annotations.
@@ -155,8 +161,9 @@ struct Listed {
 }
 
 impl Listed {
-    /// A tool that works on a host, which a batch may carry.
-    const fn host<T: Tool>() -> Listed {
+    /// A tool whose calls a batch may carry: one that works on a host or
+    /// a job.
+    const fn batchable<T: Tool>() -> Listed {
         Listed {
             name: T::NAME,
             route: route::<T>,
@@ -165,28 +172,36 @@ impl Listed {
     }
 }
 
-/// Every tool, in the order `--help` lists them. `hosts` asks the daemon,
-/// not a host, and `batch` holds calls rather than being one: a batch
-/// carries neither.
-const TOOLS: [Listed; 12] = [
+/// Every tool, in the order `--help` lists them. `hosts` and `jobs` ask
+/// the daemon about itself (admin requests, which a daemon's batch
+/// refuses), and `batch` holds calls rather than being one: a batch
+/// carries none of them.
+const TOOLS: [Listed; 15] = [
     Listed {
         name: hosts::Hosts::NAME,
         route: route::<hosts::Hosts>,
         prepare: None,
     },
-    Listed::host::<exec::Exec>(),
-    Listed::host::<stat::Stat>(),
-    Listed::host::<list_dir::ListDir>(),
-    Listed::host::<read_file::ReadFile>(),
-    Listed::host::<write_file::WriteFile>(),
-    Listed::host::<mkdir::Mkdir>(),
-    Listed::host::<remove::Remove>(),
-    Listed::host::<rename::Rename>(),
-    Listed::host::<transfer::Transfer>(),
-    Listed::host::<sync::DirSync>(),
+    Listed::batchable::<exec::Exec>(),
+    Listed::batchable::<stat::Stat>(),
+    Listed::batchable::<list_dir::ListDir>(),
+    Listed::batchable::<read_file::ReadFile>(),
+    Listed::batchable::<write_file::WriteFile>(),
+    Listed::batchable::<mkdir::Mkdir>(),
+    Listed::batchable::<remove::Remove>(),
+    Listed::batchable::<rename::Rename>(),
+    Listed::batchable::<transfer::Transfer>(),
+    Listed::batchable::<sync::DirSync>(),
     Listed {
         name: batch::NAME,
         route: batch::route,
+        prepare: None,
+    },
+    Listed::batchable::<jobs::JobOutput>(),
+    Listed::batchable::<jobs::JobSignal>(),
+    Listed {
+        name: jobs::Jobs::NAME,
+        route: route::<jobs::Jobs>,
         prepare: None,
     },
 ];
@@ -283,7 +298,12 @@ fn answer<T: Tool>(asked: T::Asked, response: Response) -> Result<Rendered, Erro
             T::NAME
         ))
     })?;
-    Rendered::new(&Answered { output, cache }, T::BLOCKS)
+    let note = T::note(&output);
+    let mut rendered = Rendered::new(&Answered { output, cache }, T::BLOCKS)?;
+    if let Some(note) = note {
+        rendered.add_note(&note);
+    }
+    Ok(rendered)
 }
 
 /// A call of some tool made ready for the daemon: its request, checked,
@@ -350,6 +370,13 @@ impl Rendered {
             structured: structured(output)?,
             text: text::render(output, blocks).map_err(unencodable)?,
         })
+    }
+
+    /// `note` as a line of its own after the fields' line, before any
+    /// lists and blocks of output.
+    fn add_note(&mut self, note: &str) {
+        let at = self.text.find('\n').map_or(self.text.len(), |i| i + 1);
+        self.text.insert_str(at, &format!("{note}\n"));
     }
 }
 
@@ -467,6 +494,7 @@ mod tests {
     #[test]
     fn a_cached_command_says_so_before_its_output() {
         let output = Response::Exec(ExecOutput {
+            job: None,
             exit_code: Some(0),
             signal: None,
             stdout: b"Linux\n".to_vec(),

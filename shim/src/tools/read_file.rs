@@ -25,7 +25,7 @@ pub struct ReadFileArgs {
     pub offset: Option<Int<0, MAX_OFFSET>>,
     #[schemars(extend("default" = ReadFileRequest::DEFAULT_MAX_READ))]
     pub length: Option<Int<0, MAX_FRAME_DATA>>,
-    /// base64: always base64, even for text.
+    /// base64: even for text.
     #[serde(default)]
     pub encoding: Encoding,
     pub max_age_secs: Option<Int<0, MAX_CACHE_SECS>>,
@@ -49,8 +49,7 @@ pub struct ReadFileResult {
 
 impl Tool for ReadFile {
     const NAME: &'static str = "read_file";
-    const DESCRIPTION: &'static str = "Read at most `length` bytes of a remote file from \
-        `offset`, non-UTF-8 as base64; if truncated, go on at `next_offset`. `transfer` big files.";
+    const DESCRIPTION: &'static str = "Read `length` bytes of a remote file from `offset`, non-UTF-8 as base64; if truncated, go on at `next_offset`. `transfer` big files.";
     const EFFECT: Effect = Effect::READS;
     const CACHEABLE: bool = true;
     const BLOCKS: &'static [&'static str] = &["content"];

@@ -15,7 +15,10 @@ pub const PROFILES: [(&str, &str); 3] = [
         "read-only",
         "the tools marked read-only, which change nothing",
     ),
-    ("files", "every tool but exec: files only, no commands"),
+    (
+        "files",
+        "every tool but exec and the job tools: files only, no commands",
+    ),
 ];
 
 /// The tools `spec` names: tool names and profiles, comma-separated, in
@@ -49,6 +52,9 @@ pub fn select(spec: &str) -> Result<Vec<ToolRoute<SshMcp>>, String> {
         .collect())
 }
 
+/// The tools that run commands or steer them, which `files` leaves out.
+const COMMANDS: [&str; 4] = ["exec", "job_output", "job_signal", "jobs"];
+
 /// Whether `word` (a tool name or a profile) takes in `tool`.
 fn in_word(tool: &ToolRoute<SshMcp>, word: &str) -> bool {
     let read_only = tool
@@ -59,7 +65,7 @@ fn in_word(tool: &ToolRoute<SshMcp>, word: &str) -> bool {
     match word {
         "all" => true,
         "read-only" => read_only,
-        "files" => tool.name() != "exec",
+        "files" => !COMMANDS.contains(&tool.name()),
         name => tool.name() == name,
     }
 }
@@ -94,7 +100,14 @@ mod tests {
     fn read_only_is_every_tool_marked_read_only() {
         assert_eq!(
             names("read-only"),
-            ["hosts", "stat", "list_dir", "read_file"]
+            [
+                "hosts",
+                "stat",
+                "list_dir",
+                "read_file",
+                "job_output",
+                "jobs"
+            ]
         );
     }
 
@@ -104,9 +117,12 @@ mod tests {
             names(" read_file, exec ,hosts"),
             ["hosts", "exec", "read_file"]
         );
-        assert_eq!(names("read-only,exec").len(), 5);
+        assert_eq!(names("read-only,exec").len(), 7);
         assert_eq!(names("all").len(), all().len());
-        assert!(!names("files").contains(&"exec".to_string()));
+        for command in COMMANDS {
+            assert!(!names("files").contains(&command.to_string()), "{command}");
+        }
+        assert_eq!(names("job_signal,jobs"), ["job_signal", "jobs"]);
         // A batch under `files` may carry every file tool, and no command.
         assert!(names("files").contains(&"batch".to_string()));
         assert!(!names("read-only").contains(&"batch".to_string()));

@@ -47,8 +47,8 @@ impl From<FileStat> for StatResult {
 
 impl Tool for Stat {
     const NAME: &'static str = "stat";
-    const DESCRIPTION: &'static str = "A remote path's type, size, mode, mtime, owner and \
-        link target; `not_found` if missing.";
+    const DESCRIPTION: &'static str = "Stat a remote path, like `stat`; `not_found` if \
+        missing.";
     const EFFECT: Effect = Effect::READS;
     const CACHEABLE: bool = true;
     type Args = StatArgs;

@@ -52,7 +52,7 @@ pub struct Dirs {
 impl Tool for DirSync {
     const NAME: &'static str = "sync";
     const DESCRIPTION: &'static str = "One-way sync of a directory between this machine and a \
-        host, copying only what differs (like `rsync -r`). Try `dry_run` before `delete`.";
+        host, copying what differs (like `rsync -r`). Try `dry_run` before `delete`.";
     const EFFECT: Effect = Effect {
         destructive: true,
         idempotent: true,

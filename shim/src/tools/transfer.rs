@@ -53,7 +53,7 @@ pub struct Paths {
 
 impl Tool for Transfer {
     const NAME: &'static str = "transfer";
-    const DESCRIPTION: &'static str = "Copy a file, or a tree with `recursive`, between this \
+    const DESCRIPTION: &'static str = "Copy a file (a tree with `recursive`) between this \
         machine and a host, like scp; overwrites. A relative `local_path` starts in sshmcp's \
         cwd.";
     const EFFECT: Effect = Effect {
