@@ -2,7 +2,15 @@
 //! print. Every benchmark runs the OpenSSH comparison in the same process
 //! and prints ratios, so figures from different machines stay comparable.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 
 /// Latency samples of one path.
 #[derive(Debug, Default, Clone)]
@@ -200,6 +208,224 @@ pub fn percent_line(what: &str, ours: Duration, theirs: Duration, goal: &str) ->
     )
 }
 
+/// A TCP proxy on 127.0.0.1 that holds back every chunk it forwards, in
+/// each direction, by a fixed one-way delay, so a loopback sshd looks like
+/// a host some distance away (a delay `d` adds `2 d` to every round trip).
+///
+/// Each accepted connection is forwarded to `target` by two pipes, one a
+/// direction: a reader task stamps each chunk with its arrival time and
+/// queues it (a bounded queue: a reader that gets ahead waits), and a
+/// writer task sends each chunk, in order, once `arrival + delay` has
+/// passed. Both sockets have `TCP_NODELAY`. tokio's timer counts whole
+/// milliseconds, so the writer sleeps the last millisecond on the blocking
+/// pool with the OS's finer timer. The proxy runs on its own thread and
+/// runtime; dropping it closes the listener and every connection.
+#[derive(Debug)]
+pub struct DelayProxy {
+    addr: SocketAddr,
+    one_way: Duration,
+    connections: Arc<AtomicU64>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Largest chunk one read takes, and how many chunks a direction may hold.
+const PROXY_CHUNK: usize = 64 * 1024;
+const PROXY_QUEUE: usize = 256;
+
+impl DelayProxy {
+    /// Listens on 127.0.0.1 (an ephemeral port) and forwards every
+    /// connection to `target`, a loopback address, `one_way` late each way.
+    pub fn start(target: SocketAddr, one_way: Duration) -> DelayProxy {
+        assert!(
+            target.ip().is_loopback(),
+            "the delay proxy forwards to loopback addresses only, not {target}"
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(16)
+            .build()
+            .expect("delay proxy runtime");
+        let listener = runtime
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .expect("delay proxy: bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("delay proxy address");
+        let connections = Arc::new(AtomicU64::new(0));
+        let (shutdown, stop) = oneshot::channel();
+        let counter = connections.clone();
+        let thread = std::thread::Builder::new()
+            .name("delay-proxy".into())
+            .spawn(move || {
+                runtime.block_on(accept_loop(listener, target, one_way, counter, stop));
+                // Drops the connections' tasks and with them their sockets.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })
+            .expect("delay proxy thread");
+        DelayProxy {
+            addr,
+            one_way,
+            connections,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// Where to connect: 127.0.0.1 and the proxy's port.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The delay added to each direction.
+    pub fn one_way(&self) -> Duration {
+        self.one_way
+    }
+
+    /// The round trip the proxy adds: twice the one-way delay.
+    pub fn rtt(&self) -> Duration {
+        self.one_way * 2
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Round trips of 64-byte messages through a [`DelayProxy`] with
+/// `one_way` delay to a loopback echo server: what the proxy really adds,
+/// timer slack included. At most `rounds` round trips and about 2 s.
+pub fn echo_rtt(one_way: Duration, rounds: usize) -> Samples {
+    use std::io::{Read, Write};
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").expect("echo: bind 127.0.0.1:0");
+    let target = echo.local_addr().expect("echo address");
+    let server = std::thread::spawn(move || {
+        let Ok((mut stream, _)) = echo.accept() else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            if stream.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let proxy = DelayProxy::start(target, one_way);
+    let mut samples = Samples::default();
+    let mut stream = std::net::TcpStream::connect(proxy.addr()).expect("echo: connect to proxy");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let msg = [0x5a_u8; 64];
+    let mut got = [0u8; 64];
+    while samples.len() < rounds && Instant::now() < deadline {
+        let start = Instant::now();
+        if stream.write_all(&msg).is_err() || stream.read_exact(&mut got).is_err() {
+            break;
+        }
+        samples.push(start.elapsed());
+    }
+    drop(stream);
+    drop(proxy);
+    let _ = server.join();
+    samples
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    target: SocketAddr,
+    one_way: Duration,
+    connections: Arc<AtomicU64>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((client, _)) = accepted else {
+            continue;
+        };
+        connections.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let Ok(Ok(server)) =
+                tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(target)).await
+            else {
+                return;
+            };
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let (client_read, client_write) = client.into_split();
+            let (server_read, server_write) = server.into_split();
+            tokio::join!(
+                pipe(client_read, server_write, one_way),
+                pipe(server_read, client_write, one_way),
+            );
+        });
+    }
+}
+
+/// One direction of a connection: chunks leave `delay` after they came,
+/// in the order they came; EOF is passed on once the data before it is.
+async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(PROXY_QUEUE);
+    let reader = async move {
+        let mut buf = vec![0u8; PROXY_CHUNK];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let arrived = Instant::now();
+                    if tx.send((arrived, buf[..n].to_vec())).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping `tx` ends the writer after the queued chunks.
+    };
+    let writer = async move {
+        while let Some((arrived, chunk)) = rx.recv().await {
+            sleep_until(arrived + delay).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
+}
+
+/// Sleeps until `due` more finely than tokio's millisecond timer: the
+/// whole milliseconds on the timer, the rest on the blocking pool.
+async fn sleep_until(due: Instant) {
+    let fine = Duration::from_millis(1);
+    let now = Instant::now();
+    if due <= now {
+        return;
+    }
+    if due - now > fine * 2 {
+        tokio::time::sleep_until((due - fine * 2).into()).await;
+    }
+    let left = due.saturating_duration_since(Instant::now());
+    if !left.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(left)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +444,41 @@ mod tests {
             (p50, p95, p99),
             (s.p50(), s.p95(), Duration::from_millis(99))
         );
+    }
+
+    #[test]
+    fn delay_proxy_delays_and_keeps_order() {
+        use std::io::{Read, Write};
+        let echo = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let target = echo.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = echo.accept().expect("accept");
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => s.write_all(&buf[..n]).expect("echo"),
+                }
+            }
+        });
+        let proxy = DelayProxy::start(target, Duration::from_millis(5));
+        let mut c = std::net::TcpStream::connect(proxy.addr()).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        for round in 0..5u8 {
+            let t = Instant::now();
+            let msg = [round; 100];
+            c.write_all(&msg).expect("write");
+            let mut got = [0u8; 100];
+            c.read_exact(&mut got).expect("read");
+            assert_eq!(got, msg);
+            let took = t.elapsed();
+            assert!(took >= Duration::from_millis(10), "round trip {took:?}");
+            assert!(took < Duration::from_secs(1), "round trip {took:?}");
+        }
+        drop(c);
+        drop(proxy);
+        server.join().expect("echo thread");
     }
 
     #[test]
