@@ -10,7 +10,7 @@ use std::fs;
 use std::thread;
 
 use serde_json::{Value, json};
-use sshmcp_testkit::{Daemon, Fleet, McpClient, ShimOptions, test_user};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, ShimOptions, structured, test_user};
 use tempfile::TempDir;
 
 /// What a call skipped under `stop_on_error` says.
@@ -72,18 +72,6 @@ impl Setup {
     fn batch(&self, args: Value) -> Vec<Value> {
         results(&self.call("batch", args))
     }
-}
-
-/// The `structuredContent` of a tool result that must not be an error; on
-/// failure the panic shows the result and the daemon's log.
-fn structured(result: &Value, daemon: &Daemon) -> Value {
-    assert_eq!(
-        result["isError"],
-        json!(false),
-        "the call failed: {result}\ndaemon log:\n{}",
-        daemon.log()
-    );
-    result["structuredContent"].clone()
 }
 
 /// The `results` of a batch's `structuredContent`.

@@ -14,7 +14,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sshmcp_testkit::{Daemon, Fleet, McpClient, ShimOptions, test_user, wait_for};
+use sshmcp_testkit::{
+    Daemon, Fleet, McpClient, ShimOptions, error_text, structured, test_user, wait_for,
+};
 use tempfile::TempDir;
 
 /// A host, a daemon that may touch only `local`, and a shim working in
@@ -87,34 +89,6 @@ impl Setup {
 fn with_host(mut args: Value) -> Value {
     args["host"] = json!("host1");
     args
-}
-
-/// The `structuredContent` of a tool result that must not be an error.
-fn structured(result: &Value, daemon: &Daemon) -> Value {
-    assert_eq!(
-        result["isError"],
-        json!(false),
-        "the call failed: {result}\ndaemon log:\n{}",
-        daemon.log()
-    );
-    assert!(
-        result["content"][0]["text"].is_string(),
-        "no text rendering: {result}"
-    );
-    result["structuredContent"].clone()
-}
-
-/// The text of a tool result that must be an error (`isError: true`).
-fn error_text(result: &Value) -> String {
-    assert_eq!(
-        result["isError"],
-        json!(true),
-        "expected an error result: {result}"
-    );
-    result["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text content: {result}"))
-        .to_string()
 }
 
 /// Every byte value, several times: content that is not UTF-8.

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sshmcp_testkit::{Daemon, Fleet, McpClient};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, structured, text};
 
 /// How long the shim may take to exit once its stdin is closed.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,28 +30,6 @@ fn shim(daemon: &Daemon) -> McpClient {
     let mcp = McpClient::start(daemon.socket());
     mcp.initialize();
     mcp
-}
-
-/// The `structuredContent` of a tool result that must not be an error; on
-/// failure the panic shows the result and the daemon's log.
-fn structured(result: &Value, daemon: &Daemon) -> Value {
-    assert_eq!(
-        result["isError"],
-        json!(false),
-        "the call failed: {result}\ndaemon log:\n{}",
-        daemon.log()
-    );
-    result["structuredContent"].clone()
-}
-
-/// The text of a tool result, all its blocks.
-fn text(result: &Value) -> String {
-    result["content"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|block| block["text"].as_str())
-        .collect()
 }
 
 /// Starts `command` on host1 with `background: true`; its job id.

@@ -11,7 +11,10 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use sshmcp_testkit::{Daemon, Fleet, McpClient, ShimOptions, SshServer, unique_digits, wait_for};
+use sshmcp_testkit::{
+    Daemon, Fleet, McpClient, ShimOptions, SshServer, error_text, structured, text, unique_digits,
+    wait_for,
+};
 
 /// How long a remote process may take to appear, or to disappear.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -43,40 +46,6 @@ fn dead_socket() -> (tempfile::TempDir, std::path::PathBuf) {
 
 fn exec(mcp: &McpClient, host: &str, command: &str) -> Value {
     mcp.call_tool("exec", json!({ "host": host, "command": command }))
-}
-
-/// The `structuredContent` of a tool result that must not be an error; on
-/// failure the panic shows the result and the daemon's log.
-fn structured(result: &Value, daemon: &Daemon) -> Value {
-    assert_eq!(
-        result["isError"],
-        json!(false),
-        "the call failed: {result}\ndaemon log:\n{}",
-        daemon.log()
-    );
-    result["structuredContent"].clone()
-}
-
-/// The text of a tool result that must be an error (`isError: true`).
-fn error_text(result: &Value) -> String {
-    assert_eq!(
-        result["isError"],
-        json!(true),
-        "expected an error result: {result}"
-    );
-    assert!(
-        result.get("structuredContent").is_none_or(Value::is_null),
-        "an error result carries no structuredContent: {result}"
-    );
-    text(result)
-}
-
-/// The first text content block of a tool result.
-fn text(result: &Value) -> String {
-    result["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text content: {result}"))
-        .to_string()
 }
 
 /// A tool of the `tools/list` result, by name.

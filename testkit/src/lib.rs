@@ -52,7 +52,7 @@ mod wait;
 pub use daemon::{Daemon, DaemonOptions, bin_path};
 pub use fleet::{Fleet, FleetBuilder};
 pub use key::ClientKey;
-pub use mcp::{McpClient, SDK_HOST_ENV, ShimOptions};
+pub use mcp::{McpClient, SDK_HOST_ENV, ShimOptions, error_text, structured, text};
 pub use process::output_within;
 pub use sshd::{SshServer, SshServerOptions};
 pub use user::{TestUser, test_user};

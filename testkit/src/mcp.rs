@@ -560,6 +560,47 @@ fn write_all_until(pipe: &mut ChildStdin, mut bytes: &[u8], deadline: Instant) -
     Ok(())
 }
 
+/// The `structuredContent` of a tool result that must not be an error; on
+/// failure the panic shows the result and the daemon's log.
+pub fn structured(result: &serde_json::Value, daemon: &crate::Daemon) -> serde_json::Value {
+    assert_eq!(
+        result["isError"],
+        serde_json::json!(false),
+        "the call failed: {result}\ndaemon log:\n{}",
+        daemon.log()
+    );
+    result["structuredContent"].clone()
+}
+
+/// The text of a tool result that must be an error (`isError: true`,
+/// and no `structuredContent`).
+pub fn error_text(result: &serde_json::Value) -> String {
+    assert_eq!(
+        result["isError"],
+        serde_json::json!(true),
+        "expected an error result: {result}"
+    );
+    assert!(
+        result
+            .get("structuredContent")
+            .is_none_or(serde_json::Value::is_null),
+        "an error result carries no structuredContent: {result}"
+    );
+    text(result)
+}
+
+/// The text of a tool result, all its text blocks together.
+pub fn text(result: &serde_json::Value) -> String {
+    let blocks: Vec<&str> = result["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|block| block["text"].as_str())
+        .collect();
+    assert!(!blocks.is_empty(), "no text content: {result}");
+    blocks.concat()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
