@@ -46,10 +46,13 @@ impl Op for ReadFileRequest {
                 Ok(a) => a.attrs.size.unwrap_or(0),
                 Err(e) => return Err(remote.error("read_file", &req.path, e)),
             };
-            let mut data = Vec::with_capacity(want.min(size.saturating_sub(req.offset)) as usize);
-            if req.offset < size {
+            // No further than the size fstat gave: a read past it would
+            // cost one more round trip to hear EOF.
+            let len = want.min(size.saturating_sub(req.offset));
+            let mut data = Vec::with_capacity(len as usize);
+            if len > 0 {
                 remote
-                    .read_range(&handle, &req.path, req.offset, want, |_, piece| {
+                    .read_range(&handle, &req.path, req.offset, len, |_, piece| {
                         data.extend_from_slice(&piece);
                         std::future::ready(Ok(()))
                     })
