@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use russh::{ChannelMsg, Sig};
-use sshmcp_proto::{Error, ErrorKind, ExecOutput};
+use sshmcp_proto::{Error, ErrorKind, ExecOutput, OutputStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::pool::Host;
+use crate::progress::Reporter;
 
 /// How long a signalled process gets to exit before the next step.
 const SIGNAL_GRACE: Duration = Duration::from_secs(2);
@@ -33,6 +34,8 @@ pub struct Command<'a> {
     pub max_output: u64,
     /// When the request arrived (its duration counts from here).
     pub started: Instant,
+    /// Where samples of the output go while it runs, if anywhere.
+    pub progress: Option<&'a Reporter>,
 }
 
 /// Run `command` to its end, its timeout or `cancel`.
@@ -44,6 +47,7 @@ pub async fn run(command: Command<'_>, cancel: &CancellationToken) -> Result<Exe
         timeout,
         max_output,
         started,
+        progress,
     } = command;
     let timeout_secs = timeout.as_secs();
     let alias = host.resolved.alias.as_str();
@@ -89,6 +93,9 @@ pub async fn run(command: Command<'_>, cancel: &CancellationToken) -> Result<Exe
             }
             msg = reader.wait() => match msg {
                 Some(msg) => {
+                    if let Some(progress) = progress {
+                        sample(progress, &msg);
+                    }
                     if output.absorb(msg) {
                         break None;
                     }
@@ -141,6 +148,15 @@ pub async fn run(command: Command<'_>, cancel: &CancellationToken) -> Result<Exe
             ),
         ),
     })
+}
+
+/// Pass a sample of a running command's output on.
+fn sample(progress: &Reporter, msg: &ChannelMsg) {
+    match msg {
+        ChannelMsg::Data { data } => progress.output(OutputStream::Stdout, data),
+        ChannelMsg::ExtendedData { data, ext: 1 } => progress.output(OutputStream::Stderr, data),
+        _ => {}
+    }
 }
 
 fn cancelled(host: &str) -> Error {

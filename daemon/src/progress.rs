@@ -8,16 +8,20 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sshmcp_proto::{DaemonFrame, Progress};
+use sshmcp_proto::{DaemonFrame, OutputStream, Progress};
 use tokio::sync::mpsc;
 
 /// Fewest milliseconds between two events of one request.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Most bytes of output one `Output` event carries: its latest bytes.
+const OUTPUT_SAMPLE: usize = 1024;
+
 /// Where one request's progress goes.
 pub struct Reporter {
     sink: Option<(u64, mpsc::Sender<DaemonFrame>)>,
     last: Mutex<Option<Instant>>,
+    last_output: Mutex<Option<Instant>>,
 }
 
 impl Reporter {
@@ -26,6 +30,7 @@ impl Reporter {
         Reporter {
             sink: Some((id, outgoing)),
             last: Mutex::new(None),
+            last_output: Mutex::new(None),
         }
     }
 
@@ -35,6 +40,7 @@ impl Reporter {
         Reporter {
             sink: None,
             last: Mutex::new(None),
+            last_output: Mutex::new(None),
         }
     }
 
@@ -52,6 +58,29 @@ impl Reporter {
             *last = Some(now);
         }
         self.send(*id, outgoing, done, total, message());
+    }
+
+    /// A running command wrote `data`: send its latest bytes as an `Output`
+    /// event, at most every [`MIN_INTERVAL`] (a sample for showing
+    /// progress; the reply carries the output itself).
+    pub fn output(&self, stream: OutputStream, data: &[u8]) {
+        let Some((id, outgoing)) = &self.sink else {
+            return;
+        };
+        {
+            let mut last = self.last_output.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < MIN_INTERVAL) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let tail = &data[data.len().saturating_sub(OUTPUT_SAMPLE)..];
+        let _ = outgoing.try_send(DaemonFrame::Output {
+            id: *id,
+            stream,
+            data: tail.to_vec(),
+        });
     }
 
     /// Report now, whatever the throttle says (e.g. the last step).

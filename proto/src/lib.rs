@@ -151,9 +151,10 @@ pub enum DaemonFrame {
         /// How far.
         progress: Progress,
     },
-    /// A chunk of request `id`'s output as it is produced. No request
-    /// streams yet (`exec` returns its output whole, in `Done`); clients
-    /// accept these and may ignore them.
+    /// A sample of request `id`'s output while it runs: a running `exec`
+    /// sends its latest bytes (at most 1 KiB) at most every 100 ms, for
+    /// showing progress. Advisory, like `Progress`: the whole output comes
+    /// in `Done`; clients may ignore these.
     Output {
         /// The request it is about.
         id: u64,

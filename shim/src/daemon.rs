@@ -121,16 +121,76 @@ pub async fn finish(
     }
 }
 
-/// The call's final reply, passing progress events on and skipping output.
+/// The call's final reply, passing progress events on. Samples of a
+/// running command's output become progress too, with the latest line as
+/// the message (MCP hosts show it, and reset their idle timeout on it).
 async fn done(
     call: &mut Call,
     on_progress: &mut impl FnMut(Progress),
 ) -> Result<Reply, ClientError> {
+    let mut seen = 0u64;
     loop {
         match call.next_event().await? {
             Event::Done(reply) => return Ok(reply),
             Event::Progress(progress) => on_progress(progress),
-            Event::Output { .. } => {}
+            Event::Output { data, .. } => {
+                seen += data.len() as u64;
+                on_progress(Progress {
+                    done: seen,
+                    total: None,
+                    message: latest_line(&data),
+                });
+            }
         }
+    }
+}
+
+/// The last non-blank line of `data`, as text a person can read: invalid
+/// UTF-8 replaced, escape sequences and control characters dropped, what a
+/// carriage return redrew kept, cut to [`MAX_LINE`] characters.
+fn latest_line(data: &[u8]) -> Option<String> {
+    const MAX_LINE: usize = 200;
+    let text = String::from_utf8_lossy(data);
+    let line = text
+        .split('\n')
+        .map(|line| {
+            line.rsplit('\r')
+                .find(|part| !part.trim().is_empty())
+                .unwrap_or("")
+        })
+        .rfind(|line| !line.trim().is_empty())?;
+    let mut clean = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI (`ESC [ ... final`) or a two-character escape.
+            if chars.next_if_eq(&'[').is_some() {
+                while chars.next().is_some_and(|c| !('@'..='~').contains(&c)) {}
+            } else {
+                chars.next();
+            }
+        } else if !c.is_control() {
+            clean.push(c);
+        }
+    }
+    let clean = clean.trim();
+    (!clean.is_empty()).then(|| clean.chars().take(MAX_LINE).collect())
+}
+
+#[cfg(test)]
+mod output_tests {
+    use super::latest_line;
+
+    #[test]
+    fn the_latest_line_is_clean_text() {
+        assert_eq!(latest_line(b"one\ntwo\n"), Some("two".into()));
+        assert_eq!(latest_line(b"one\n\n  \n"), Some("one".into()));
+        assert_eq!(
+            latest_line(b"\x1b[1;32mPASS\x1b[0m test_a\n"),
+            Some("PASS test_a".into())
+        );
+        assert_eq!(latest_line(b"10%\r50%\r100%"), Some("100%".into()));
+        assert_eq!(latest_line(b"\n\n"), None);
+        assert_eq!(latest_line(&[b'x'; 500]).map(|l| l.len()), Some(200));
     }
 }

@@ -743,3 +743,33 @@ fn after_an_oversized_request_the_shim_says_so_on_stderr_and_keeps_serving() {
         "the shim's stderr to mention the dropped request",
     );
 }
+
+#[test]
+fn a_running_exec_reports_its_latest_line_as_progress() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let (result, progress) = mcp.call_tool_with_progress(
+        "exec",
+        json!({
+            "host": "host1",
+            "command": "for i in 1 2 3 4; do printf '\\033[32mstep %s\\033[0m\\n' $i; sleep 0.3; done",
+        }),
+        json!("exec-1"),
+    );
+    let out = structured(&result, &daemon);
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert!(
+        progress.len() >= 2,
+        "a command that prints for a second sends progress as it runs: {progress:?}"
+    );
+    let mut last = -1.0;
+    for params in &progress {
+        let done = params["progress"].as_f64().expect("progress is a number");
+        assert!(done > last, "progress must grow: {progress:?}");
+        last = done;
+        let message = params["message"].as_str().expect("a message");
+        assert!(
+            message.starts_with("step "),
+            "the latest line, without escapes: {message:?}"
+        );
+    }
+}

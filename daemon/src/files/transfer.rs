@@ -442,6 +442,7 @@ pub async fn remote_sha256(
                 timeout: Duration::from_secs(3600),
                 max_output: ((batch.len() * 200) as u64).max(4096),
                 started: Instant::now(),
+                progress: None,
             },
             cancel,
         )

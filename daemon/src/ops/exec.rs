@@ -37,6 +37,7 @@ impl Op for ExecRequest {
             timeout,
             max_output: max_output(&self, max_frame),
             started: ctx.started,
+            progress: Some(ctx.progress),
         };
         command::run(command, ctx.cancel).await
     }
