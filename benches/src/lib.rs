@@ -426,6 +426,39 @@ async fn sleep_until(due: Instant) {
     }
 }
 
+/// Start OpenSSH's warm path for `alias`: a ControlMaster on socket
+/// `control`, kept `persist_secs` after its last client, with `extra`
+/// options. Returns the `ControlPath=…` option its clients pass.
+pub fn start_control_master(
+    fleet: &sshmcp_testkit::Fleet,
+    alias: &str,
+    control: &std::path::Path,
+    persist_secs: u64,
+    extra: &[&str],
+) -> String {
+    let control_opt = format!("ControlPath={}", control.display());
+    let persist = format!("ControlPersist={persist_secs}");
+    let mut master = fleet.ssh(alias);
+    master.args([
+        "-o",
+        "ControlMaster=yes",
+        "-o",
+        &persist,
+        "-o",
+        &control_opt,
+    ]);
+    for option in extra {
+        master.args(["-o", option]);
+    }
+    master.args(["-N", "-f"]);
+    let started = sshmcp_testkit::output_within(&mut master, Duration::from_secs(20));
+    assert!(
+        started.status.success(),
+        "ControlMaster failed to start: {started:?}"
+    );
+    control_opt
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

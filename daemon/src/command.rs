@@ -271,7 +271,8 @@ fn keep(buffer: &mut Vec<u8>, total: &mut u64, data: &[u8], limit: u64) {
     buffer.extend_from_slice(&data[..data.len().min(room)]);
 }
 
-fn signal_label(signal: &Sig) -> String {
+/// The name of the signal a command was killed by (`TERM`, `KILL`, ...).
+pub fn signal_label(signal: &Sig) -> String {
     match signal {
         Sig::Custom(name) => name.clone(),
         other => format!("{other:?}"),

@@ -450,10 +450,7 @@ async fn run(
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => job.update(|i| i.stderr.push(&data)),
                 Some(ChannelMsg::ExitStatus { exit_status }) => exit_code = Some(exit_status),
                 Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
-                    signal = Some(match signal_name {
-                        Sig::Custom(name) => name,
-                        other => format!("{other:?}"),
-                    });
+                    signal = Some(crate::command::signal_label(&signal_name));
                 }
                 Some(ChannelMsg::Close) | None => break,
                 Some(_) => {}

@@ -48,6 +48,18 @@ fn exec(mcp: &McpClient, host: &str, command: &str) -> Value {
     mcp.call_tool("exec", json!({ "host": host, "command": command }))
 }
 
+/// The tool names of a `tools/list` result, sorted.
+fn sorted_names(tools: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = tools["tools"]
+        .as_array()
+        .expect("`tools` is an array")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 /// A tool of the `tools/list` result, by name.
 fn tool<'a>(tools: &'a Value, name: &str) -> &'a Value {
     tools["tools"]
@@ -119,13 +131,7 @@ fn tools_list_has_every_tool_with_schemas_and_annotations() {
     mcp.initialize();
     let tools = mcp.list_tools();
 
-    let mut names: Vec<&str> = tools["tools"]
-        .as_array()
-        .expect("`tools` is an array")
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
-    names.sort_unstable();
+    let names = sorted_names(&tools);
     assert_eq!(
         names,
         [
@@ -325,13 +331,7 @@ fn a_tools_profile_lists_and_serves_only_its_tools() {
     );
     mcp.initialize();
     let tools = mcp.list_tools();
-    let mut names: Vec<&str> = tools["tools"]
-        .as_array()
-        .expect("`tools` is an array")
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
-    names.sort_unstable();
+    let names = sorted_names(&tools);
     assert_eq!(
         names,
         [

@@ -23,7 +23,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
-use sshmcp_benches::{DelayProxy, Prng, Samples, echo_rtt, print_markdown, us};
+use sshmcp_benches::{
+    DelayProxy, Prng, Samples, echo_rtt, print_markdown, start_control_master, us,
+};
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{
     CacheStats, ClientInfo, ErrorKind, ExecRequest, FileKind, FileStat, ListDirRequest,
@@ -123,23 +125,7 @@ fn main() -> ExitCode {
 
     // OpenSSH's warm path: a ControlMaster, `ssh -o ControlMaster=no`.
     let control = fleet.dir().join("cm.sock");
-    let control_opt = format!("ControlPath={}", control.display());
-    let mut master = fleet.ssh(HOST);
-    master.args([
-        "-o",
-        "ControlMaster=yes",
-        "-o",
-        "ControlPersist=600",
-        "-o",
-        &control_opt,
-        "-N",
-        "-f",
-    ]);
-    let started = output_within(&mut master, Duration::from_secs(20));
-    assert!(
-        started.status.success(),
-        "ControlMaster failed to start: {started:?}"
-    );
+    let control_opt = start_control_master(&fleet, HOST, &control, 600, &[]);
 
     let run_replays = || {
         [&AGENT, &ADVERSARIAL].map(|mix| {

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sshmcp_benches::start_control_master;
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{ClientInfo, Direction, Request, Response, SyncRequest, TransferRequest};
 use sshmcp_testkit::{Daemon, Fleet, McpClient, output_within};
@@ -172,20 +173,13 @@ fn main() {
     );
     let rsync_cold = median(sync_runs, || rsync(&cold_ssh, &fresh()));
     let control = local.join("cm.sock");
-    let mut master = fleet.ssh("host1");
-    master.args([
-        "-o",
-        "ControlMaster=yes",
-        "-o",
-        "ControlPersist=60",
-        "-o",
-        &format!("ControlPath={}", control.display()),
-        "-o",
-        &format!("Ciphers={CIPHER}"),
-        "-N",
-        "-f",
-    ]);
-    run(master);
+    start_control_master(
+        &fleet,
+        "host1",
+        &control,
+        60,
+        &[&format!("Ciphers={CIPHER}")],
+    );
     let cm_ssh = format!(
         "ssh -F {cfg} -o BatchMode=yes -o ControlMaster=no -o ControlPath={}",
         control.display()

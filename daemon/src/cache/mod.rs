@@ -593,26 +593,30 @@ impl Cache {
     /// Drop the host's entries related to any of `scope`, and every cached
     /// exec of the host; returns how many went.
     fn drop_related(&self, alias: &str, scope: &[String]) -> u64 {
+        self.remove_where(|key, entry| {
+            &*key.alias == alias
+                && match key.what.path() {
+                    None => true,
+                    Some(path) => scope.iter().any(|changed| {
+                        key::related(changed, path)
+                            || entry
+                                .resolved
+                                .as_deref()
+                                .is_some_and(|r| key::related(changed, r))
+                    }),
+                }
+        })
+    }
+
+    /// Drop the entries `doomed` picks; returns how many went.
+    fn remove_where(&self, doomed: impl Fn(&Key, &Entry) -> bool) -> u64 {
         let store = self.current();
-        let doomed: Vec<Key> = store
+        let keys: Vec<Key> = store
             .iter()
-            .filter(|(key, entry)| {
-                &*key.alias == alias
-                    && match key.what.path() {
-                        None => true,
-                        Some(path) => scope.iter().any(|changed| {
-                            key::related(changed, path)
-                                || entry
-                                    .resolved
-                                    .as_deref()
-                                    .is_some_and(|r| key::related(changed, r))
-                        }),
-                    }
-            })
+            .filter(|(key, entry)| doomed(key, entry))
             .map(|(key, _)| key)
             .collect();
-        doomed
-            .iter()
+        keys.iter()
             .filter(|key| store.remove(*key).is_some())
             .count() as u64
     }
@@ -637,14 +641,7 @@ impl Cache {
                 store.clear();
                 n
             }
-            Some(alias) => {
-                let doomed: Vec<Key> = store
-                    .iter()
-                    .filter(|(key, _)| &*key.alias == alias)
-                    .map(|(key, _)| key)
-                    .collect();
-                doomed.iter().filter(|k| store.remove(*k).is_some()).count() as u64
-            }
+            Some(alias) => self.remove_where(|key, _| &*key.alias == alias),
         };
         // Fetches in flight started before the clear: keep them out.
         let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
@@ -661,7 +658,7 @@ impl Cache {
     /// Memory is high: drop everything (the dispatcher stores nothing new
     /// until memory is back). Returns the bytes freed, roughly.
     pub fn shed(&self) -> u64 {
-        let bytes = self.stats().bytes;
+        let bytes = self.current().iter().map(|(_, entry)| entry.bytes).sum();
         self.clear(None, "memory");
         bytes
     }
