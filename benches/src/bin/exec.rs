@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sshmcp_benches::{Samples, percent_line, print_table};
+use sshmcp_benches::{Samples, percent_line, print_table, start_control_master};
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{ClientInfo, ExecRequest, Request, Response};
 use sshmcp_testkit::{Daemon, Fleet, McpClient, output_within};
@@ -63,7 +63,7 @@ fn main() {
     );
     println!(
         "daemon overhead over raw russh, p50: {:+.3} ms (target <= 0.15 ms)",
-        (socket.p50() - raw.p50()).as_secs_f64() * 1e3
+        (socket.p50().as_secs_f64() - raw.p50().as_secs_f64()) * 1e3
     );
     println!(
         "{}",
@@ -193,23 +193,7 @@ async fn bench_raw_russh(fleet: &Fleet, iters: usize) -> Samples {
 
 fn bench_control_master(fleet: &Fleet, iters: usize) -> Samples {
     let control = fleet.dir().join("cm.sock");
-    let control_opt = format!("ControlPath={}", control.display());
-    let mut master = fleet.ssh("host1");
-    master.args([
-        "-o",
-        "ControlMaster=yes",
-        "-o",
-        "ControlPersist=60",
-        "-o",
-        &control_opt,
-        "-N",
-        "-f",
-    ]);
-    let started = output_within(&mut master, Duration::from_secs(20));
-    assert!(
-        started.status.success(),
-        "ControlMaster failed to start: {started:?}"
-    );
+    let control_opt = start_control_master(fleet, "host1", &control, 60, &[]);
     let run = || {
         let mut cmd: Command = fleet.ssh("host1");
         cmd.args(["-o", &control_opt, "-o", "ControlMaster=no", "true"]);
