@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use sshmcp_proto::{Request, help};
 
 /// Admin tool for sshmcpd, the sshmcp daemon: status, stats, hosts, warm,
-/// drain, reload, the response cache, jobs and a live view (top).
+/// drain, reload, the response cache, jobs, shells and a live view (top).
 ///
 /// Exits 0 on success, 1 when the request fails (the reason on stderr), 2 on
 /// usage errors.
@@ -68,6 +68,12 @@ pub enum Command {
     },
     #[command(about = summary(help!(jobs)), long_about = details(help!(jobs)))]
     Jobs {
+        /// Host alias from the SSH client config [default: every host]
+        #[arg(value_name = "HOST")]
+        host: Option<String>,
+    },
+    #[command(about = summary(help!(shells)), long_about = details(help!(shells)))]
+    Shells {
         /// Host alias from the SSH client config [default: every host]
         #[arg(value_name = "HOST")]
         host: Option<String>,
@@ -133,6 +139,7 @@ impl Command {
                 action: Some(CacheAction::Clear { host }),
             } => Request::CacheClear { host: host.clone() },
             Command::Jobs { host } => Request::Jobs { host: host.clone() },
+            Command::Shells { host } => Request::Shells { host: host.clone() },
             Command::Top { .. } => Request::Stats,
         }
     }
@@ -242,6 +249,17 @@ mod tests {
             }
         );
         assert!(Cli::try_parse_from(["sshmcpctl", "jobs", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn shells_sends_its_request_for_every_host_or_one() {
+        assert_eq!(request(&["shells"]), Request::Shells { host: None });
+        assert_eq!(
+            request(&["shells", "web1"]),
+            Request::Shells {
+                host: Some("web1".into())
+            }
+        );
     }
 
     #[test]

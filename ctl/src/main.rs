@@ -210,6 +210,10 @@ fn reply_text(command: &Command, response: Response, json: bool) -> Result<Strin
         ) => render::cache_cleared(dropped, host.as_deref()),
         (Command::Jobs { .. }, Response::Jobs(jobs)) if json => to_json(&jobs)?,
         (Command::Jobs { .. }, Response::Jobs(jobs)) => render::jobs(&jobs, terminal_width()),
+        (Command::Shells { .. }, Response::Shells(shells)) if json => to_json(&shells)?,
+        (Command::Shells { .. }, Response::Shells(shells)) => {
+            render::shells(&shells, terminal_width())
+        }
         (command, other) => {
             return Err(Failure::UnexpectedReply {
                 op: command.request().op_name(),
@@ -376,6 +380,7 @@ mod tests {
     #[test]
     fn jobs_print_a_table_or_the_proto_type() {
         let jobs = vec![sshmcp_proto::JobInfo {
+            detached: false,
             job_id: "j1".into(),
             host: "web1".into(),
             command: "sleep 100".into(),

@@ -1,8 +1,8 @@
 //! The text `sshmcpctl` prints for each reply (`--json` bypasses this).
 
 use sshmcp_proto::{
-    CacheScope, CacheStats, HostList, HostState, JobInfo, JobState, OpStats, Resources, Stats,
-    Status,
+    CacheScope, CacheStats, HostList, HostState, JobInfo, JobState, OpStats, Resources, ShellInfo,
+    ShellState, Stats, Status,
 };
 
 use crate::human;
@@ -328,7 +328,11 @@ pub fn jobs(jobs: &[JobInfo], width: usize) -> String {
             [
                 job.job_id.clone(),
                 job.host.clone(),
-                job_state(job.state).to_string(),
+                if job.detached {
+                    format!("{} (detached)", job_state(job.state))
+                } else {
+                    job_state(job.state).to_string()
+                },
                 job.exit_code
                     .map_or_else(|| "-".to_string(), |c| c.to_string()),
                 human::uptime(job.runtime_ms),
@@ -336,8 +340,64 @@ pub fn jobs(jobs: &[JobInfo], width: usize) -> String {
             ]
         })
         .collect();
-    // Each column as wide as its widest cell, two spaces between them.
-    let before_command: usize = columns[..6]
+    let room = last_column_room(&columns, &rows, width);
+    let mut table = Table::new(&columns);
+    for (job, row) in jobs.iter().zip(rows) {
+        table.row(row.into_iter().chain([cut(&job.command, room)]));
+    }
+    table.render()
+}
+
+/// `sshmcpctl shells`: one row per open shell, oldest first, each working
+/// directory cut to fit lines of `width` characters (but never to fewer
+/// than [`MIN_COMMAND`]).
+pub fn shells(shells: &[ShellInfo], width: usize) -> String {
+    if shells.is_empty() {
+        return "no shells\n".to_string();
+    }
+    let columns = [
+        ("ID", Align::Left),
+        ("HOST", Align::Left),
+        ("STATE", Align::Left),
+        ("OPEN", Align::Right),
+        ("IDLE", Align::Right),
+        ("COMMANDS", Align::Right),
+        ("CWD", Align::Left),
+    ];
+    let rows: Vec<[String; 6]> = shells
+        .iter()
+        .map(|shell| {
+            let (state, idle) = match shell.state {
+                ShellState::Busy => ("busy", "-".to_string()),
+                ShellState::Idle => ("idle", human::uptime(shell.idle_ms)),
+            };
+            [
+                shell.shell_id.clone(),
+                shell.host.clone(),
+                state.to_string(),
+                human::uptime(shell.open_ms),
+                idle,
+                shell.commands.to_string(),
+            ]
+        })
+        .collect();
+    let room = last_column_room(&columns, &rows, width);
+    let mut table = Table::new(&columns);
+    for (shell, row) in shells.iter().zip(rows) {
+        table.row(row.into_iter().chain([cut(&shell.cwd, room)]));
+    }
+    table.render()
+}
+
+/// The characters left on a line of `width` for a table's last column,
+/// after the others (each as wide as its widest cell, two spaces between
+/// them), but never fewer than [`MIN_COMMAND`].
+fn last_column_room<const N: usize>(
+    columns: &[(&str, Align)],
+    rows: &[[String; N]],
+    width: usize,
+) -> usize {
+    let before_last: usize = columns[..N]
         .iter()
         .enumerate()
         .map(|(i, (header, _))| {
@@ -345,12 +405,7 @@ pub fn jobs(jobs: &[JobInfo], width: usize) -> String {
             cells.fold(header.chars().count(), usize::max) + 2
         })
         .sum();
-    let room = width.saturating_sub(before_command).max(MIN_COMMAND);
-    let mut table = Table::new(&columns);
-    for (job, row) in jobs.iter().zip(rows) {
-        table.row(row.into_iter().chain([cut(&job.command, room)]));
-    }
-    table.render()
+    width.saturating_sub(before_last).max(MIN_COMMAND)
 }
 
 /// The fewest characters of a command `jobs` shows, however narrow the
@@ -754,6 +809,7 @@ v6     deploy@[2001:db8::1]:22  cold              0     0     0  -
 
     fn job(id: &str, state: JobState, command: &str, exit_code: Option<u32>) -> JobInfo {
         JobInfo {
+            detached: false,
             job_id: id.into(),
             host: "web1".into(),
             command: command.into(),
@@ -811,6 +867,33 @@ j-3   web1         killed      -    2m 5s  3.0 KiB  sleep 100
     #[test]
     fn no_jobs_is_said_in_words() {
         assert_eq!(jobs(&[], 100), "no jobs\n");
+    }
+
+    #[test]
+    fn shells_show_state_age_idle_time_commands_and_the_cwd() {
+        let shell = |id: &str, state: ShellState, cwd: &str| ShellInfo {
+            shell_id: id.into(),
+            host: "web1".into(),
+            cwd: cwd.into(),
+            state,
+            opened: 1_700_000_000,
+            open_ms: 125_400,
+            idle_ms: 3_000,
+            commands: 7,
+        };
+        let list = [
+            shell("s1-1", ShellState::Idle, "/srv/app"),
+            shell("s1-2", ShellState::Busy, "/tmp/a\nb"),
+        ];
+        assert_eq!(
+            shells(&list, 100),
+            "\
+ID    HOST  STATE   OPEN  IDLE  COMMANDS  CWD
+s1-1  web1  idle   2m 5s    3s         7  /srv/app
+s1-2  web1  busy   2m 5s     -         7  /tmp/a b
+"
+        );
+        assert_eq!(shells(&[], 100), "no shells\n");
     }
 
     #[test]

@@ -327,3 +327,42 @@ fn jobs_lists_a_running_job_as_a_table_and_as_json() {
     let signalled = mcp.call_tool("job_signal", json!({ "job_id": job, "signal": "KILL" }));
     assert_eq!(signalled["isError"], false, "{signalled}");
 }
+
+#[test]
+fn shells_lists_an_open_shell_as_a_table_and_as_json() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    assert_eq!(ctl_ok(&daemon, &["shells"]), "no shells\n");
+
+    let mcp = McpClient::start(daemon.socket());
+    mcp.initialize();
+    let opened = mcp.call_tool("shell_open", json!({ "host": "host1", "cwd": "/tmp" }));
+    assert_eq!(opened["isError"], false, "{opened}\n{}", daemon.log());
+    let shell = opened["structuredContent"]["shell_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no shell_id in {opened}"))
+        .to_string();
+    let ran = mcp.call_tool(
+        "shell_exec",
+        json!({ "shell_id": shell, "command": "cd /" }),
+    );
+    assert_eq!(ran["isError"], false, "{ran}");
+
+    let shells = ctl_ok(&daemon, &["shells"]);
+    assert!(
+        shells.starts_with("ID ") && shells.lines().next().is_some_and(|h| h.ends_with("CWD")),
+        "{shells}"
+    );
+    assert_eq!(cell(&shells, "ID", &shell, "HOST"), "host1", "{shells}");
+    assert_eq!(cell(&shells, "ID", &shell, "STATE"), "idle", "{shells}");
+    assert!(
+        row(&shells, &shell).last().is_some_and(|cwd| *cwd == "/"),
+        "{shells}"
+    );
+
+    let listed = ctl_json(&daemon, &["shells", "host1"]);
+    assert_eq!(listed[0]["shell_id"], shell, "{listed}");
+    assert_eq!(listed[0]["cwd"], "/", "{listed}");
+    assert_eq!(listed[0]["state"], "idle", "{listed}");
+    assert_eq!(listed[0]["commands"], 1, "{listed}");
+}

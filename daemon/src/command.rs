@@ -14,8 +14,10 @@ use russh::{ChannelMsg, Sig};
 use sshmcp_proto::{Error, ErrorKind, ExecOutput, OutputStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::output::HeadTail;
 use crate::pool::Host;
 use crate::progress::Reporter;
+use crate::sudo;
 
 /// How long a signalled process gets to exit before the next step.
 const SIGNAL_GRACE: Duration = Duration::from_secs(2);
@@ -36,6 +38,8 @@ pub struct Command<'a> {
     pub started: Instant,
     /// Where samples of the output go while it runs, if anywhere.
     pub progress: Option<&'a Reporter>,
+    /// The exchange with sudo when `line` runs the command through it.
+    pub sudo: Option<&'a sudo::Conversation>,
 }
 
 /// Run `command` to its end, its timeout or `cancel`.
@@ -48,6 +52,7 @@ pub async fn run(command: Command<'_>, cancel: &CancellationToken) -> Result<Exe
         max_output,
         started,
         progress,
+        sudo,
     } = command;
     let timeout_secs = timeout.as_secs();
     let alias = host.resolved.alias.as_str();
@@ -74,12 +79,7 @@ pub async fn run(command: Command<'_>, cancel: &CancellationToken) -> Result<Exe
     // Feed stdin from its own task so a command that writes before it reads
     // cannot deadlock against us; EOF right away when there is none, so
     // commands that read stdin do not wait forever.
-    let feeder = async {
-        if !stdin.is_empty() {
-            writer.data(stdin).await?;
-        }
-        writer.eof().await
-    };
+    let feeder = sudo::feed(sudo, &writer, stdin);
     tokio::pin!(feeder);
     let mut feeding = true;
 
@@ -91,7 +91,7 @@ pub async fn run(command: Command<'_>, cancel: &CancellationToken) -> Result<Exe
                     tracing::debug!(host = %alias, "stdin not fully delivered: {e}");
                 }
             }
-            msg = reader.wait() => match msg {
+            msg = sudo::receive(sudo, &mut reader) => match msg {
                 Some(msg) => {
                     if let Some(progress) = progress {
                         sample(progress, &msg);
@@ -110,6 +110,7 @@ pub async fn run(command: Command<'_>, cancel: &CancellationToken) -> Result<Exe
     let Some(reason) = stop else {
         // The server closed the channel after the command ended.
         drop(lease);
+        sudo::verdict(sudo)?;
         return output.finish(started, alias);
     };
 
@@ -185,14 +186,12 @@ async fn drain_until(
     }
 }
 
-/// Output gathered so far, capped per stream; bytes past the cap are
-/// counted and dropped, never buffered.
+/// Output gathered so far, within the budget per stream: past it, each
+/// stream keeps its head and tail, and the middle is counted and dropped,
+/// never buffered.
 struct Collected {
-    limit: u64,
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    stdout_bytes: u64,
-    stderr_bytes: u64,
+    stdout: HeadTail,
+    stderr: HeadTail,
     exit_code: Option<u32>,
     signal: Option<String>,
 }
@@ -200,11 +199,8 @@ struct Collected {
 impl Collected {
     fn new(limit: u64) -> Self {
         Collected {
-            limit,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            stdout_bytes: 0,
-            stderr_bytes: 0,
+            stdout: HeadTail::new(limit),
+            stderr: HeadTail::new(limit),
             exit_code: None,
             signal: None,
         }
@@ -213,12 +209,8 @@ impl Collected {
     /// Take in one channel message; true when the channel is closed.
     fn absorb(&mut self, msg: ChannelMsg) -> bool {
         match msg {
-            ChannelMsg::Data { data } => {
-                keep(&mut self.stdout, &mut self.stdout_bytes, &data, self.limit)
-            }
-            ChannelMsg::ExtendedData { data, ext: 1 } => {
-                keep(&mut self.stderr, &mut self.stderr_bytes, &data, self.limit)
-            }
+            ChannelMsg::Data { data } => self.stdout.push(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => self.stderr.push(&data),
             ChannelMsg::ExitStatus { exit_status } => self.exit_code = Some(exit_status),
             ChannelMsg::ExitSignal { signal_name, .. } => {
                 self.signal = Some(signal_label(&signal_name));
@@ -229,14 +221,11 @@ impl Collected {
         false
     }
 
-    fn truncated(&self) -> bool {
-        self.stdout_bytes > self.stdout.len() as u64 || self.stderr_bytes > self.stderr.len() as u64
-    }
-
     fn summary(&self) -> String {
         format!(
             "it had written {} bytes to stdout and {} to stderr",
-            self.stdout_bytes, self.stderr_bytes
+            self.stdout.total(),
+            self.stderr.total()
         )
     }
 
@@ -251,24 +240,23 @@ impl Collected {
                 ),
             ));
         }
+        let (stdout_bytes, stderr_bytes) = (self.stdout.total(), self.stderr.total());
+        let (stdout, stdout_gap) = self.stdout.finish();
+        let (stderr, stderr_gap) = self.stderr.finish();
         Ok(ExecOutput {
             job: None,
-            truncated: self.truncated(),
+            truncated: stdout_gap.is_some() || stderr_gap.is_some(),
             exit_code: self.exit_code,
             signal: self.signal,
-            stdout: self.stdout,
-            stderr: self.stderr,
-            stdout_bytes: self.stdout_bytes,
-            stderr_bytes: self.stderr_bytes,
+            stdout,
+            stderr,
+            stdout_gap,
+            stderr_gap,
+            stdout_bytes,
+            stderr_bytes,
             duration_ms: started.elapsed().as_millis() as u64,
         })
     }
-}
-
-fn keep(buffer: &mut Vec<u8>, total: &mut u64, data: &[u8], limit: u64) {
-    *total += data.len() as u64;
-    let room = (limit as usize).saturating_sub(buffer.len());
-    buffer.extend_from_slice(&data[..data.len().min(room)]);
 }
 
 /// The name of the signal a command was killed by (`TERM`, `KILL`, ...).
@@ -284,7 +272,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn output_past_the_cap_is_counted_not_kept() {
+    fn output_past_the_cap_keeps_head_and_tail() {
         let mut out = Collected::new(4);
         out.absorb(ChannelMsg::Data {
             data: b"abcdef"[..].into(),
@@ -292,9 +280,12 @@ mod tests {
         out.absorb(ChannelMsg::Data {
             data: b"gh"[..].into(),
         });
-        assert_eq!(out.stdout, b"abcd");
-        assert_eq!(out.stdout_bytes, 8);
-        assert!(out.truncated());
+        out.absorb(ChannelMsg::ExitStatus { exit_status: 0 });
+        let done = out.finish(Instant::now(), "h").unwrap();
+        assert_eq!(done.stdout, b"abgh");
+        assert_eq!(done.stdout_bytes, 8);
+        assert_eq!(done.stdout_gap, Some(sshmcp_proto::Gap { at: 2, bytes: 4 }));
+        assert!(done.truncated);
     }
 
     #[test]

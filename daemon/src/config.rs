@@ -24,6 +24,8 @@ pub struct Config {
     pub cache: CacheSection,
     pub metrics: MetricsSection,
     pub jobs: JobsSection,
+    pub shells: ShellsSection,
+    pub sudo: SudoSection,
 }
 
 /// `[daemon]`: the process itself.
@@ -371,6 +373,127 @@ impl Default for JobsSection {
     }
 }
 
+/// `[sudo]`: where the password comes from when an `exec` with `sudo`
+/// meets a host whose sudo asks for one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SudoSection {
+    /// How long a password from a password command is kept in memory, in
+    /// seconds (at most a day); 0 runs the command for every sudo'd exec.
+    pub cache_secs: u64,
+    /// Per host: a Host alias, or a pattern where `*` matches any run of
+    /// characters. An exact alias wins over patterns, a longer pattern
+    /// over a shorter one.
+    pub hosts: BTreeMap<String, SudoHost>,
+}
+
+impl Default for SudoSection {
+    fn default() -> Self {
+        SudoSection {
+            cache_secs: 300,
+            hosts: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[sudo.hosts."PATTERN"]`: one host's (or pattern's) sudo settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SudoHost {
+    /// A command the daemon runs locally (`sh -c`, no stdin) whose first
+    /// line of output is the sudo password, e.g. `pass show hosts/web1`.
+    pub password_command: String,
+}
+
+impl SudoSection {
+    /// The entry for `alias` with its key: the exact alias, else the
+    /// longest matching pattern (the first in key order among equals).
+    pub fn host(&self, alias: &str) -> Option<(&str, &SudoHost)> {
+        if let Some((key, host)) = self.hosts.get_key_value(alias) {
+            return Some((key, host));
+        }
+        self.hosts
+            .iter()
+            .filter(|(key, _)| key.contains('*') && glob_matches(key, alias))
+            .fold(
+                None,
+                |best: Option<(&String, &SudoHost)>, (key, host)| match best {
+                    Some((b, _)) if b.len() >= key.len() => best,
+                    _ => Some((key, host)),
+                },
+            )
+            .map(|(key, host)| (key.as_str(), host))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.cache_secs > 86_400 {
+            return Err(format!(
+                "sudo.cache_secs = {} is more than a day (86400); passwords are kept in memory \
+                 only briefly",
+                self.cache_secs
+            ));
+        }
+        for (key, host) in &self.hosts {
+            if key.is_empty() || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "sudo.hosts.{key:?}: not a Host alias or pattern; write an alias such as \
+                     \"web1\" or a pattern with `*` such as \"db-*\""
+                ));
+            }
+            if host.password_command.trim().is_empty() {
+                return Err(format!(
+                    "sudo.hosts.\"{key}\".password_command is empty; write a command that \
+                     prints the password, e.g. \"pass show hosts/{key}\""
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `text` matches `pattern`, where `*` stands for any run of
+/// characters (none included) and everything else for itself.
+fn glob_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let middle: Vec<&str> = parts.collect();
+    let Some((last, middle)) = middle.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// `[shells]`: persistent shells (`shell_open`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShellsSection {
+    /// A shell that has run no command for this many seconds is closed.
+    pub idle_secs: u64,
+    /// Shells open at once on one host.
+    pub max_per_host: u32,
+    /// Shells open at once in all.
+    pub max_total: u32,
+}
+
+impl Default for ShellsSection {
+    fn default() -> Self {
+        ShellsSection {
+            idle_secs: 1800,
+            max_per_host: 8,
+            max_total: 64,
+        }
+    }
+}
+
 /// `[metrics]`: the Prometheus endpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -488,6 +611,8 @@ impl Config {
             ),
             ("jobs.max_per_host", self.jobs.max_per_host),
             ("jobs.max_running", self.jobs.max_running),
+            ("shells.max_per_host", self.shells.max_per_host),
+            ("shells.max_total", self.shells.max_total),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -508,6 +633,9 @@ impl Config {
         }
         if self.cache.max_entries == 0 {
             return Err("cache.max_entries must be at least 1".into());
+        }
+        if self.shells.idle_secs == 0 {
+            return Err("shells.idle_secs must be at least 1 second".into());
         }
         if self.ssh.connect_timeout_secs == 0 || self.ssh.channel_open_timeout_secs == 0 {
             return Err("ssh timeouts must be at least 1 second".into());
@@ -532,6 +660,7 @@ impl Config {
             }
         }
         self.metrics.validate()?;
+        self.sudo.validate()?;
         Ok(())
     }
 
@@ -657,6 +786,12 @@ mod tests {
                 max_per_host: None,
             },
         );
+        expected.sudo.hosts.insert(
+            "some-alias".into(),
+            SudoHost {
+                password_command: "pass show hosts/some-alias".into(),
+            },
+        );
         assert_eq!(Config::parse(&uncommented), Ok(expected));
     }
 
@@ -664,6 +799,52 @@ mod tests {
     fn per_host_overrides_parse() {
         let config = Config::parse("[pool.hosts.web1]\nsessions_per_connection = 4\n").unwrap();
         assert_eq!(config.pool.hosts["web1"].sessions_per_connection, Some(4));
+    }
+
+    #[test]
+    fn a_sudo_password_command_is_found_by_alias_then_by_the_longest_pattern() {
+        let config = Config::parse(
+            "[sudo]\ncache_secs = 0\n\
+             [sudo.hosts.\"*\"]\npassword_command = \"any\"\n\
+             [sudo.hosts.\"db-*\"]\npassword_command = \"db\"\n\
+             [sudo.hosts.\"db-main\"]\npassword_command = \"main\"\n",
+        )
+        .unwrap();
+        let found = |alias: &str| {
+            config
+                .sudo
+                .host(alias)
+                .map(|(k, h)| (k, h.password_command.as_str()))
+        };
+        assert_eq!(found("db-main"), Some(("db-main", "main")));
+        assert_eq!(found("db-2"), Some(("db-*", "db")));
+        assert_eq!(found("web1"), Some(("*", "any")));
+        assert_eq!(Config::default().sudo.host("web1"), None);
+        assert_eq!(Config::default().sudo.cache_secs, 300);
+    }
+
+    #[test]
+    fn glob_patterns_match_runs_of_characters() {
+        assert!(glob_matches("web*", "web1"));
+        assert!(glob_matches("web*", "web"));
+        assert!(glob_matches("*-prod", "db-prod"));
+        assert!(glob_matches("a*b*c", "aXbYc"));
+        assert!(!glob_matches("a*b*c", "aXcYb"));
+        assert!(!glob_matches("ab*ba", "aba"));
+        assert!(!glob_matches("web1", "web12"));
+    }
+
+    #[test]
+    fn a_sudo_host_without_a_password_command_is_refused() {
+        let err = Config::parse("[sudo.hosts.web1]\npassword_command = \" \"\n").unwrap_err();
+        assert!(
+            err.contains("sudo.hosts.\"web1\".password_command"),
+            "{err}"
+        );
+        let err = Config::parse("[sudo.hosts.web1]\ncommand = \"x\"\n").unwrap_err();
+        assert!(err.contains("command"), "{err}");
+        let err = Config::parse("[sudo]\ncache_secs = 100000\n").unwrap_err();
+        assert!(err.contains("sudo.cache_secs"), "{err}");
     }
 
     #[test]

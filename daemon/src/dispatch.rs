@@ -113,10 +113,10 @@ async fn admit(
     }
     // The cache answers what it can before the request queues for a slot.
     let hold_back = daemon.memory.is_degraded();
-    let live = ctx
-        .host
-        .as_ref()
-        .is_some_and(|h| daemon.jobs.running_on(&h.resolved.alias));
+    let live = ctx.host.as_ref().is_some_and(|h| {
+        let alias = &h.resolved.alias;
+        daemon.jobs.running_on(alias) || daemon.shells.busy_on(alias)
+    });
     let cache = daemon.cache.clone();
     cache
         .around(ctx.host.as_ref(), hold_back, live, request, |request| {
@@ -200,6 +200,12 @@ async fn match_op(ctx: &ops::Context<'_>, request: Request) -> Reply {
         Request::JobOutput(req) => op(ctx, req).await.map(Response::JobOutput),
         Request::JobSignal(req) => op(ctx, req).await.map(Response::JobState),
         Request::Jobs { host } => Ok(Response::Jobs(ctx.daemon.jobs.list(host.as_deref()))),
+        Request::ShellOpen(req) => op(ctx, req).await.map(Response::ShellOpened),
+        Request::ShellExec(req) => op(ctx, req)
+            .await
+            .map(|done| Response::ShellExec(Box::new(done))),
+        Request::ShellClose(req) => op(ctx, req).await.map(|()| Response::Ok),
+        Request::Shells { host } => Ok(Response::Shells(ctx.daemon.shells.list(host.as_deref()))),
     }
 }
 

@@ -7,6 +7,10 @@
 //! read from before it says so), and any client of the daemon's user can
 //! page its output by offset, wait for more, or signal it. A finished job
 //! stays readable for `[jobs] retention_secs`.
+//!
+//! A detached job (`detach`) runs on the host under `setsid` with its output
+//! spooled there; its runner here only watches and pulls the output into
+//! the same spool, so both kinds read alike (see [`detached`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,12 +18,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use russh::{ChannelMsg, Sig};
-use sshmcp_proto::{Error, ErrorKind, JobInfo, JobOutput, JobOutputRequest, JobState};
+use sshmcp_proto::{Error, ErrorKind, Gap, JobInfo, JobOutput, JobOutputRequest, JobState};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JobsSection;
 use crate::pool::Host;
+use crate::state::Daemon;
+use crate::sudo::{self, Conversation};
+
+mod detached;
+
+pub use detached::state_dir;
 
 /// How long a signalled job gets to end before `job_signal` answers.
 const SIGNAL_WAIT: Duration = Duration::from_secs(2);
@@ -37,6 +47,8 @@ pub struct Jobs {
     /// Told the host's alias when a job ends: what it did on the host is
     /// news to the response cache.
     on_end: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Records of detached jobs, kept across restarts.
+    store: detached::Store,
 }
 
 /// One job.
@@ -51,6 +63,10 @@ pub struct Job {
     changed: watch::Sender<u64>,
     signals: mpsc::Sender<Sig>,
     on_end: Arc<dyn Fn(&str) + Send + Sync>,
+    /// The exchange with sudo when the command runs through it.
+    sudo: Option<Arc<Conversation>>,
+    /// The spool directory on the host, for a detached job.
+    detached: Option<String>,
 }
 
 struct Inner {
@@ -101,20 +117,194 @@ impl Spool {
         let more = start + (bytes.len() as u64) < self.total;
         (bytes, start, start > offset || more)
     }
+
+    /// Up to `max` bytes as an exec answer keeps them: the whole stream
+    /// when it fits, else its head (unless the spool dropped it) and its
+    /// tail, and where they skip what was left out.
+    fn head_tail(&self, max: usize) -> (Vec<u8>, Option<Gap>) {
+        if self.dropped() == 0 && self.total <= max as u64 {
+            return (self.kept.iter().copied().collect(), None);
+        }
+        let tail_cap = max / 2;
+        let mut bytes = if self.dropped() == 0 {
+            self.read(0, max - tail_cap).0
+        } else {
+            Vec::new()
+        };
+        let at = bytes.len() as u64;
+        let (tail, tail_start, _) = self.read(self.total - tail_cap as u64, tail_cap);
+        bytes.extend(tail);
+        (
+            bytes,
+            Some(Gap {
+                at,
+                bytes: tail_start - at,
+            }),
+        )
+    }
 }
 
 impl Jobs {
-    pub fn new(settings: &JobsSection, on_end: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+    /// The daemon's jobs, with the records of detached ones kept in
+    /// `state_dir` (none kept when `None`).
+    pub fn new(
+        settings: &JobsSection,
+        state_dir: Option<&std::path::Path>,
+        on_end: Arc<dyn Fn(&str) + Send + Sync>,
+    ) -> Self {
+        // Random, so that ids differ between this daemon and an earlier one
+        // (whose detached jobs it may find again), and between daemons
+        // sharing a remote account (detached spools are named by id).
+        let mut seed = [0u8; 4];
+        if getrandom::fill(&mut seed).is_err() {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
+            seed = (nanos ^ std::process::id().rotate_left(16)).to_le_bytes();
+        }
+        let prefix = format!("{:08x}", u32::from_le_bytes(seed));
+        let store = detached::Store::open(state_dir);
+        // Should a restored job share the prefix, go on past its number.
+        let next = store
+            .records()
+            .iter()
+            .filter_map(|r| {
+                r.id.strip_prefix(&format!("j{prefix}-"))?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .map_or(1, |n| n + 1);
         Jobs {
             table: Mutex::new(BTreeMap::new()),
-            next: AtomicU64::new(1),
-            prefix: format!("{:x}", secs & 0xffff_ffff),
+            next: AtomicU64::new(next),
+            prefix,
             settings: Mutex::new(settings.clone()),
             on_end,
+            store,
         }
+    }
+
+    /// The limits refuse one more running job on `alias`.
+    fn check_limits(&self, settings: &JobsSection, alias: &str) -> Result<(), Error> {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let running = table.values().filter(|j| j.is_running());
+        let (all, here) = running.fold((0u32, 0u32), |(all, here), j| {
+            (all + 1, here + u32::from(j.host == alias))
+        });
+        if all >= settings.max_running || here >= settings.max_per_host {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "{here} jobs run on {alias} and {all} in all, at the limit of [jobs] \
+                     max_per_host = {} / max_running = {}; wait for one to end (`jobs`), \
+                     stop one with `job_signal`, or raise the limit",
+                    settings.max_per_host, settings.max_running
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A new job's table entry, running, with nothing written yet.
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &self,
+        key: u64,
+        id: String,
+        host: String,
+        command: &str,
+        started_unix: u64,
+        signals: mpsc::Sender<Sig>,
+        sudo: Option<Arc<Conversation>>,
+        detached: Option<String>,
+    ) -> Arc<Job> {
+        let cap = self.settings().spool_bytes.0 as usize;
+        let job = Arc::new(Job {
+            id,
+            host,
+            command: command.chars().take(COMMAND_SHOWN).collect(),
+            started_unix,
+            started: Instant::now(),
+            inner: Mutex::new(Inner {
+                stdout: Spool::new(cap),
+                stderr: Spool::new(cap),
+                state: JobState::Running,
+                exit_code: None,
+                signal: None,
+                ended: None,
+            }),
+            changed: watch::Sender::new(0),
+            signals,
+            on_end: self.on_end.clone(),
+            sudo,
+            detached,
+        });
+        self.table
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, job.clone());
+        job
+    }
+
+    /// Run `line` on `host` as a detached job, fed `stdin`: it runs on the
+    /// host under `setsid`, spooled there, and `daemon` watches it.
+    pub async fn start_detached(
+        &self,
+        daemon: &Arc<Daemon>,
+        host: &Arc<Host>,
+        line: &str,
+        stdin: &[u8],
+    ) -> Result<Arc<Job>, Error> {
+        let settings = self.settings();
+        let alias = host.resolved.alias.clone();
+        self.check_limits(&settings, &alias)?;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("j{}-{n}", self.prefix);
+        let dir = detached::launch(host, &id, line, stdin).await?;
+        let record = detached::Record {
+            id: id.clone(),
+            host: alias,
+            dir,
+            command: line.chars().take(COMMAND_SHOWN).collect(),
+            started_unix: detached::now_unix(),
+        };
+        self.store.add(record.clone());
+        let job = self.watch(daemon, n, record);
+        tracing::info!(job = %job.id, host = %job.host, "detached job started");
+        Ok(job)
+    }
+
+    /// Find the detached jobs an earlier daemon started and watch them
+    /// again: their output is read from the host's spool from the start.
+    pub fn restore(&self, daemon: &Arc<Daemon>) {
+        for record in self.store.records() {
+            let key = self.next.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(job = %record.id, host = %record.host, "watching a detached job again");
+            self.watch(daemon, key, record);
+        }
+    }
+
+    fn watch(&self, daemon: &Arc<Daemon>, key: u64, record: detached::Record) -> Arc<Job> {
+        let (signals, signal_rx) = mpsc::channel(4);
+        let job = self.insert(
+            key,
+            record.id,
+            record.host,
+            &record.command,
+            record.started_unix,
+            signals,
+            None,
+            Some(record.dir.clone()),
+        );
+        tokio::spawn(detached::watch(
+            job.clone(),
+            record.dir,
+            Arc::downgrade(daemon),
+            signal_rx,
+            daemon.shutdown.clone(),
+        ));
+        job
     }
 
     /// Some job runs on `alias` now.
@@ -141,34 +331,20 @@ impl Jobs {
     /// Run `line` on `host` as a job: open a session channel (waiting at
     /// most until `deadline`), start the command, and hand it to a runner
     /// task that outlives the caller. `shutdown` stops it with the daemon.
+    /// With `sudo`, `line` is the conversation's and the runner talks to
+    /// sudo.
     pub async fn start(
         &self,
         host: &Arc<Host>,
         line: &str,
         stdin: Vec<u8>,
+        sudo: Option<Arc<Conversation>>,
         deadline: Instant,
         shutdown: &CancellationToken,
     ) -> Result<Arc<Job>, Error> {
         let settings = self.settings();
         let alias = host.resolved.alias.clone();
-        {
-            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
-            let running = table.values().filter(|j| j.is_running());
-            let (all, here) = running.fold((0u32, 0u32), |(all, here), j| {
-                (all + 1, here + u32::from(j.host == alias))
-            });
-            if all >= settings.max_running || here >= settings.max_per_host {
-                return Err(Error::new(
-                    ErrorKind::Overloaded,
-                    format!(
-                        "{here} jobs run on {alias} and {all} in all, at the limit of [jobs] \
-                         max_per_host = {} / max_running = {}; wait for one to end (`jobs`), \
-                         stop one with `job_signal`, or raise the limit",
-                        settings.max_per_host, settings.max_running
-                    ),
-                ));
-            }
-        }
+        self.check_limits(&settings, &alias)?;
         let (lease, channel) = host.session(deadline).await?;
         let (reader, writer) = channel.split();
         if let Err(e) = writer.exec(true, line.as_bytes()).await {
@@ -180,31 +356,17 @@ impl Jobs {
         }
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let (signals, signal_rx) = mpsc::channel(4);
-        let cap = settings.spool_bytes.0 as usize;
-        let job = Arc::new(Job {
-            id: format!("j{}-{n}", self.prefix),
-            host: alias,
-            command: line.chars().take(COMMAND_SHOWN).collect(),
-            started_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            started: Instant::now(),
-            inner: Mutex::new(Inner {
-                stdout: Spool::new(cap),
-                stderr: Spool::new(cap),
-                state: JobState::Running,
-                exit_code: None,
-                signal: None,
-                ended: None,
-            }),
-            changed: watch::Sender::new(0),
+        let shown = sudo.as_ref().map_or_else(|| line.to_owned(), |s| s.shown());
+        let job = self.insert(
+            n,
+            format!("j{}-{n}", self.prefix),
+            alias,
+            &shown,
+            detached::now_unix(),
             signals,
-            on_end: self.on_end.clone(),
-        });
-        self.table
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(n, job.clone());
+            sudo,
+            None,
+        );
         tokio::spawn(run(
             job.clone(),
             lease,
@@ -257,13 +419,37 @@ impl Jobs {
             .collect()
     }
 
-    /// Drop finished jobs past their retention.
-    pub fn reap(&self) {
+    /// Drop finished jobs past their retention; answers the detached ones
+    /// among them as (host, spool directory), for removing from the host.
+    pub fn reap(&self) -> Vec<(String, String)> {
         let keep = Duration::from_secs(self.settings().retention_secs);
+        let mut gone = Vec::new();
         self.table
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, j| j.ended().is_none_or(|t| t.elapsed() < keep));
+            .retain(|_, j| {
+                let kept = j.ended().is_none_or(|t| t.elapsed() < keep);
+                if !kept && let Some(dir) = &j.detached {
+                    gone.push((j.id.clone(), j.host.clone(), dir.clone()));
+                }
+                kept
+            });
+        gone.into_iter()
+            .map(|(id, host, dir)| {
+                self.store.remove(&id);
+                (host, dir)
+            })
+            .collect()
+    }
+
+    /// Remove the spools of reaped detached jobs from their hosts.
+    pub fn clean_up(daemon: &Arc<Daemon>, spools: Vec<(String, String)>) {
+        for (alias, dir) in spools {
+            let Ok(host) = daemon.pool.host(&alias) else {
+                continue;
+            };
+            tokio::spawn(async move { detached::remove(&host, &dir).await });
+        }
     }
 }
 
@@ -284,6 +470,7 @@ impl Job {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let runtime = inner.ended.unwrap_or_else(Instant::now) - self.started;
         JobInfo {
+            detached: self.detached.is_some(),
             job_id: self.id.clone(),
             host: self.host.clone(),
             command: self.command.clone(),
@@ -348,16 +535,14 @@ impl Job {
         }
     }
 
-    /// Everything kept of both streams and the totals, for an `exec` that
-    /// waited for its job: (stdout, stderr, stdout_total, stderr_total).
-    pub fn kept(&self, max: usize) -> (Vec<u8>, Vec<u8>, u64, u64) {
+    /// Both streams as an `exec` that waited for its job answers them, up
+    /// to `max` bytes each: (kept bytes, their gap, the stream's total).
+    pub fn kept(&self, max: usize) -> [(Vec<u8>, Option<Gap>, u64); 2] {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        (
-            inner.stdout.read(0, max).0,
-            inner.stderr.read(0, max).0,
-            inner.stdout.total,
-            inner.stderr.total,
-        )
+        [&inner.stdout, &inner.stderr].map(|spool| {
+            let (bytes, gap) = spool.head_tail(max);
+            (bytes, gap, spool.total)
+        })
     }
 
     /// How it ended: exit code and signal.
@@ -415,6 +600,24 @@ impl Job {
         f(&mut self.inner.lock().unwrap_or_else(|p| p.into_inner()));
         self.changed.send_modify(|v| *v += 1);
     }
+
+    /// Bytes written so far to stdout and stderr.
+    fn totals(&self) -> (u64, u64) {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (inner.stdout.total, inner.stderr.total)
+    }
+
+    /// Record how the job ended, and tell whoever waits.
+    fn finish(&self, state: JobState, exit_code: Option<u32>, signal: Option<String>) {
+        tracing::info!(job = %self.id, state = ?state, exit_code, "job ended");
+        self.update(|i| {
+            i.state = state;
+            i.exit_code = exit_code;
+            i.signal = signal;
+            i.ended = Some(Instant::now());
+        });
+        (self.on_end)(&self.host);
+    }
 }
 
 /// The runner: feed stdin, spool output, pass signals on, and record how
@@ -428,12 +631,7 @@ async fn run(
     mut signals: mpsc::Receiver<Sig>,
     shutdown: CancellationToken,
 ) {
-    let feeder = async {
-        if !stdin.is_empty() {
-            writer.data(&stdin[..]).await?;
-        }
-        writer.eof().await
-    };
+    let feeder = sudo::feed(job.sudo.as_deref(), &writer, &stdin);
     tokio::pin!(feeder);
     let mut feeding = true;
     let (mut exit_code, mut signal) = (None, None);
@@ -445,7 +643,7 @@ async fn run(
                     tracing::debug!(job = %job.id, "stdin not fully delivered: {e}");
                 }
             }
-            msg = reader.wait() => match msg {
+            msg = sudo::receive(job.sudo.as_deref(), &mut reader) => match msg {
                 Some(ChannelMsg::Data { data }) => job.update(|i| i.stdout.push(&data)),
                 Some(ChannelMsg::ExtendedData { data, ext: 1 }) => job.update(|i| i.stderr.push(&data)),
                 Some(ChannelMsg::ExitStatus { exit_status }) => exit_code = Some(exit_status),
@@ -471,19 +669,30 @@ async fn run(
         (Some(_), None) => JobState::Exited,
         (None, None) => JobState::Lost,
     };
-    tracing::info!(job = %job.id, state = ?state, exit_code, "job ended");
-    job.update(|i| {
-        i.state = state;
-        i.exit_code = exit_code;
-        i.signal = signal;
-        i.ended = Some(Instant::now());
-    });
-    (job.on_end)(&job.host);
+    job.finish(state, exit_code, signal);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exec_answer_from_a_spool_keeps_head_and_tail() {
+        let mut spool = Spool::new(100);
+        spool.push(b"0123456789");
+        assert_eq!(spool.head_tail(10), (b"0123456789".to_vec(), None));
+        assert_eq!(
+            spool.head_tail(4),
+            (b"0189".to_vec(), Some(Gap { at: 2, bytes: 6 }))
+        );
+        // Once the spool has dropped the head, only the tail is left.
+        let mut small = Spool::new(4);
+        small.push(b"0123456789");
+        assert_eq!(
+            small.head_tail(4),
+            (b"89".to_vec(), Some(Gap { at: 0, bytes: 8 }))
+        );
+    }
 
     #[test]
     fn a_spool_keeps_the_newest_bytes_and_says_what_was_dropped() {

@@ -14,6 +14,7 @@ mod jobs;
 mod memory;
 mod metrics_http;
 mod ops;
+mod output;
 mod pool;
 mod progress;
 mod rate;
@@ -21,8 +22,10 @@ mod reload;
 mod resources;
 mod runtime;
 mod server;
+mod shells;
 mod state;
 mod stats;
+mod sudo;
 mod systemd;
 
 use std::path::PathBuf;
@@ -163,6 +166,7 @@ fn run(args: Args) -> Result<(), String> {
             env!("CARGO_PKG_VERSION")
         );
         daemon.spawn_warmup(warm);
+        daemon.jobs.restore(&daemon);
         spawn_reaper(&daemon);
         tokio::spawn(memory.watch(daemon.shutdown.clone()));
         health::spawn_sampler(&daemon);
@@ -216,7 +220,8 @@ fn spawn_reaper(daemon: &Arc<Daemon>) {
             tokio::select! {
                 _ = tick.tick() => {
                     daemon.pool.reap_idle();
-                    daemon.jobs.reap();
+                    let spools = daemon.jobs.reap();
+                    jobs::Jobs::clean_up(&daemon, spools);
                     if let Some(rates) = &daemon.host_rates {
                         rates.tidy();
                     }

@@ -290,6 +290,7 @@ fn refresh(daemon: &Daemon) {
     let in_flight = max_inflight.saturating_sub(daemon.inflight.available_permits());
     gauge!(names::REQUESTS_IN_FLIGHT).set(in_flight as f64);
     gauge!(names::CLIENTS).set(daemon.clients.open());
+    gauge!(names::SHELLS_OPEN).set(daemon.shells.open_count() as f64);
 
     let resources = crate::resources::collect(&daemon.memory);
     gauge!(names::MEMORY_RSS).set(resources.rss_bytes as f64);

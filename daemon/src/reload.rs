@@ -6,7 +6,8 @@
 //! force. The host list is applied in place: unchanged hosts keep their
 //! warm connections, removed hosts are closed, new and changed hosts start
 //! cold (and are warmed if `[pool] warm` lists them). `[limits]
-//! queue_timeout_ms` applies at once. Settings fixed when the process
+//! queue_timeout_ms` and `[sudo]` apply at once (kept sudo passwords are
+//! dropped). Settings fixed when the process
 //! started (the socket, threads, pinning, memory cap, frame size, pool
 //! sizing, global limits) keep their old values until a restart, and the
 //! reload says so.
@@ -105,10 +106,15 @@ fn apply(daemon: &Daemon) -> Result<String, String> {
     }
     daemon.cache.configure(&new.cache, daemon.memory.limit());
     daemon.jobs.configure(&new.jobs);
+    daemon.shells.configure(&new.shells);
+    // A password command may have changed: kept passwords go.
+    daemon.sudo.clear();
 
     let mut effective = (*old).clone();
     effective.cache = new.cache.clone();
     effective.jobs = new.jobs.clone();
+    effective.shells = new.shells.clone();
+    effective.sudo = new.sudo.clone();
     effective.ssh.config = new.ssh.config.clone();
     effective.pool.warm = new.pool.warm.clone();
     effective.limits.queue_timeout_ms = new.limits.queue_timeout_ms;

@@ -15,7 +15,9 @@ use crate::jobs::Jobs;
 use crate::memory::Memory;
 use crate::pool::HostPool;
 use crate::rate::HostRates;
+use crate::shells::Shells;
 use crate::stats::Registry;
+use crate::sudo::Passwords;
 
 /// Connections kept beyond `[daemon] max_clients` for `sshmcpctl`, so an
 /// admin can still see what a full daemon is doing. They may only send
@@ -85,6 +87,10 @@ pub struct Daemon {
     pub cache: Arc<Cache>,
     /// Commands running on after their calls returned.
     pub jobs: Jobs,
+    /// Persistent shells (`shell_open`).
+    pub shells: Shells,
+    /// Sudo passwords from the hosts' password commands, kept briefly.
+    pub sudo: Arc<Passwords>,
     /// Per-host requests-per-second buckets, when `[limits] host_rps` is set.
     pub host_rates: Option<HostRates>,
     pub started: Instant,
@@ -117,7 +123,13 @@ impl Daemon {
         let ended = cache.clone();
         let jobs = Jobs::new(
             &config.jobs,
+            crate::jobs::state_dir().as_deref(),
             Arc::new(move |alias: &str| ended.host_changed(alias, "job")),
+        );
+        let changed = cache.clone();
+        let shells = Shells::new(
+            &config.shells,
+            Arc::new(move |alias: &str| changed.host_changed(alias, "shell_exec")),
         );
         let shed = cache.clone();
         memory.register_shedder_first("response cache", Box::new(move || shed.shed()));
@@ -134,6 +146,8 @@ impl Daemon {
             cache,
             host_rates,
             jobs,
+            shells,
+            sudo: Arc::default(),
             started: Instant::now(),
             warming: AtomicU32::new(0),
             shutdown: CancellationToken::new(),

@@ -72,6 +72,8 @@ pub mod names {
     pub const REQUESTS_IN_FLIGHT: &str = "sshmcp_requests_in_flight";
     /// Gauge: client connections open.
     pub const CLIENTS: &str = "sshmcp_clients";
+    /// Gauge: persistent shells open.
+    pub const SHELLS_OPEN: &str = "sshmcp_shells_open";
     /// Gauge: resident set size in bytes.
     pub const MEMORY_RSS: &str = "sshmcp_memory_rss_bytes";
     /// Gauge: `[daemon] memory_limit` in force, in bytes.
@@ -186,6 +188,7 @@ fn describe() {
     );
     describe_gauge!(REQUESTS_IN_FLIGHT, "Requests in progress.");
     describe_gauge!(CLIENTS, "Client connections open.");
+    describe_gauge!(SHELLS_OPEN, "Persistent shells open (shell_open).");
     describe_gauge!(MEMORY_RSS, Unit::Bytes, "Resident set size.");
     describe_gauge!(MEMORY_LIMIT, Unit::Bytes, "[daemon] memory_limit in force.");
     describe_gauge!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::{MarkedSleep, connect, eventually, exec, exec_err, exec_ok, exec_request, within};
 use sshmcp_proto::client::Event;
-use sshmcp_proto::{ErrorKind, ExecRequest, Request, Response};
+use sshmcp_proto::{ErrorKind, ExecRequest, Gap, Request, Response};
 use sshmcp_testkit::{Daemon, Fleet};
 
 /// How long a stopped remote process may take to disappear.
@@ -84,7 +84,7 @@ async fn non_utf8_output_comes_back_byte_for_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn max_output_bytes_caps_each_stream_and_counts_everything() {
+async fn max_output_bytes_keeps_head_and_tail_of_each_stream_and_counts_everything() {
     let fleet = Fleet::start(1);
     let daemon = Daemon::start(&fleet, "");
     let client = connect(daemon.socket()).await;
@@ -97,8 +97,10 @@ async fn max_output_bytes_caps_each_stream_and_counts_everything() {
         },
     )
     .await;
-    assert_eq!(out.stdout, b"abcd");
-    assert_eq!(out.stderr, b"0123");
+    assert_eq!(out.stdout, b"abij");
+    assert_eq!(out.stderr, b"01yz");
+    assert_eq!(out.stdout_gap, Some(Gap { at: 2, bytes: 6 }));
+    assert_eq!(out.stderr_gap, Some(Gap { at: 2, bytes: 9 }));
     assert_eq!(out.stdout_bytes, 10);
     assert_eq!(out.stderr_bytes, 13);
     assert!(out.truncated);
@@ -121,6 +123,7 @@ async fn output_within_the_cap_is_not_truncated() {
     .await;
     assert_eq!(out.stdout, b"abcd");
     assert_eq!(out.stderr, b"0123");
+    assert_eq!((out.stdout_gap, out.stderr_gap), (None, None));
     assert!(!out.truncated);
 }
 

@@ -264,6 +264,7 @@ async fn a_scrape_exports_requests_errors_pool_memory_and_cache_as_promtool_want
         "sshmcp_max_fds ",
         "sshmcp_threads ",
         "sshmcp_clients ",
+        "sshmcp_shells_open 0\n",
         "sshmcp_up 1\n",
         "sshmcp_cache_entries ",
         "sshmcp_cache_bytes ",

@@ -28,6 +28,7 @@ pub struct Cached {
 pub struct BatchRequest {
     /// The calls: host requests only (no admin requests, no batches), 1 to
     /// [`MAX_BATCH_CALLS`].
+    #[serde(deserialize_with = "calls")]
     pub calls: Vec<Request>,
     /// Calls running at once, 1 to [`MAX_BATCH_CONCURRENCY`]. Default
     /// [`DEFAULT_CONCURRENCY`](Self::DEFAULT_CONCURRENCY) (8).
@@ -40,6 +41,32 @@ pub struct BatchRequest {
 impl BatchRequest {
     /// Default `concurrency`.
     pub const DEFAULT_CONCURRENCY: u32 = 8;
+}
+
+/// `calls` as decoded, with room reserved for at most a few up front (the
+/// rest grows as calls are actually decoded): serde would reserve up to
+/// 1 MiB for whatever length a frame claims, in a frame of a few bytes.
+fn calls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Request>, D::Error> {
+    struct Calls;
+    impl<'de> serde::de::Visitor<'de> for Calls {
+        type Value = Vec<Request>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of requests")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut calls = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+            while let Some(call) = seq.next_element()? {
+                calls.push(call);
+            }
+            Ok(calls)
+        }
+    }
+    d.deserialize_seq(Calls)
 }
 
 /// What a batch's calls came to, in call order: `None` for a call not

@@ -18,10 +18,12 @@ pub struct ExecRequest {
     /// on expiry the remote process group gets TERM, then KILL. Default
     /// [`DEFAULT_TIMEOUT_SECS`](Self::DEFAULT_TIMEOUT_SECS) (60).
     pub timeout_secs: Option<u64>,
-    /// Bytes kept per stream; the rest is read and discarded. At most
+    /// Bytes kept per stream: when a stream writes more, its first half
+    /// and its last half are kept and the middle is counted and dropped
+    /// (the output's [`Gap`] says where). At most
     /// [`max_output_per_stream`](crate::max_output_per_stream) of the
     /// daemon's `max_frame`. Default [`DEFAULT_MAX_OUTPUT`](Self::DEFAULT_MAX_OUTPUT)
-    /// (1 MiB).
+    /// (1 MiB); MCP clients get [`MCP_MAX_OUTPUT`](Self::MCP_MAX_OUTPUT).
     pub max_output_bytes: Option<u64>,
     /// Serve this command's result from the daemon's cache for up to this
     /// many seconds (1 to [`MAX_CACHE_SECS`](crate::MAX_CACHE_SECS)): only
@@ -36,6 +38,21 @@ pub struct ExecRequest {
     /// (default) or keep it running as a job.
     #[serde(default)]
     pub on_timeout: crate::OnTimeout,
+    /// Start the command as a detached job (implies `background`): it runs
+    /// under `setsid` on the host with its output spooled there, so it
+    /// outlives a dropped connection and a daemon restart.
+    #[serde(default)]
+    pub detach: bool,
+    /// Run the command through `sudo` on the host, as root or as
+    /// `sudo_user`. The daemon answers sudo's password prompt from the
+    /// host's `[sudo.hosts]` password command, if one is configured; a
+    /// sudo'd command is never served from the cache.
+    #[serde(default)]
+    pub sudo: bool,
+    /// Whom `sudo` runs the command as (default root): a plain user name,
+    /// at most [`MAX_USER_BYTES`](crate::MAX_USER_BYTES). Needs `sudo`.
+    #[serde(default)]
+    pub sudo_user: Option<String>,
 }
 
 impl ExecRequest {
@@ -43,6 +60,20 @@ impl ExecRequest {
     pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
     /// Default `max_output_bytes`.
     pub const DEFAULT_MAX_OUTPUT: u64 = 1024 * 1024;
+    /// The shim's default `max_output_bytes`: what a model reads well in
+    /// one result (MCP hosts warn at about 10k tokens of a tool result).
+    pub const MCP_MAX_OUTPUT: u64 = 16 * 1024;
+}
+
+/// Where a stream's kept bytes skip over output that was left out: they
+/// are the stream's first `at` bytes, then its last ones; `bytes` were
+/// dropped in between (stream offsets `at` to `at + bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gap {
+    /// Kept bytes before the gap (also the stream offset where it starts).
+    pub at: u64,
+    /// Bytes left out.
+    pub bytes: u64,
 }
 
 /// Which output stream a chunk belongs to.
@@ -62,17 +93,23 @@ pub struct ExecOutput {
     pub exit_code: Option<u32>,
     /// Signal name (`TERM`, `KILL`, ...) when the command was killed by one.
     pub signal: Option<String>,
-    /// The first `max_output_bytes` of standard output.
+    /// Standard output: whole, or its head and tail within
+    /// `max_output_bytes` when `stdout_gap` is set.
     #[serde(with = "serde_bytes")]
     pub stdout: Vec<u8>,
-    /// The first `max_output_bytes` of standard error.
+    /// Standard error, kept as `stdout` is.
     #[serde(with = "serde_bytes")]
     pub stderr: Vec<u8>,
+    /// Where `stdout` skips output that was left out, if it does.
+    pub stdout_gap: Option<Gap>,
+    /// Where `stderr` skips output that was left out, if it does.
+    pub stderr_gap: Option<Gap>,
     /// Total bytes the command wrote to standard output.
     pub stdout_bytes: u64,
     /// Total bytes the command wrote to standard error.
     pub stderr_bytes: u64,
-    /// Some output was dropped because it exceeded `max_output_bytes`.
+    /// Some output was dropped because it exceeded `max_output_bytes`
+    /// (or, for a job's first answer, because the spool had dropped it).
     pub truncated: bool,
     /// Time from the request's arrival to the command's end (or to the
     /// answer, for a command that became a job).

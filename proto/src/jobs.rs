@@ -120,4 +120,6 @@ pub struct JobInfo {
     pub bytes: u64,
     /// Exit status, once it exited.
     pub exit_code: Option<u32>,
+    /// It runs detached on the host (`detach`), spooled there.
+    pub detached: bool,
 }

@@ -42,6 +42,7 @@ mod exec;
 mod files;
 mod framed;
 mod jobs;
+mod shells;
 mod socket;
 mod state;
 mod validate;
@@ -52,7 +53,7 @@ pub use cache::{
 };
 pub use codec::{CodecError, MAX_PAYLOAD, decode, encode, frame_codec};
 pub use error::{Error, ErrorKind};
-pub use exec::{ExecOutput, ExecRequest, OutputStream};
+pub use exec::{ExecOutput, ExecRequest, Gap, OutputStream};
 pub use files::{
     DirListing, Direction, FileContent, FileKind, FileStat, ListDirRequest, MkdirRequest,
     ReadFileRequest, RemoveRequest, RemoveResult, RenameRequest, StatRequest, SyncAction,
@@ -64,17 +65,21 @@ pub use jobs::{
     JobInfo, JobOutput, JobOutputRequest, JobSignalRequest, JobStarted, JobState,
     MAX_JOB_WAIT_SECS, OnTimeout,
 };
+pub use shells::{
+    MAX_SHELL_ENV, ShellCloseRequest, ShellExecOutput, ShellExecRequest, ShellInfo,
+    ShellOpenRequest, ShellOpened, ShellState,
+};
 pub use socket::{SOCKET_ENV, SYSTEM_SOCKET, client_socket_candidates, daemon_socket_path};
 pub use state::{
     ConnState, HostList, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo,
 };
 pub use validate::{
     MAX_COMMAND_BYTES, MAX_HOST_BYTES, MAX_LIST_ENTRIES, MAX_MODE, MAX_OFFSET, MAX_PATH_BYTES,
-    MAX_TIMEOUT_SECS, REPLY_HEADROOM, max_output_per_stream, max_read_per_reply,
+    MAX_TIMEOUT_SECS, MAX_USER_BYTES, REPLY_HEADROOM, max_output_per_stream, max_read_per_reply,
 };
 
 /// Bumped whenever a frame's layout changes; both ends must agree.
-pub const PROTO_VERSION: u32 = 3;
+pub const PROTO_VERSION: u32 = 4;
 
 /// Default `[daemon] max_frame`, the upper bound on one frame's payload, and
 /// the limit clients assume. More data than fits takes several requests
@@ -202,7 +207,7 @@ pub type Reply = Result<Response, Error>;
 /// summary; later ones, after a blank line, are detail for `--help`.
 ///
 /// The names are `status`, `stats`, `hosts`, `warm`, `drain`, `reload`,
-/// `cache`, `cache_clear`, `jobs`, and `host` for their host argument.
+/// `cache`, `cache_clear`, `jobs`, `shells`, and `host` for their host argument.
 #[macro_export]
 macro_rules! help {
     (status) => {
@@ -236,6 +241,10 @@ macro_rules! help {
     (jobs) => {
         "Jobs the daemon runs (exec with background or on_timeout): host, command, state, \
          runtime, bytes."
+    };
+    (shells) => {
+        "Persistent shells the daemon keeps (shell_open): id, host, cwd, state, age, idle time, \
+         commands run."
     };
     (host) => {
         "Host alias from the SSH client config."
@@ -303,6 +312,17 @@ pub enum Request {
         /// Only this host's jobs; every host's when `None`.
         host: Option<String>,
     },
+    /// Start a persistent shell on a host.
+    ShellOpen(ShellOpenRequest),
+    /// Run a command in a persistent shell.
+    ShellExec(ShellExecRequest),
+    /// End a persistent shell.
+    ShellClose(ShellCloseRequest),
+    #[doc = help!(shells)]
+    Shells {
+        /// Only this host's shells; every host's when `None`.
+        host: Option<String>,
+    },
 }
 
 impl Request {
@@ -332,6 +352,10 @@ impl Request {
             Request::JobOutput(_) => "job_output",
             Request::JobSignal(_) => "job_signal",
             Request::Jobs { .. } => "jobs",
+            Request::ShellOpen(_) => "shell_open",
+            Request::ShellExec(_) => "shell_exec",
+            Request::ShellClose(_) => "shell_close",
+            Request::Shells { .. } => "shells",
         }
     }
 
@@ -350,6 +374,7 @@ impl Request {
                 | Request::Cache
                 | Request::CacheClear { .. }
                 | Request::Jobs { .. }
+                | Request::Shells { .. }
         )
     }
 
@@ -367,6 +392,7 @@ impl Request {
             Request::Transfer(req) => Some(&req.host),
             Request::Sync(req) => Some(&req.host),
             Request::Warm { host } | Request::Drain { host } => Some(host),
+            Request::ShellOpen(req) => Some(&req.host),
             Request::Status
             | Request::Stats
             | Request::Hosts
@@ -376,7 +402,10 @@ impl Request {
             | Request::CacheClear { .. }
             | Request::JobOutput(_)
             | Request::JobSignal(_)
-            | Request::Jobs { .. } => None,
+            | Request::Jobs { .. }
+            | Request::ShellExec(_)
+            | Request::ShellClose(_)
+            | Request::Shells { .. } => None,
         }
     }
 }
@@ -429,6 +458,14 @@ pub enum Response {
     JobState(JobState),
     /// The jobs, oldest first (answers `Jobs`).
     Jobs(Vec<JobInfo>),
+    /// The shell started (answers `ShellOpen`).
+    ShellOpened(ShellOpened),
+    /// How the command ended, what it wrote, and where the shell is now
+    /// (answers `ShellExec`). Boxed: the largest answer, it would size
+    /// every frame.
+    ShellExec(Box<ShellExecOutput>),
+    /// The open shells, oldest first (answers `Shells`).
+    Shells(Vec<ShellInfo>),
 }
 
 impl Response {
@@ -445,6 +482,9 @@ impl Response {
             Response::JobOutput(_) => "JobOutput",
             Response::JobState(_) => "JobState",
             Response::Jobs(_) => "Jobs",
+            Response::ShellOpened(_) => "ShellOpened",
+            Response::ShellExec(_) => "ShellExec",
+            Response::Shells(_) => "Shells",
             Response::Exec(_) => "Exec",
             Response::Ok => "Ok",
             Response::Stat(_) => "Stat",
@@ -468,6 +508,7 @@ mod tests {
         let frame = ClientFrame::Request {
             id: 7,
             request: Request::Exec(ExecRequest {
+                detach: false,
                 background: false,
                 on_timeout: Default::default(),
                 cache_secs: None,
@@ -476,6 +517,8 @@ mod tests {
                 stdin: Some(vec![0, 159, 146, 150]),
                 timeout_secs: Some(5),
                 max_output_bytes: None,
+                sudo: false,
+                sudo_user: None,
             }),
         };
         let bytes = encode(&frame).unwrap();

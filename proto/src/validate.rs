@@ -9,7 +9,8 @@
 //! argument and its allowed range.
 
 use crate::{
-    Error, MAX_BATCH_CALLS, MAX_BATCH_CONCURRENCY, MAX_CACHE_SECS, MAX_JOB_WAIT_SECS, Request,
+    Error, MAX_BATCH_CALLS, MAX_BATCH_CONCURRENCY, MAX_CACHE_SECS, MAX_JOB_WAIT_SECS,
+    MAX_SHELL_ENV, Request,
 };
 
 /// Bytes of a reply frame kept for everything but its payload (paths,
@@ -26,6 +27,9 @@ pub const MAX_PATH_BYTES: usize = 4096;
 
 /// Longest host alias.
 pub const MAX_HOST_BYTES: usize = 255;
+
+/// Longest `sudo_user`: Linux's login name limit.
+pub const MAX_USER_BYTES: usize = 32;
 
 /// Longest `exec` `timeout_secs`: one day.
 pub const MAX_TIMEOUT_SECS: u64 = 86_400;
@@ -61,24 +65,48 @@ impl Request {
         }
         match self {
             Request::Exec(req) => {
-                if req.command.trim().is_empty() {
-                    return Err(bad(
-                        op,
-                        "`command` is empty; pass the shell command line to run",
-                    ));
-                }
-                check_text(op, "command", &req.command, MAX_COMMAND_BYTES)
-                    .map_err(|e| hint(e, "pass long scripts on `stdin` to `sh -s` instead"))?;
+                check_command(
+                    op,
+                    &req.command,
+                    "pass long scripts on `stdin` to `sh -s` instead",
+                )?;
                 if let Some(secs) = req.timeout_secs {
                     check_range(op, "timeout_secs", secs, 1, MAX_TIMEOUT_SECS, " (seconds)")?;
                 }
                 if let Some(secs) = req.cache_secs {
                     check_range(op, "cache_secs", secs, 1, MAX_CACHE_SECS, " (seconds)")?;
-                    if req.background || req.on_timeout != crate::OnTimeout::Kill {
+                    if req.background || req.detach || req.on_timeout != crate::OnTimeout::Kill {
                         return Err(bad(
                             op,
                             "`cache_secs` is for quick read-only commands; drop it with \
                              `background` or `on_timeout`",
+                        ));
+                    }
+                    if req.sudo {
+                        return Err(bad(
+                            op,
+                            "`cache_secs` cannot be used with `sudo`: sudo'd commands always \
+                             run; drop one of them",
+                        ));
+                    }
+                }
+                if req.detach && req.sudo {
+                    return Err(bad(
+                        op,
+                        "`detach` cannot be used with `sudo`: a detached job has no one to \
+                         answer sudo; run it with `background` instead (it outlives the call \
+                         but not the daemon)",
+                    ));
+                }
+                if let Some(user) = &req.sudo_user {
+                    check_user(op, user)?;
+                    if !req.sudo {
+                        return Err(bad(
+                            op,
+                            format_args!(
+                                "`sudo_user` = {user:?} needs `sudo: true`; set both to run the \
+                                 command as {user}"
+                            ),
                         ));
                     }
                 }
@@ -198,9 +226,38 @@ impl Request {
                         .map_err(|e| hint(e, &format!("in calls[{i}]")))?;
                 }
             }
-            Request::CacheClear { host: Some(host) } | Request::Jobs { host: Some(host) } => {
-                check_host(op, host)?
+            Request::CacheClear { host: Some(host) }
+            | Request::Jobs { host: Some(host) }
+            | Request::Shells { host: Some(host) } => check_host(op, host)?,
+            Request::ShellOpen(req) => {
+                if let Some(cwd) = &req.cwd {
+                    check_remote(op, "cwd", cwd)?;
+                }
+                check_env(op, &req.env)?;
             }
+            Request::ShellExec(req) => {
+                check_shell_id(op, &req.shell_id)?;
+                check_command(
+                    op,
+                    &req.command,
+                    "write long scripts to a file (write_file) and run that",
+                )?;
+                if let Some(secs) = req.timeout_secs {
+                    check_range(op, "timeout_secs", secs, 1, MAX_TIMEOUT_SECS, " (seconds)")?;
+                }
+                if let Some(bytes) = req.max_output_bytes {
+                    let most = max_output_per_stream(max_frame);
+                    check_range(
+                        op,
+                        "max_output_bytes",
+                        bytes,
+                        0,
+                        most,
+                        " (bytes per stream)",
+                    )?;
+                }
+            }
+            Request::ShellClose(req) => check_shell_id(op, &req.shell_id)?,
             Request::JobOutput(req) => {
                 check_job_id(op, &req.job_id)?;
                 if let Some(secs) = req.wait_secs {
@@ -231,7 +288,8 @@ impl Request {
             | Request::Reload
             | Request::Cache
             | Request::CacheClear { host: None }
-            | Request::Jobs { host: None } => {}
+            | Request::Jobs { host: None }
+            | Request::Shells { host: None } => {}
         }
         Ok(())
     }
@@ -244,6 +302,74 @@ fn check_job_id(op: &str, id: &str) -> Result<(), Error> {
         return Err(bad(
             op,
             format_args!("`job_id` {id:?} is not a job id; `jobs` lists them"),
+        ));
+    }
+    Ok(())
+}
+
+/// A command line: not blank, no NUL, short enough for one argument;
+/// `instead` says what to do with a longer one.
+fn check_command(op: &str, command: &str, instead: &str) -> Result<(), Error> {
+    if command.trim().is_empty() {
+        return Err(bad(
+            op,
+            "`command` is empty; pass the shell command line to run",
+        ));
+    }
+    check_text(op, "command", command, MAX_COMMAND_BYTES).map_err(|e| hint(e, instead))
+}
+
+/// A shell id as the daemon makes them: short, printable ASCII.
+fn check_shell_id(op: &str, id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(bad(
+            op,
+            format_args!("`shell_id` {id:?} is not a shell id; shell_open returns one"),
+        ));
+    }
+    Ok(())
+}
+
+/// Variables for a new shell: names a shell can assign
+/// (`[A-Za-z_][A-Za-z0-9_]*`), values without NUL, a bounded number, and
+/// all of it within one command line.
+fn check_env(op: &str, env: &std::collections::BTreeMap<String, String>) -> Result<(), Error> {
+    if env.len() > MAX_SHELL_ENV {
+        return Err(bad(
+            op,
+            format_args!(
+                "`env` sets {} variables; at most {MAX_SHELL_ENV} may be set",
+                env.len()
+            ),
+        ));
+    }
+    let mut bytes = 0;
+    for (name, value) in env {
+        let mut chars = name.chars();
+        let assignable = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !assignable || name.len() > 255 {
+            return Err(bad(
+                op,
+                format_args!(
+                    "`env` name {name:?} is not a variable name; use letters, digits and `_`, \
+                     not starting with a digit (at most 255)"
+                ),
+            ));
+        }
+        check_text(op, &format!("env.{name}"), value, MAX_COMMAND_BYTES)?;
+        bytes += name.len() + value.len();
+    }
+    if bytes > MAX_COMMAND_BYTES {
+        return Err(bad(
+            op,
+            format_args!(
+                "`env` holds {bytes} bytes of names and values; the most allowed is \
+                 {MAX_COMMAND_BYTES}"
+            ),
         ));
     }
     Ok(())
@@ -332,6 +458,28 @@ fn check_remote(op: &str, name: &str, value: &str) -> Result<(), Error> {
     check_path(op, name, value)
 }
 
+/// A user name for `sudo -u`: a plain login name (`[a-z_][a-z0-9_.-]*`, at
+/// most [`MAX_USER_BYTES`]), which also keeps it free of anything a shell
+/// or sudo would read as syntax (`#uid`, `-option`, quotes).
+fn check_user(op: &str, user: &str) -> Result<(), Error> {
+    let mut chars = user.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c));
+    if !plain || user.len() > MAX_USER_BYTES {
+        return Err(bad(
+            op,
+            format_args!(
+                "`sudo_user` = {user:?} is not a user name; use a login name such as \
+                 \"postgres\" (lowercase letters, digits, `_`, `.`, `-`, not starting with a \
+                 digit, `.` or `-`, at most {MAX_USER_BYTES} characters)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// A host alias: what an ssh config `Host` line can name, so no control
 /// characters or whitespace.
 fn check_host(op: &str, host: &str) -> Result<(), Error> {
@@ -362,6 +510,7 @@ mod tests {
 
     fn exec(command: &str) -> ExecRequest {
         ExecRequest {
+            detach: false,
             background: false,
             on_timeout: Default::default(),
             cache_secs: None,
@@ -370,6 +519,8 @@ mod tests {
             stdin: None,
             timeout_secs: None,
             max_output_bytes: None,
+            sudo: false,
+            sudo_user: None,
         }
     }
 
@@ -460,5 +611,51 @@ mod tests {
         req.max_output_bytes = Some(0);
         assert!(check(Request::Exec(req)).is_ok());
         assert!(check(Request::Status).is_ok());
+    }
+
+    #[test]
+    fn sudo_user_takes_plain_user_names_only() {
+        let as_user = |user: &str| {
+            let mut req = exec("id");
+            req.sudo = true;
+            req.sudo_user = Some(user.into());
+            check(Request::Exec(req))
+        };
+        assert!(as_user("postgres").is_ok());
+        assert!(as_user("_www-data.1").is_ok());
+        for bad in [
+            "",
+            "Root",
+            "-u",
+            "#0",
+            "a b",
+            "x'y",
+            "1abc",
+            &"a".repeat(33),
+        ] {
+            let err = as_user(bad).unwrap_err();
+            assert!(
+                err.message.contains("`sudo_user`"),
+                "{bad}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn sudo_user_without_sudo_is_refused_saying_to_set_both() {
+        let mut req = exec("id");
+        req.sudo_user = Some("postgres".into());
+        let err = check(Request::Exec(req)).unwrap_err();
+        assert!(err.message.contains("`sudo: true`"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_sudo_exec_cannot_be_cached() {
+        let mut req = exec("id");
+        req.sudo = true;
+        req.cache_secs = Some(10);
+        let err = check(Request::Exec(req)).unwrap_err();
+        assert!(err.message.contains("`sudo`"), "{}", err.message);
     }
 }

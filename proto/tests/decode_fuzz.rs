@@ -115,6 +115,7 @@ impl Rng {
 /// Valid encodings of frames of every shape, to mutate.
 fn seeds() -> Vec<Vec<u8>> {
     let exec = ExecRequest {
+        detach: false,
         background: false,
         on_timeout: Default::default(),
         cache_secs: None,
@@ -123,6 +124,8 @@ fn seeds() -> Vec<Vec<u8>> {
         stdin: Some(b"input".to_vec()),
         timeout_secs: Some(30),
         max_output_bytes: Some(4096),
+        sudo: false,
+        sudo_user: None,
     };
     let client = [
         ClientFrame::Hello(Hello {
@@ -160,6 +163,8 @@ fn seeds() -> Vec<Vec<u8>> {
                 signal: None,
                 stdout: b"Linux\n".to_vec(),
                 stderr: Vec::new(),
+                stdout_gap: None,
+                stderr_gap: None,
                 stdout_bytes: 6,
                 stderr_bytes: 0,
                 truncated: false,

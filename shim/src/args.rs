@@ -36,9 +36,10 @@ Options:
                  /run/sshmcp/sshmcpd.sock)
   --tools LIST   offer only these tools, comma-separated: names (hosts,
                  exec, stat, list_dir, read_file, write_file, mkdir, remove,
-                 rename, transfer, sync, batch, job_output, job_signal, jobs)
-                 and profiles: all (the default), read-only (the tools that
-                 change nothing), files (all but exec and the job tools).
+                 rename, transfer, sync, batch, job_output, job_signal, jobs,
+                 shell_open, shell_exec, shell_close) and profiles: all (the
+                 default), read-only (the tools that change nothing), files
+                 (all but exec, the job and the shell tools).
                  Fewer tools take less of the model's context.
   -V, --version  print the version and exit
   -h, --help     print this help and exit

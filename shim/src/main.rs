@@ -13,6 +13,7 @@ mod line_writer;
 mod outline;
 mod server;
 mod stdin;
+mod terminal;
 mod tools;
 mod transport;
 
@@ -42,9 +43,18 @@ fn main() -> ExitCode {
         sshmcp_proto::client_socket_candidates,
     ) {
         Ok(Command::Serve { sockets, tools }) => {
+            let task_after = match tools::tasks::after_from(
+                std::env::var_os(tools::tasks::AFTER_ENV).as_deref(),
+            ) {
+                Ok(secs) => secs,
+                Err(message) => {
+                    eprintln!("sshmcp: {message}");
+                    return ExitCode::from(2);
+                }
+            };
             match tools.as_deref().map(tools::selection::select) {
-                None => serve(sockets, tools::all(), None),
-                Some(Ok(selected)) => serve(sockets, selected, tools),
+                None => serve(sockets, tools::all(), None, task_after),
+                Some(Ok(selected)) => serve(sockets, selected, tools, task_after),
                 Some(Err(message)) => {
                     eprintln!("sshmcp: {message}\n\n{}", args::USAGE);
                     ExitCode::from(2)
@@ -68,11 +78,13 @@ fn main() -> ExitCode {
 
 /// Serve MCP until stdin closes. One thread: the shim's work is waiting on
 /// two pipes and a socket, and a thread pool would only cost startup time
-/// and memory.
+/// and memory. Calls that run over `task_after` seconds become tasks for
+/// clients that take them.
 fn serve(
     sockets: Vec<PathBuf>,
     tools: Vec<ToolRoute<SshMcp>>,
     selection: Option<String>,
+    task_after: u64,
 ) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -85,7 +97,7 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run(sockets, tools, selection));
+    let code = runtime.block_on(run(sockets, tools, selection, task_after));
     // When stdin is not a pipe, tokio reads it on a blocking thread that
     // may still be parked in read(2); exit without waiting for it.
     runtime.shutdown_background();
@@ -96,6 +108,7 @@ async fn run(
     sockets: Vec<PathBuf>,
     tools: Vec<ToolRoute<SshMcp>>,
     selection: Option<String>,
+    task_after: u64,
 ) -> ExitCode {
     let (running, mut all_done) = mpsc::channel::<()>(1);
     let stdin_closed = CancellationToken::new();
@@ -103,11 +116,13 @@ async fn run(
     // thread is spawned to read stdin.
     let (stdin, stdout) = rmcp::transport::io::stdio_pipes();
     let stdin = WatchedStdin::new(stdin, stdin_closed.clone());
-    let server = SshMcp::new(sockets, tools, selection, stdin_closed, running);
+    let server =
+        SshMcp::new(sockets, tools, selection, stdin_closed, running).with_task_after(task_after);
     let service = match server.serve(StdioTransport::new(stdin, stdout)).await {
         Ok(service) => service,
-        // stdin closed before `initialize`: the client went away, which is
-        // not an error of ours.
+        // stdin closed before `initialize` or a first request with its
+        // protocol version in `_meta`: the client went away (perhaps after
+        // only `server/discover`), which is not an error of ours.
         Err(ServerInitializeError::ConnectionClosed(_)) => return ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sshmcp: MCP session failed to start: {err}");

@@ -1,15 +1,26 @@
-//! The MCP server: what the client sees at `initialize`, and the bridge from
-//! a tool call to a daemon request.
+//! The MCP server: what the client sees at `initialize` (or
+//! `server/discover`), and the bridge from a tool call to a daemon request.
+//!
+//! rmcp speaks both lifecycles over stdio: the 2025-11-25 one (and older),
+//! which begins with `initialize`, and the 2026-07-28 one, where a client
+//! may ask `server/discover` and then sends every request with its
+//! protocol version and capabilities in `_meta`, no `initialize` at all.
+//! Nothing here depends on which: what a request needs to know of its
+//! client (its name, whether it takes tasks) comes from
+//! `RequestContext`, which reads the request's `_meta` first and the
+//! `initialize` parameters after.
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::{ToolRoute, ToolRouter};
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ProgressNotificationParam,
-    ProgressToken, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult,
+    Implementation, ProgressNotificationParam, ProgressToken, ServerCapabilities, ServerConfig,
+    UpdateTaskParams,
 };
 use rmcp::service::{Peer, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
@@ -20,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{self, DaemonLink};
 use crate::tools;
+use crate::tools::tasks::{self, StatusSink, Tasks};
 
 /// Told to the model at `initialize`: what this server is for, in brief,
 /// and what holds for every tool.
@@ -37,19 +49,25 @@ runs many independent calls at once.";
 /// (MCP SDKs send it about two seconds after closing stdin).
 const STDIN_CLOSED_GRACE: Duration = Duration::from_secs(1);
 
-/// The shim's MCP service. rmcp shares it between all in-flight requests.
+/// The shim's MCP service. rmcp shares it between all in-flight requests;
+/// a clone (cheap: it is all shared handles) carries a call that runs on as
+/// a task of this shim.
+#[derive(Clone)]
 pub struct SshMcp {
-    daemon: DaemonLink,
-    tool_router: ToolRouter<Self>,
+    daemon: Arc<DaemonLink>,
+    tool_router: Arc<ToolRouter<Self>>,
     /// The `--tools` the shim was started with, if any, for the error that
     /// answers a call of a tool it leaves out.
     selection: Option<String>,
     /// Cancelled when the client closes stdin, which means "shut down".
     stdin_closed: CancellationToken,
-    /// Never sent on: it exists to be dropped. rmcp's request tasks hold the
-    /// service, so once every clone of this sender is gone, every tool call
-    /// has finished (and sent its cancel, if it had to) and the process may
-    /// exit without cutting one off.
+    /// Calls that run on as MCP tasks.
+    tasks: Tasks,
+    /// Never sent on: it exists to be dropped. rmcp's request tasks, and
+    /// the calls running as tasks of this shim, hold the service, so once
+    /// every clone of this sender is gone, every tool call has finished
+    /// (and sent its cancel, if it had to) and the process may exit without
+    /// cutting one off.
     _running: mpsc::Sender<()>,
 }
 
@@ -68,12 +86,30 @@ impl SshMcp {
             tool_router.add_route(tool);
         }
         SshMcp {
-            daemon: DaemonLink::new(sockets),
-            tool_router,
+            daemon: Arc::new(DaemonLink::new(sockets)),
+            tool_router: Arc::new(tool_router),
             selection,
             stdin_closed,
+            tasks: Tasks::new(tasks::DEFAULT_AFTER_SECS),
             _running: running,
         }
+    }
+
+    /// The service, with calls that run over `secs` seconds becoming tasks
+    /// for clients that take them.
+    pub fn with_task_after(mut self, secs: u64) -> Self {
+        self.tasks = Tasks::new(secs);
+        self
+    }
+
+    /// The connection to the daemon.
+    pub(crate) fn daemon_link(&self) -> &Arc<DaemonLink> {
+        &self.daemon
+    }
+
+    /// Calls running as tasks.
+    pub(crate) fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
     /// Whether tool `name` is offered: it exists and `--tools` takes it in.
@@ -112,7 +148,8 @@ impl SshMcp {
     /// and the call does not finish within [`STDIN_CLOSED_GRACE`], the
     /// daemon's request is cancelled too. When the tool call carries a
     /// `progressToken`, the daemon's progress events for the request become
-    /// MCP `notifications/progress`.
+    /// MCP `notifications/progress`; when it runs as a task of this shim,
+    /// they become the task's status message.
     pub(crate) async fn forward(
         &self,
         request: Request,
@@ -130,6 +167,13 @@ impl SshMcp {
                 return Ok(Err(Error::new(ErrorKind::Cancelled, "the call was cancelled")));
             }
         };
+        if let Some(StatusSink(status)) = context.extensions.get::<StatusSink>() {
+            let status = status.clone();
+            return daemon::finish(call, self.abandoned(context), move |progress| {
+                status.send_replace(Some(progress));
+            })
+            .await;
+        }
         let Some(token) = context.meta.get_progress_token() else {
             return daemon::finish(call, self.abandoned(context), |_| {}).await;
         };
@@ -209,7 +253,11 @@ async fn notify_progress(
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for SshMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tasks()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(
                 env!("CARGO_PKG_NAME"),
                 env!("CARGO_PKG_VERSION"),
@@ -225,7 +273,37 @@ impl ServerHandler for SshMcp {
         if !self.tool_router.has_route(&request.name) {
             return Err(self.no_such_tool(&request.name));
         }
+        if tasks::may_become_task(&request.name) && tasks::client_takes_tasks(&context) {
+            let arguments = request.arguments.unwrap_or_default();
+            return Ok(self.call_as_task(&request.name, arguments, context).await);
+        }
         let call = ToolCallContext::new(self, request, context);
         self.tool_router.call(call).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.task_state(&request.task_id)
+            .await
+            .map(GetTaskResult::new)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.cancel_task_by_id(&request.task_id).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.update_task_by_id(&request.task_id).await
     }
 }

@@ -167,3 +167,17 @@ fn the_readme_entry_finds_a_session_daemon_through_the_sdk_trimmed_environment()
     let daemon = common::daemon_at(&runtime.socket(), &fleet);
     run_scenario("exec", Target::Bare, &daemon, &[]);
 }
+
+#[test]
+fn the_sdk_client_speaks_2026_07_28_through_discover_without_initialize() {
+    let (_fleet, daemon) = setup();
+    let out = run_scenario("modern", Target::Socket(daemon.socket()), &daemon, &[]);
+    assert!(out.contains("progress notifications"), "{out}");
+}
+
+#[test]
+fn a_long_exec_runs_as_a_task_for_the_sdk_client_declaring_the_tasks_extension() {
+    let (_fleet, daemon) = setup();
+    let out = run_scenario("tasks", Target::Socket(daemon.socket()), &daemon, &[]);
+    assert!(out.contains("completed"), "{out}");
+}

@@ -354,6 +354,13 @@ fn spawn(
                 std::env::var("SSHMCP_TEST_DAEMON_LOG").unwrap_or_else(|_| "sshmcpd=debug".into()),
             )
             .env("XDG_RUNTIME_DIR", runtime_dir)
+            // Its state (detached jobs' records) stays with this daemon,
+            // and survives its restarts.
+            .env_remove("STATE_DIRECTORY")
+            .env(
+                "XDG_STATE_HOME",
+                runtime_dir.parent().unwrap_or(runtime_dir).join("state"),
+            )
             .stdin(Stdio::null())
             .stdout(log_for_stdout)
             .stderr(log),

@@ -34,7 +34,9 @@
 //! - every temporary directory is removed the same way.
 //!
 //! Servers run for a dedicated account, `sshmcp-test` (see [`test_user`]),
-//! when the tests run as root, and for the current user otherwise.
+//! when the tests run as root, and for the current user otherwise. As root
+//! the kit also gives that account sudo rights and a password (see
+//! [`test_sudo`]).
 
 #![warn(missing_docs)]
 
@@ -45,6 +47,7 @@ mod key;
 mod mcp;
 mod process;
 mod sshd;
+mod sudo;
 mod sync;
 mod user;
 mod wait;
@@ -55,5 +58,6 @@ pub use key::ClientKey;
 pub use mcp::{McpClient, SDK_HOST_ENV, ShimOptions, error_text, structured, text};
 pub use process::output_within;
 pub use sshd::{SshServer, SshServerOptions};
+pub use sudo::{TestSudo, test_sudo};
 pub use user::{TestUser, test_user};
 pub use wait::{free_port, unique_digits, wait_for};

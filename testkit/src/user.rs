@@ -119,8 +119,9 @@ fn dedicated_user() -> TestUser {
         usermod(&["-s", DEDICATED_SHELL]);
     }
     // sshd with `UsePAM no` refuses locked accounts (`!` as left by useradd);
-    // `*` unlocks key logins while no password can ever match.
-    if shadow_password(DEDICATED_NAME).as_deref() != Some("*") {
+    // `*` unlocks key logins while no password can ever match. A real hash
+    // (`$...`, the sudo tests' password, see `sudo.rs`) keeps them too.
+    if !shadow_password(DEDICATED_NAME).is_some_and(|p| p == "*" || p.starts_with('$')) {
         usermod(&["-p", "*"]);
     }
     if !user.home.is_dir() {
@@ -156,13 +157,13 @@ fn shadow_password(name: &str) -> Option<String> {
     })
 }
 
-enum Lookup<'a> {
+pub(crate) enum Lookup<'a> {
     Name(&'a str),
     Uid(u32),
 }
 
 /// Reads a passwd entry through NSS.
-fn lookup(key: Lookup<'_>) -> Option<TestUser> {
+pub(crate) fn lookup(key: Lookup<'_>) -> Option<TestUser> {
     // SAFETY: `passwd` is a plain C struct for which all-zeroes is valid.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
     let mut buf = vec![0 as libc::c_char; 1 << 16];
@@ -208,12 +209,12 @@ fn lookup(key: Lookup<'_>) -> Option<TestUser> {
 
 /// An exclusive `flock` on a file, released when dropped (the descriptor
 /// closes).
-struct FileLock {
+pub(crate) struct FileLock {
     _file: File,
 }
 
 impl FileLock {
-    fn acquire(path: &Path, timeout: Duration) -> FileLock {
+    pub(crate) fn acquire(path: &Path, timeout: Duration) -> FileLock {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

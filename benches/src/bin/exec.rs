@@ -109,6 +109,7 @@ async fn connect(daemon: &Daemon) -> DaemonClient {
 
 fn exec_true(host: &str) -> Request {
     Request::Exec(ExecRequest {
+        detach: false,
         background: false,
         on_timeout: Default::default(),
         cache_secs: None,
@@ -117,6 +118,8 @@ fn exec_true(host: &str) -> Request {
         stdin: None,
         timeout_secs: None,
         max_output_bytes: None,
+        sudo: false,
+        sudo_user: None,
     })
 }
 

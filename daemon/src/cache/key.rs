@@ -150,6 +150,9 @@ pub fn classify(request: &Request) -> Class {
         Request::Exec(
             r @ ExecRequest {
                 cache_secs: Some(secs),
+                // Validation refuses `cache_secs` with `sudo`; a sudo'd
+                // command is never kept even if one got here.
+                sudo: false,
                 ..
             },
         ) => read(

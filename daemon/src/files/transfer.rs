@@ -443,6 +443,7 @@ pub async fn remote_sha256(
                 max_output: ((batch.len() * 200) as u64).max(4096),
                 started: Instant::now(),
                 progress: None,
+                sudo: None,
             },
             cancel,
         )

@@ -1,7 +1,9 @@
 //! `exec`: run a command on a host, as `ssh host 'command'` would; with
 //! `background`, or `on_timeout: "background"` once it runs past its
-//! timeout, the command runs on as a daemon job.
+//! timeout, the command runs on as a daemon job; with `sudo`, through sudo
+//! (see `sudo.rs`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sshmcp_proto::{Error, ErrorKind, ExecOutput, ExecRequest, JobStarted, OnTimeout};
@@ -9,6 +11,7 @@ use sshmcp_proto::{Error, ErrorKind, ExecOutput, ExecRequest, JobStarted, OnTime
 use super::{Context, Op};
 use crate::command::{self, Command};
 use crate::jobs::Job;
+use crate::sudo::Conversation;
 
 impl Op for ExecRequest {
     type Output = ExecOutput;
@@ -27,20 +30,51 @@ impl Op for ExecRequest {
             self.timeout_secs
                 .unwrap_or(ExecRequest::DEFAULT_TIMEOUT_SECS),
         );
+        if self.detach {
+            return detached(ctx, self).await;
+        }
         if self.background || self.on_timeout == OnTimeout::Background {
             return as_job(ctx, self, timeout, max_frame).await;
         }
+        let sudo = conversation(ctx, &self)?;
         let command = Command {
             host: ctx.host()?,
-            line: &self.command,
+            line: sudo
+                .as_ref()
+                .map_or(self.command.as_str(), Conversation::line),
             stdin: self.stdin.as_deref().unwrap_or_default(),
             timeout,
             max_output: max_output(&self, max_frame),
             started: ctx.started,
             progress: Some(ctx.progress),
+            sudo: sudo.as_ref(),
         };
         command::run(command, ctx.cancel).await
     }
+}
+
+/// Start the command as a detached job and answer at once with its id.
+async fn detached(ctx: &Context<'_>, req: ExecRequest) -> Result<ExecOutput, Error> {
+    let daemon = ctx
+        .daemon
+        .arc()
+        .ok_or_else(|| Error::internal("the daemon is shutting down"))?;
+    let job = ctx
+        .daemon
+        .jobs
+        .start_detached(
+            &daemon,
+            ctx.host()?,
+            &req.command,
+            req.stdin.as_deref().unwrap_or_default(),
+        )
+        .await?;
+    let reason = format!(
+        "started detached as job {} (it outlives lost connections and daemon restarts); read \
+         its output with job_output, stop it with job_signal",
+        job.id
+    );
+    Ok(output(ctx, &job, 0, Some(reason)))
 }
 
 /// Run the command as a job: answer at once (`background`), or when it
@@ -54,17 +88,29 @@ async fn as_job(
 ) -> Result<ExecOutput, Error> {
     let host = ctx.host()?;
     let queue = ctx.daemon.config().queue_timeout();
+    let sudo = conversation(ctx, &req)?.map(Arc::new);
     let job = ctx
         .daemon
         .jobs
         .start(
             host,
-            &req.command,
+            sudo.as_deref()
+                .map_or(req.command.as_str(), Conversation::line),
             req.stdin.clone().unwrap_or_default(),
+            sudo.clone(),
             Instant::now() + queue,
             &ctx.daemon.shutdown,
         )
         .await?;
+    // A sudo that refuses fails this call, even a background one, rather
+    // than leaving a job that failed for a reason its output hides.
+    if let Some(sudo) = &sudo
+        && let Err(e) = sudo.settle(ctx.started + timeout, ctx.cancel).await
+    {
+        let _ = job.signal("KILL").await;
+        ctx.daemon.jobs.forget(&job);
+        return Err(e);
+    }
     let max = max_output(&req, max_frame) as usize;
     if req.background {
         let reason = format!(
@@ -116,14 +162,19 @@ async fn as_job(
 /// An exec answer from what `job` has written (up to `max` bytes a
 /// stream), naming the job when it carries on.
 fn output(ctx: &Context<'_>, job: &Job, max: usize, carries_on: Option<String>) -> ExecOutput {
-    let (stdout, stderr, stdout_bytes, stderr_bytes) = job.kept(max);
+    let [
+        (stdout, stdout_gap, stdout_bytes),
+        (stderr, stderr_gap, stderr_bytes),
+    ] = job.kept(max);
     let (exit_code, signal) = job.ending();
     ExecOutput {
-        truncated: stdout_bytes > stdout.len() as u64 || stderr_bytes > stderr.len() as u64,
+        truncated: stdout_gap.is_some() || stderr_gap.is_some(),
         exit_code,
         signal,
         stdout,
         stderr,
+        stdout_gap,
+        stderr_gap,
         stdout_bytes,
         stderr_bytes,
         duration_ms: ctx.started.elapsed().as_millis() as u64,
@@ -132,6 +183,19 @@ fn output(ctx: &Context<'_>, job: &Job, max: usize, carries_on: Option<String>) 
             reason,
         }),
     }
+}
+
+/// The exchange with sudo, when `req` runs its command through it.
+fn conversation(ctx: &Context<'_>, req: &ExecRequest) -> Result<Option<Conversation>, Error> {
+    if !req.sudo {
+        return Ok(None);
+    }
+    let alias = &ctx.host()?.resolved.alias;
+    let config = ctx.daemon.config();
+    ctx.daemon
+        .sudo
+        .conversation(&config.sudo, alias, &req.command, req.sudo_user.as_deref())
+        .map(Some)
 }
 
 /// The bytes per stream `req` keeps, within what one reply frame carries.

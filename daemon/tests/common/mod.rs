@@ -40,6 +40,7 @@ pub async fn connect(socket: &Path) -> DaemonClient {
 
 pub fn exec_request(host: &str, command: &str) -> ExecRequest {
     ExecRequest {
+        detach: false,
         background: false,
         on_timeout: Default::default(),
         cache_secs: None,
@@ -48,6 +49,8 @@ pub fn exec_request(host: &str, command: &str) -> ExecRequest {
         stdin: None,
         timeout_secs: None,
         max_output_bytes: None,
+        sudo: false,
+        sudo_user: None,
     }
 }
 

@@ -408,6 +408,8 @@ mod tests {
             signal: None,
             stdout: stdout.as_bytes().to_vec(),
             stderr: Vec::new(),
+            stdout_gap: None,
+            stderr_gap: None,
             stdout_bytes: stdout.len() as u64,
             stderr_bytes: 0,
             truncated: false,

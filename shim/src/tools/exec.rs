@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sshmcp_proto::{
-    DEFAULT_MAX_FRAME, Error, ExecOutput, ExecRequest, JobStarted, MAX_CACHE_SECS,
+    DEFAULT_MAX_FRAME, Error, ExecOutput, ExecRequest, Gap, JobStarted, MAX_CACHE_SECS,
     MAX_TIMEOUT_SECS, OnTimeout, Request, Response, max_output_per_stream,
 };
 
@@ -27,8 +27,8 @@ pub struct ExecArgs {
     pub stdin: Option<String>,
     #[schemars(extend("default" = ExecRequest::DEFAULT_TIMEOUT_SECS))]
     pub timeout_secs: Option<Int<1, MAX_TIMEOUT_SECS>>,
-    /// Per stream.
-    #[schemars(extend("default" = ExecRequest::DEFAULT_MAX_OUTPUT))]
+    /// Per stream: head and tail.
+    #[schemars(extend("default" = ExecRequest::MCP_MAX_OUTPUT))]
     pub max_output_bytes: Option<Int<0, MAX_OUTPUT>>,
     /// For read-only commands.
     pub cache_secs: Option<Int<1, MAX_CACHE_SECS>>,
@@ -36,6 +36,15 @@ pub struct ExecArgs {
     #[serde(default)]
     pub background: bool,
     pub on_timeout: Option<OnTimeout>,
+    /// Job that survives disconnects and restarts.
+    #[serde(default)]
+    pub detach: bool,
+    /// Keep ANSI escapes.
+    #[serde(default)]
+    pub raw: bool,
+    #[serde(default)]
+    pub sudo: bool,
+    pub sudo_user: Option<String>,
 }
 
 /// The `exec` tool's `structuredContent`: the daemon's [`ExecOutput`] with
@@ -79,9 +88,9 @@ impl Tool for Exec {
     const BLOCKS: &'static [&'static str] = &["stdout", "stderr"];
     type Args = ExecArgs;
     type Output = ExecResult;
-    type Asked = ();
+    type Asked = Shown;
 
-    fn request(args: ExecArgs) -> Result<(Request, ()), Error> {
+    fn request(args: ExecArgs) -> Result<(Request, Shown), Error> {
         let stdin = args.stdin.map(String::into_bytes);
         let input = args.command.len() + stdin.as_ref().map_or(0, Vec::len);
         fits_one_frame(
@@ -92,20 +101,30 @@ impl Tool for Exec {
         )?;
         let request = ExecRequest {
             background: args.background,
+            detach: args.detach,
             on_timeout: args.on_timeout.unwrap_or_default(),
             cache_secs: args.cache_secs.map(|Int(secs)| secs),
             host: args.host,
             command: args.command,
             stdin,
             timeout_secs: args.timeout_secs.map(|Int(secs)| secs),
-            max_output_bytes: args.max_output_bytes.map(|Int(bytes)| bytes),
+            max_output_bytes: Some(
+                args.max_output_bytes
+                    .map_or(ExecRequest::MCP_MAX_OUTPUT, |Int(bytes)| bytes),
+            ),
+            sudo: args.sudo,
+            sudo_user: args.sudo_user,
         };
-        Ok((Request::Exec(request), ()))
+        let shown = Shown {
+            raw: args.raw,
+            max_output: request.max_output_bytes.unwrap_or_default(),
+        };
+        Ok((Request::Exec(request), shown))
     }
 
-    fn answer((): (), response: Response) -> Option<ExecResult> {
+    fn answer(shown: Shown, response: Response) -> Option<ExecResult> {
         match response {
-            Response::Exec(output) => Some(present(output)),
+            Response::Exec(output) => Some(present(output, shown)),
             _ => None,
         }
     }
@@ -124,12 +143,32 @@ impl Tool for Exec {
     }
 }
 
+/// How the caller asked for output to be shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown {
+    /// Bytes as the command wrote them: escape sequences and redraws kept.
+    pub raw: bool,
+    /// The `max_output_bytes` sent, for the marker's advice.
+    pub max_output: u64,
+}
+
+impl Default for Shown {
+    fn default() -> Self {
+        Shown {
+            raw: false,
+            max_output: ExecRequest::MCP_MAX_OUTPUT,
+        }
+    }
+}
+
 /// The structured result, from the daemon's bytes.
-fn present(output: ExecOutput) -> ExecResult {
-    let stdout_cut = (output.stdout.len() as u64) < output.stdout_bytes;
-    let stderr_cut = (output.stderr.len() as u64) < output.stderr_bytes;
-    let (stdout, stdout_encoding) = encode(output.stdout, stdout_cut);
-    let (stderr, stderr_encoding) = encode(output.stderr, stderr_cut);
+pub(crate) fn present(output: ExecOutput, shown: Shown) -> ExecResult {
+    // A job that runs on may be mid-character at the end of what it wrote.
+    let running = output.job.as_ref().map(|job| job.job_id.as_str());
+    let (stdout, stdout_encoding) =
+        stream_text(output.stdout, output.stdout_gap, "stdout", running, shown);
+    let (stderr, stderr_encoding) =
+        stream_text(output.stderr, output.stderr_gap, "stderr", running, shown);
     ExecResult {
         exit_code: output.exit_code,
         signal: output.signal,
@@ -145,6 +184,77 @@ fn present(output: ExecOutput) -> ExecResult {
             .job
             .map(|JobStarted { job_id, reason }| Job { job_id, reason }),
     }
+}
+
+/// One stream as text a model reads: cleaned of terminal escapes (unless
+/// raw), and with a marker where output was left out that says how much
+/// and how to get it. Binary output is base64 of the kept bytes (head then
+/// tail); `truncated` and the byte counts say that some was left out.
+pub(crate) fn stream_text(
+    bytes: Vec<u8>,
+    gap: Option<Gap>,
+    stream: &str,
+    job: Option<&str>,
+    shown: Shown,
+) -> (String, Encoding) {
+    let screen = |text: String| {
+        if shown.raw {
+            text
+        } else {
+            crate::terminal::screen_text(&text)
+        }
+    };
+    let Some(gap) = gap else {
+        let (text, encoding) = encode(bytes, job.is_some());
+        return match encoding {
+            Encoding::Utf8 => (screen(text), encoding),
+            Encoding::Base64 => (text, encoding),
+        };
+    };
+    let at = usize::try_from(gap.at)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let head = &bytes[..at];
+    // The cut may have split a character: its continuation bytes (at most
+    // three) open the tail.
+    let mut tail = &bytes[at..];
+    for _ in 0..3 {
+        match tail.split_first() {
+            Some((byte, rest)) if (0x80..0xc0).contains(byte) => tail = rest,
+            _ => break,
+        }
+    }
+    let (head_text, head_encoding) = encode(head.to_vec(), true);
+    let (tail_text, tail_encoding) = encode(tail.to_vec(), job.is_some());
+    if head_encoding == Encoding::Base64 || tail_encoding == Encoding::Base64 {
+        let (text, _) = encode(bytes, false);
+        return (text, Encoding::Base64);
+    }
+    let mut text = screen(head_text);
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&marker(stream, gap, job, shown.max_output));
+    text.push_str(&screen(tail_text));
+    (text, Encoding::Utf8)
+}
+
+/// The line that stands where output was left out.
+fn marker(stream: &str, Gap { at, bytes }: Gap, job: Option<&str>, max_output: u64) -> String {
+    let how = match job {
+        Some(job_id) => format!("job_output job_id={job_id} {stream}_offset={at}"),
+        None if max_output < MAX_OUTPUT => format!(
+            "rerun with a larger max_output_bytes (up to {MAX_OUTPUT}), or with background=true \
+             and page job_output"
+        ),
+        None => "rerun with background=true and page job_output, or redirect to a file and \
+                 read_file it"
+            .to_string(),
+    };
+    format!(
+        "[... {bytes} bytes of {stream} left out (offsets {at}-{}); to read them: {how} ...]\n",
+        at + bytes
+    )
 }
 
 #[cfg(test)]
@@ -164,6 +274,8 @@ mod tests {
             signal: None,
             stdout: stdout.to_vec(),
             stderr: Vec::new(),
+            stdout_gap: None,
+            stderr_gap: None,
             stdout_bytes,
             stderr_bytes: 0,
             truncated: (stdout.len() as u64) < stdout_bytes,
@@ -181,6 +293,7 @@ mod tests {
         assert_eq!(
             request,
             Request::Exec(ExecRequest {
+                detach: false,
                 background: false,
                 on_timeout: Default::default(),
                 cache_secs: None,
@@ -189,7 +302,65 @@ mod tests {
                 stdin: Some("héllo".as_bytes().to_vec()),
                 timeout_secs: Some(5),
                 max_output_bytes: Some(10),
+                sudo: false,
+                sudo_user: None,
             })
+        );
+    }
+
+    fn present_default(output: ExecOutput) -> ExecResult {
+        present(output, Shown::default())
+    }
+
+    #[test]
+    fn the_default_output_budget_is_the_mcp_one() {
+        let request = args(serde_json::json!({ "host": "h", "command": "ls" })).unwrap();
+        let Request::Exec(request) = request else {
+            panic!("{request:?}")
+        };
+        assert_eq!(request.max_output_bytes, Some(ExecRequest::MCP_MAX_OUTPUT));
+    }
+
+    #[test]
+    fn left_out_output_is_marked_between_head_and_tail_with_how_to_get_it() {
+        let mut cut = output(b"head\n\xe2\x9c", 100);
+        cut.stdout.extend_from_slice(b"\x93tail\n");
+        cut.stdout_gap = Some(Gap { at: 7, bytes: 87 });
+        let result = present_default(cut.clone());
+        assert_eq!(
+            result.stdout,
+            format!(
+                "head\n[... 87 bytes of stdout left out (offsets 7-94); to read them: rerun \
+                 with a larger max_output_bytes (up to {MAX_OUTPUT}), or with background=true \
+                 and page job_output ...]\ntail\n"
+            )
+        );
+        // A job that runs on is read on with job_output from the gap.
+        cut.job = Some(JobStarted {
+            job_id: "j-1".into(),
+            reason: "background".into(),
+        });
+        let result = present_default(cut);
+        assert!(
+            result
+                .stdout
+                .contains("to read them: job_output job_id=j-1 stdout_offset=7 ..."),
+            "{}",
+            result.stdout
+        );
+    }
+
+    #[test]
+    fn terminal_escapes_are_cleaned_unless_raw() {
+        let coloured = output(b"\x1b[32mok\x1b[0m\n 10%\r100%\n", 24);
+        assert_eq!(present_default(coloured.clone()).stdout, "ok\n100%\n");
+        let raw = Shown {
+            raw: true,
+            ..Shown::default()
+        };
+        assert_eq!(
+            present(coloured, raw).stdout,
+            "\x1b[32mok\x1b[0m\n 10%\r100%\n"
         );
     }
 
@@ -258,14 +429,14 @@ mod tests {
 
     #[test]
     fn a_command_that_became_a_job_gives_its_id_and_reason() {
-        let result = present(job_output("timed out after 1s"));
+        let result = present_default(job_output("timed out after 1s"));
         let value = serde_json::to_value(&result).unwrap();
         assert_eq!(
             value["job"],
             serde_json::json!({ "job_id": "j-7", "reason": "timed out after 1s" })
         );
         assert_eq!(value["exit_code"], serde_json::Value::Null);
-        let done = serde_json::to_value(present(output(b"ok\n", 3))).unwrap();
+        let done = serde_json::to_value(present_default(output(b"ok\n", 3))).unwrap();
         assert!(done.get("job").is_none(), "{done}");
     }
 
@@ -273,7 +444,8 @@ mod tests {
     fn a_reason_that_says_how_to_read_the_job_needs_no_note() {
         let reason = "started in the background as job j-7; read its output with job_output";
         let rendered =
-            crate::tools::answer::<Exec>((), Response::Exec(job_output(reason))).unwrap();
+            crate::tools::answer::<Exec>(Shown::default(), Response::Exec(job_output(reason)))
+                .unwrap();
         assert_eq!(
             rendered.text.matches("job_output").count(),
             1,
@@ -285,8 +457,11 @@ mod tests {
 
     #[test]
     fn the_text_of_a_job_says_it_runs_on_and_how_to_read_it() {
-        let rendered =
-            crate::tools::answer::<Exec>((), Response::Exec(job_output("background"))).unwrap();
+        let rendered = crate::tools::answer::<Exec>(
+            Shown::default(),
+            Response::Exec(job_output("background")),
+        )
+        .unwrap();
         assert_eq!(rendered.structured["job"]["job_id"], "j-7");
         assert_eq!(
             rendered.text,
@@ -298,7 +473,8 @@ mod tests {
              --- stdout ---\npartial\n"
         );
         let finished =
-            crate::tools::answer::<Exec>((), Response::Exec(output(b"ok\n", 3))).unwrap();
+            crate::tools::answer::<Exec>(Shown::default(), Response::Exec(output(b"ok\n", 3)))
+                .unwrap();
         assert!(!finished.text.contains("job"), "{}", finished.text);
     }
 
@@ -331,7 +507,7 @@ mod tests {
 
     #[test]
     fn binary_output_is_base64_and_says_so() {
-        let result = present(output(&[0xff, 0x00, 0xfe], 3));
+        let result = present_default(output(&[0xff, 0x00, 0xfe], 3));
         assert_eq!(result.stdout, "/wD+");
         assert_eq!(result.stdout_encoding, Encoding::Base64);
         assert_eq!(result.stderr_encoding, Encoding::Utf8);
@@ -339,7 +515,7 @@ mod tests {
 
     #[test]
     fn text_has_every_field_then_the_output() {
-        let result = present(output(b"hello\n", 1000));
+        let result = present_default(output(b"hello\n", 1000));
         assert!(result.truncated);
         assert_eq!(
             text::render(&result, Exec::BLOCKS).unwrap(),
@@ -351,7 +527,7 @@ mod tests {
 
     #[test]
     fn structured_result_has_every_field_of_the_contract() {
-        let result = present(output(b"ok\n", 3));
+        let result = present_default(output(b"ok\n", 3));
         assert_eq!(
             serde_json::to_value(&result).unwrap(),
             serde_json::json!({

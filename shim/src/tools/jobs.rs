@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 use sshmcp_proto::{
-    DEFAULT_MAX_FRAME, Error, JobInfo, JobOutputRequest, JobSignalRequest, JobState,
+    DEFAULT_MAX_FRAME, Error, ExecRequest, JobInfo, JobOutputRequest, JobSignalRequest, JobState,
     MAX_JOB_WAIT_SECS, Request, Response, max_output_per_stream,
 };
 
@@ -35,7 +35,11 @@ pub struct JobOutputArgs {
     /// Wait this long for new output or the end.
     pub wait_secs: Option<Int<0, MAX_JOB_WAIT_SECS>>,
     /// Per stream.
+    #[schemars(extend("default" = ExecRequest::MCP_MAX_OUTPUT))]
     pub max_bytes: Option<Int<1, MAX_PAGE>>,
+    /// Keep ANSI escapes.
+    #[serde(default)]
+    pub raw: bool,
 }
 
 /// The `job_output` tool's `structuredContent`: the daemon's page with
@@ -66,22 +70,25 @@ impl Tool for JobOutput {
     const BLOCKS: &'static [&'static str] = &["stdout", "stderr"];
     type Args = JobOutputArgs;
     type Output = JobOutputResult;
-    type Asked = ();
+    type Asked = bool;
 
-    fn request(args: JobOutputArgs) -> Result<(Request, ()), Error> {
+    fn request(args: JobOutputArgs) -> Result<(Request, bool), Error> {
         let request = JobOutputRequest {
             job_id: args.job_id,
             stdout_offset: args.stdout_offset.map(|Int(offset)| offset),
             stderr_offset: args.stderr_offset.map(|Int(offset)| offset),
             wait_secs: args.wait_secs.map(|Int(secs)| secs),
-            max_bytes: args.max_bytes.map(|Int(bytes)| bytes),
+            max_bytes: Some(
+                args.max_bytes
+                    .map_or(ExecRequest::MCP_MAX_OUTPUT, |Int(bytes)| bytes),
+            ),
         };
-        Ok((Request::JobOutput(request), ()))
+        Ok((Request::JobOutput(request), args.raw))
     }
 
-    fn answer((): (), response: Response) -> Option<JobOutputResult> {
+    fn answer(raw: bool, response: Response) -> Option<JobOutputResult> {
         match response {
-            Response::JobOutput(page) => Some(page_result(page)),
+            Response::JobOutput(page) => Some(page_result(page, raw)),
             _ => None,
         }
     }
@@ -94,10 +101,10 @@ impl Tool for JobOutput {
 /// page, its next offset moved back to it, rather than turning the page
 /// into base64. Once the job has ended and nothing was cut, the last page
 /// is shown whole, as base64 if it must be.
-fn page_result(page: sshmcp_proto::JobOutput) -> JobOutputResult {
+fn page_result(page: sshmcp_proto::JobOutput, raw: bool) -> JobOutputResult {
     let more = page.state == JobState::Running || page.truncated;
-    let (stdout, stdout_encoding, stdout_left) = encode_page(page.stdout, more);
-    let (stderr, stderr_encoding, stderr_left) = encode_page(page.stderr, more);
+    let (stdout, stdout_encoding, stdout_left) = encode_page(page.stdout, more, raw);
+    let (stderr, stderr_encoding, stderr_left) = encode_page(page.stderr, more, raw);
     JobOutputResult {
         job_id: page.job_id,
         state: page.state,
@@ -116,15 +123,23 @@ fn page_result(page: sshmcp_proto::JobOutput) -> JobOutputResult {
 }
 
 /// `bytes` encoded as [`encode`] does, with how many bytes at its end it
-/// left out (a character split by the page's end, when `cut`).
-fn encode_page(bytes: Vec<u8>, cut: bool) -> (String, Encoding, u64) {
+/// left out (a character split by the page's end, when `cut`); text is
+/// cleaned of terminal escapes unless `raw`.
+fn encode_page(bytes: Vec<u8>, cut: bool, raw: bool) -> (String, Encoding, u64) {
     let len = bytes.len();
     let (text, encoding) = encode(bytes, cut);
-    let left = match encoding {
-        Encoding::Utf8 => len - text.len(),
-        Encoding::Base64 => 0,
-    };
-    (text, encoding, left as u64)
+    match encoding {
+        Encoding::Utf8 => {
+            let left = (len - text.len()) as u64;
+            let text = if raw {
+                text
+            } else {
+                crate::terminal::screen_text(&text)
+            };
+            (text, encoding, left)
+        }
+        Encoding::Base64 => (text, encoding, 0),
+    }
 }
 
 /// The `job_signal` tool.
@@ -326,6 +341,7 @@ mod tests {
             bare,
             Request::JobOutput(JobOutputRequest {
                 job_id: "j-1".into(),
+                max_bytes: Some(ExecRequest::MCP_MAX_OUTPUT),
                 ..Default::default()
             })
         );
@@ -385,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_page_has_every_field_of_the_contract() {
-        let result = page_result(page(JobState::Exited, b"done\n", 5));
+        let result = page_result(page(JobState::Exited, b"done\n", 5), false);
         assert_eq!(
             serde_json::to_value(&result).unwrap(),
             json!({
@@ -403,7 +419,7 @@ mod tests {
         let mut running = page(JobState::Running, b"tick 2\n", 14);
         running.stderr = b"warn\n".to_vec();
         running.next_stderr_offset = 5;
-        let result = page_result(running);
+        let result = page_result(running, false);
         assert_eq!(
             text::render(&result, JobOutput::BLOCKS).unwrap(),
             "job_id=j1 state=running exit_code=null signal=null stdout_encoding=utf8 \
@@ -418,7 +434,7 @@ mod tests {
     fn a_character_split_by_a_running_pages_end_is_left_for_the_next_page() {
         let mut bytes = "ab✓".as_bytes().to_vec();
         bytes.pop();
-        let result = page_result(page(JobState::Running, &bytes, 4));
+        let result = page_result(page(JobState::Running, &bytes, 4), false);
         assert_eq!(result.stdout, "ab");
         assert_eq!(result.stdout_encoding, Encoding::Utf8);
         assert_eq!(result.next_stdout_offset, 2, "the split bytes come again");
@@ -428,11 +444,11 @@ mod tests {
     fn the_last_page_of_an_ended_job_is_shown_whole() {
         let mut bytes = "ab✓".as_bytes().to_vec();
         bytes.pop();
-        let result = page_result(page(JobState::Exited, &bytes, 4));
+        let result = page_result(page(JobState::Exited, &bytes, 4), false);
         assert_eq!(result.stdout_encoding, Encoding::Base64);
         assert_eq!(STANDARD.decode(&result.stdout).unwrap(), bytes);
         assert_eq!(result.next_stdout_offset, 4);
-        let binary = page_result(page(JobState::Running, &[0xff, 0x00], 2));
+        let binary = page_result(page(JobState::Running, &[0xff, 0x00], 2), false);
         assert_eq!(binary.stdout, "/wA=");
         assert_eq!(binary.next_stdout_offset, 2);
     }
@@ -453,6 +469,7 @@ mod tests {
 
     fn job(id: &str, state: JobState, command: &str, exit_code: Option<u32>) -> JobInfo {
         JobInfo {
+            detached: false,
             job_id: id.into(),
             host: "web1".into(),
             command: command.into(),
@@ -479,13 +496,14 @@ mod tests {
             json!({
                 "job_id": "j2", "host": "web1", "command": "sleep 100", "state": "running",
                 "started": 1_700_000_000, "runtime_ms": 2500, "bytes": 42, "exit_code": null,
+                "detached": false,
             })
         );
         assert_eq!(
             text::render(&result, Jobs::BLOCKS).unwrap(),
-            "jobs (2): job_id host command state started runtime_ms bytes exit_code\n\
-             j1 web1 \"make -j2\" exited 1700000000 2500 42 0\n\
-             j2 web1 \"sleep 100\" running 1700000000 2500 42 -\n"
+            "jobs (2): job_id host command state started runtime_ms bytes exit_code detached\n\
+             j1 web1 \"make -j2\" exited 1700000000 2500 42 0 false\n\
+             j2 web1 \"sleep 100\" running 1700000000 2500 42 - false\n"
         );
         let none = Jobs::answer((), Response::Jobs(vec![])).unwrap();
         assert_eq!(text::render(&none, Jobs::BLOCKS).unwrap(), "jobs=[]\n");

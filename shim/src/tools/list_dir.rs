@@ -8,10 +8,11 @@ use super::arguments::Int;
 use super::attrs::{PathAttrs, remote_path};
 use super::{Effect, Tool};
 
-/// Entries listed when the caller does not say: enough for any directory a
-/// model reads whole, small enough not to flood its context. (The daemon's
-/// own default, for `sshmcpctl` and scripts, is ten times that.)
-const DEFAULT_MAX_ENTRIES: u64 = 1000;
+/// Entries listed when the caller does not say: about the output budget
+/// `exec` keeps (16 KiB of text, at some 50 bytes a row), enough for most
+/// directories a model reads whole. (The daemon's own default, for
+/// `sshmcpctl` and scripts, is 10,000.)
+const DEFAULT_MAX_ENTRIES: u64 = 300;
 
 /// The `list_dir` tool.
 pub struct ListDir;
@@ -70,6 +71,17 @@ impl Tool for ListDir {
             _ => None,
         }
     }
+
+    /// How to see the rest of a listing that was cut.
+    fn note(result: &ListDirResult) -> Option<String> {
+        result.truncated.then(|| {
+            format!(
+                "cut at {} entries: raise max_entries (up to {MAX_LIST_ENTRIES}) or list a \
+                 subdirectory",
+                result.entries.len()
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -102,7 +114,7 @@ mod tests {
     }
 
     #[test]
-    fn max_entries_defaults_to_a_thousand() {
+    fn max_entries_defaults_to_about_the_output_budget() {
         let args = ListDirArgs {
             host: "h".into(),
             path: "/srv".into(),
@@ -114,7 +126,7 @@ mod tests {
         assert!(matches!(
             request,
             Request::ListDir(ListDirRequest {
-                max_entries: Some(1000),
+                max_entries: Some(300),
                 ..
             })
         ));

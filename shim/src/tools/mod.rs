@@ -31,8 +31,10 @@ pub mod remove;
 pub mod rename;
 pub mod schema;
 pub mod selection;
+pub mod shells;
 pub mod stat;
 pub mod sync;
+pub mod tasks;
 pub mod text;
 pub mod transfer;
 pub mod write_file;
@@ -175,8 +177,10 @@ impl Listed {
 /// Every tool, in the order `--help` lists them. `hosts` and `jobs` ask
 /// the daemon about itself (admin requests, which a daemon's batch
 /// refuses), and `batch` holds calls rather than being one: a batch
-/// carries none of them.
-const TOOLS: [Listed; 15] = [
+/// carries none of them. Nor does it carry the shell tools: a shell runs
+/// one command at a time, and a batch's calls have no order to take turns
+/// in.
+const TOOLS: [Listed; 18] = [
     Listed {
         name: hosts::Hosts::NAME,
         route: route::<hosts::Hosts>,
@@ -202,6 +206,21 @@ const TOOLS: [Listed; 15] = [
     Listed {
         name: jobs::Jobs::NAME,
         route: route::<jobs::Jobs>,
+        prepare: None,
+    },
+    Listed {
+        name: shells::ShellOpen::NAME,
+        route: route::<shells::ShellOpen>,
+        prepare: None,
+    },
+    Listed {
+        name: shells::ShellExec::NAME,
+        route: route::<shells::ShellExec>,
+        prepare: None,
+    },
+    Listed {
+        name: shells::ShellClose::NAME,
+        route: route::<shells::ShellClose>,
         prepare: None,
     },
 ];
@@ -499,12 +518,14 @@ mod tests {
             signal: None,
             stdout: b"Linux\n".to_vec(),
             stderr: Vec::new(),
+            stdout_gap: None,
+            stderr_gap: None,
             stdout_bytes: 6,
             stderr_bytes: 0,
             truncated: false,
             duration_ms: 12,
         });
-        let result = answer::<exec::Exec>((), cached(40, output)).unwrap();
+        let result = answer::<exec::Exec>(exec::Shown::default(), cached(40, output)).unwrap();
         assert_eq!(result.structured["cached"], true);
         assert_eq!(
             result.text,

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sshmcp_proto::{
-    Error, FileContent, MAX_CACHE_SECS, MAX_OFFSET, ReadFileRequest, Request, Response,
+    Error, ExecRequest, FileContent, MAX_CACHE_SECS, MAX_OFFSET, ReadFileRequest, Request, Response,
 };
 
 use super::arguments::Int;
@@ -23,7 +23,7 @@ pub struct ReadFileArgs {
     pub host: String,
     pub path: String,
     pub offset: Option<Int<0, MAX_OFFSET>>,
-    #[schemars(extend("default" = ReadFileRequest::DEFAULT_MAX_READ))]
+    #[schemars(extend("default" = ExecRequest::MCP_MAX_OUTPUT))]
     pub length: Option<Int<0, MAX_FRAME_DATA>>,
     /// base64: even for text.
     #[serde(default)]
@@ -63,7 +63,11 @@ impl Tool for ReadFile {
             host: args.host,
             path: remote_path(&args.path),
             offset: args.offset.map_or(0, |Int(offset)| offset),
-            length: args.length.map(|Int(length)| length),
+            // The output budget a model reads well; `next_offset` pages on.
+            length: Some(
+                args.length
+                    .map_or(ExecRequest::MCP_MAX_OUTPUT, |Int(length)| length),
+            ),
         };
         Ok((Request::ReadFile(request), args.encoding))
     }

@@ -17,7 +17,7 @@ pub const PROFILES: [(&str, &str); 3] = [
     ),
     (
         "files",
-        "every tool but exec and the job tools: files only, no commands",
+        "every tool but exec, the job and the shell tools: files only, no commands",
     ),
 ];
 
@@ -53,7 +53,15 @@ pub fn select(spec: &str) -> Result<Vec<ToolRoute<SshMcp>>, String> {
 }
 
 /// The tools that run commands or steer them, which `files` leaves out.
-const COMMANDS: [&str; 4] = ["exec", "job_output", "job_signal", "jobs"];
+const COMMANDS: [&str; 7] = [
+    "exec",
+    "job_output",
+    "job_signal",
+    "jobs",
+    "shell_open",
+    "shell_exec",
+    "shell_close",
+];
 
 /// Whether `word` (a tool name or a profile) takes in `tool`.
 fn in_word(tool: &ToolRoute<SshMcp>, word: &str) -> bool {

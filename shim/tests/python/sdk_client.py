@@ -4,6 +4,12 @@ hosts do. shim/tests/python_sdk.rs runs one scenario per test:
 
     sdk_client.py SCENARIO --shim PATH [--socket PATH] [--host ALIAS] [--remote-dir DIR]
 
+The `modern` and `tasks` scenarios use the SDK's `Client` (SDK 2.x), which
+asks `server/discover` and speaks the 2026-07-28 revision: no `initialize`,
+the protocol version and capabilities in every request's `_meta`. `tasks`
+also declares the MCP Tasks extension through the SDK's extension API (the
+SDK has no tasks support of its own) and polls `tasks/get`.
+
 The SDK launches the shim itself, through `stdio_client`. With `--socket`
 the shim gets it as an argument, since the SDK passes the server only HOME,
 LOGNAME, PATH, SHELL, TERM and USER from its environment; without it, the
@@ -18,6 +24,7 @@ Works with SDK 2.x (`is_error`, `structured_content`, `input_schema`) and
 import argparse
 import asyncio
 import sys
+from typing import Any, Literal
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -25,6 +32,11 @@ from mcp.client.stdio import stdio_client
 # The tools the design names; the shim may offer more.
 CORE_TOOLS = {"hosts", "exec", "stat", "list_dir", "read_file", "write_file"}
 CONCURRENT_CALLS = 20
+# The revision without `initialize`, and the tasks extension's identifier.
+MODERN = "2026-07-28"
+TASKS = "io.modelcontextprotocol/tasks"
+# Polls of `tasks/get` before a scenario gives up on a task.
+MAX_POLLS = 120
 
 
 class Failed(Exception):
@@ -169,6 +181,87 @@ async def batch_and_cache(session, args):
     check(again.get("cached") is True and isinstance(again.get("age_ms"), int), f"the second stat: {again}")
 
 
+async def modern(client, tasks, args):
+    """A 2026-07-28 session: tools listed, a command run with its progress."""
+    extensions = getattr(client.server_capabilities, "extensions", None) or {}
+    check(TASKS in extensions, f"the server does not offer tasks: {extensions!r}")
+    listed = await client.list_tools()
+    names = {tool.name for tool in listed.tools}
+    check(CORE_TOOLS <= names, f"tools missing from tools/list: {sorted(CORE_TOOLS - names)}")
+    lines = []
+
+    async def on_progress(progress, total, message):
+        lines.append(message)
+
+    result = await client.call_tool(
+        "exec",
+        {"host": args.host, "command": "for i in 1 2 3 4; do echo step $i; sleep 0.3; done"},
+        progress_callback=on_progress,
+    )
+    out = structured(result, "exec")
+    check(out.get("stdout") == "step 1\nstep 2\nstep 3\nstep 4\n", f"stdout: {out.get('stdout')!r}")
+    check(lines and all(line.startswith("step ") for line in lines), f"progress: {lines!r}")
+    print(f"{len(names)} tools, {len(lines)} progress notifications")
+
+
+async def long_exec_as_task(client, tasks, args):
+    """A long command becomes a task; the client polls it to its result."""
+    result = await client.call_tool("exec", {"host": args.host, "command": "sleep 2; echo from a task"})
+    check(tasks.task_ids, "the long exec was answered without a task")
+    out = structured(result, "exec")
+    check(out.get("stdout") == "from a task\n", f"stdout: {out.get('stdout')!r}")
+    quick = structured(await client.call_tool("exec", {"host": args.host, "command": "echo at once"}), "exec")
+    check(quick.get("stdout") == "at once\n", f"stdout: {quick.get('stdout')!r}")
+    print(f"task {tasks.task_ids[0]} completed")
+
+
+def task_extension():
+    """The MCP Tasks extension as the SDK's extension API builds one: it
+    claims `resultType: "task"` on `tools/call` and polls `tasks/get` until
+    the task carries the call's result."""
+    import mcp_types as types
+    from mcp.client.extension import ClientExtension, ResultClaim
+    from pydantic import TypeAdapter
+
+    class TaskHandle(types.Result):
+        result_type: Literal["task"]
+        task_id: str
+        status: str
+        poll_interval_ms: int | None = None
+
+    class Tasks(ClientExtension):
+        identifier = TASKS
+
+        def __init__(self):
+            self.task_ids = []
+
+        def claims(self):
+            return [ResultClaim(result_type="task", model=TaskHandle, resolve=self.resolve)]
+
+        async def resolve(self, handle, ctx):
+            self.task_ids.append(handle.task_id)
+            # The SDK's 2025-11-25 request type: `tasks/get` has the same
+            # parameters under the extension.
+            get = types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=handle.task_id))
+            for _ in range(MAX_POLLS):
+                task = await ctx.session.send_request(get, TypeAdapter(dict[str, Any]))
+                if task.get("status") == "completed":
+                    return types.CallToolResult.model_validate(task["result"])
+                check(task.get("status") == "working", f"task {handle.task_id} ended: {task!r}")
+                await asyncio.sleep(min(task.get("pollIntervalMs") or 1000, 1000) / 1000)
+            raise Failed(f"task {handle.task_id} still works after {MAX_POLLS} polls")
+
+    return Tasks()
+
+
+# Scenarios on the SDK's `Client`, which speaks 2026-07-28 with a server
+# that offers it; `tasks` ones declare the tasks extension.
+MODERN_SCENARIOS = {
+    "modern": (modern, False),
+    "tasks": (long_exec_as_task, True),
+}
+
+
 SCENARIOS = {
     "batch-and-cache": batch_and_cache,
     "tools": tools,
@@ -184,6 +277,18 @@ async def run(args):
         command=args.shim,
         args=["--socket", args.socket] if args.socket else [],
     )
+    if args.scenario in MODERN_SCENARIOS:
+        from mcp import Client
+
+        scenario, with_tasks = MODERN_SCENARIOS[args.scenario]
+        tasks = task_extension() if with_tasks else None
+        async with Client(server, mode="auto", extensions=[tasks] if tasks else None) as client:
+            check(client.protocol_version == MODERN, f"negotiated {client.protocol_version!r}")
+            check(client.session.initialize_result is None, "the session began with initialize")
+            info = client.server_info
+            check(info is not None and info.name == "sshmcp", f"discover names the server {info!r}")
+            await scenario(client, tasks, args)
+        return
     async with stdio_client(server) as (read, write):
         async with ClientSession(read, write) as session:
             initialized = await session.initialize()
@@ -194,7 +299,7 @@ async def run(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("scenario", choices=sorted(SCENARIOS.keys() | MODERN_SCENARIOS.keys()))
     parser.add_argument("--shim", required=True, help="the sshmcp binary")
     parser.add_argument("--socket", help="pass --socket PATH to the shim")
     parser.add_argument("--host", default="host1", help="a host alias the daemon knows")

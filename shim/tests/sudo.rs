@@ -1,0 +1,61 @@
+//! `exec` with `sudo` from where an MCP client stands: the real shim's
+//! stdio, the real daemon behind it, a real sshd and the host's real sudo
+//! behind that. Needs root to give the test account sudo rights (see
+//! `sshmcp_testkit::test_sudo`); skips otherwise, saying why.
+
+use serde_json::json;
+use sshmcp_testkit::{Daemon, Fleet, McpClient, error_text, structured, test_sudo};
+
+#[test]
+fn exec_with_sudo_runs_the_command_as_root_with_the_configured_password() {
+    let sudo = match test_sudo() {
+        Ok(sudo) => sudo,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let password = dir.path().join("password");
+    std::fs::write(&password, format!("{}\n", sudo.password())).expect("write the password");
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(
+        &fleet,
+        &format!(
+            "[sudo.hosts.\"host*\"]\npassword_command = \"cat '{}'\"\n",
+            password.display()
+        ),
+    );
+    let mcp = McpClient::start(daemon.socket());
+    mcp.initialize();
+
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "id -u", "sudo": true }),
+    );
+    let out = structured(&result, &daemon);
+    assert_eq!(out["stdout"], "0\n", "{out}");
+    assert_eq!(out["stderr"], "", "{out}");
+    assert!(!result.to_string().contains(sudo.password()), "{result}");
+
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "id -un", "sudo": true,
+                "sudo_user": sudo.nopasswd_user() }),
+    );
+    assert_eq!(structured(&result, &daemon)["stdout"], "sshmcp-nopw\n");
+}
+
+#[test]
+fn sudo_user_without_sudo_is_refused_saying_to_set_both() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let mcp = McpClient::start(daemon.socket());
+    mcp.initialize();
+    let result = mcp.call_tool(
+        "exec",
+        json!({ "host": "host1", "command": "id", "sudo_user": "postgres" }),
+    );
+    let text = error_text(&result);
+    assert!(text.contains("`sudo: true`"), "{text}");
+}
