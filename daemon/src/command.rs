@@ -240,22 +240,13 @@ impl Collected {
                 ),
             ));
         }
-        let (stdout_bytes, stderr_bytes) = (self.stdout.total(), self.stderr.total());
-        let (stdout, stdout_gap) = self.stdout.finish();
-        let (stderr, stderr_gap) = self.stderr.finish();
-        Ok(ExecOutput {
-            job: None,
-            truncated: stdout_gap.is_some() || stderr_gap.is_some(),
-            exit_code: self.exit_code,
-            signal: self.signal,
-            stdout,
-            stderr,
-            stdout_gap,
-            stderr_gap,
-            stdout_bytes,
-            stderr_bytes,
-            duration_ms: started.elapsed().as_millis() as u64,
-        })
+        Ok(crate::output::exec_output(
+            self.stdout.kept(),
+            self.stderr.kept(),
+            self.exit_code,
+            self.signal,
+            started,
+        ))
     }
 }
 

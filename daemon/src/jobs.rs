@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::JobsSection;
+use crate::output::Kept;
 use crate::pool::Host;
 use crate::state::Daemon;
 use crate::sudo::{self, Conversation};
@@ -536,12 +537,16 @@ impl Job {
     }
 
     /// Both streams as an `exec` that waited for its job answers them, up
-    /// to `max` bytes each: (kept bytes, their gap, the stream's total).
-    pub fn kept(&self, max: usize) -> [(Vec<u8>, Option<Gap>, u64); 2] {
+    /// to `max` bytes each.
+    pub fn kept(&self, max: usize) -> [Kept; 2] {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         [&inner.stdout, &inner.stderr].map(|spool| {
             let (bytes, gap) = spool.head_tail(max);
-            (bytes, gap, spool.total)
+            Kept {
+                bytes,
+                gap,
+                total: spool.total,
+            }
         })
     }
 

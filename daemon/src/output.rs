@@ -4,8 +4,41 @@
 //! dropped, never buffered.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
-use sshmcp_proto::Gap;
+use sshmcp_proto::{ExecOutput, Gap};
+
+/// One stream as an `exec` answer keeps it: the kept bytes, where they
+/// skip what was left out, and how many the stream wrote in all.
+pub struct Kept {
+    pub bytes: Vec<u8>,
+    pub gap: Option<Gap>,
+    pub total: u64,
+}
+
+/// An `exec` answer from its two streams and how the command ended (or
+/// `None`s, for one that runs on); its duration counts from `started`.
+pub fn exec_output(
+    stdout: Kept,
+    stderr: Kept,
+    exit_code: Option<u32>,
+    signal: Option<String>,
+    started: Instant,
+) -> ExecOutput {
+    ExecOutput {
+        job: None,
+        truncated: stdout.gap.is_some() || stderr.gap.is_some(),
+        exit_code,
+        signal,
+        stdout: stdout.bytes,
+        stderr: stderr.bytes,
+        stdout_gap: stdout.gap,
+        stderr_gap: stderr.gap,
+        stdout_bytes: stdout.total,
+        stderr_bytes: stderr.total,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
 
 /// One stream's output: up to `limit` bytes, the first half from its
 /// start and the second half from its end.
@@ -56,6 +89,13 @@ impl HeadTail {
     /// Whether some of the stream was left out.
     pub fn cut(&self) -> bool {
         self.total > (self.head.len() + self.tail.len()) as u64
+    }
+
+    /// The stream as kept.
+    pub fn kept(self) -> Kept {
+        let total = self.total;
+        let (bytes, gap) = self.finish();
+        Kept { bytes, gap, total }
     }
 
     /// The kept bytes, head then tail, and where they skip what was left

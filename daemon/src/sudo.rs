@@ -695,7 +695,7 @@ const RELAY: &str = "c=; s=; g=; r=0; \
 /// `sudo [-n | -S -p PROMPT] [-u USER] -- sh -c START sh RELAY COMMAND`,
 /// for the login's shell to run.
 fn command_line(command: &str, user: Option<&str>, nonce: &str, asks: bool) -> String {
-    let mut line = String::from("sudo");
+    let mut line = String::from("exec sudo");
     if asks {
         line.push_str(" -S -p ");
         line.push_str(&quote(&format!("[sshmcp-sudo-password:{nonce}]")));

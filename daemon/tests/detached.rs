@@ -7,43 +7,21 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{connect, exec_request, request};
+use common::{connect, exec, exec_request, job_page, request};
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{
-    ErrorKind, ExecOutput, JobInfo, JobOutput, JobOutputRequest, JobSignalRequest, JobState,
-    Request, Response,
+    ErrorKind, JobInfo, JobOutput, JobOutputRequest, JobSignalRequest, JobState, Request, Response,
 };
 use sshmcp_testkit::{Daemon, Fleet};
-
-async fn exec(client: &DaemonClient, req: sshmcp_proto::ExecRequest) -> ExecOutput {
-    match request(client, Request::Exec(req)).await {
-        Ok(Response::Exec(out)) => out,
-        other => panic!("exec: {other:?}"),
-    }
-}
 
 async fn detached(client: &DaemonClient, command: &str) -> String {
     let mut req = exec_request("host1", command);
     req.detach = true;
-    let out = exec(client, req).await;
+    let out = exec(client, req).await.expect("detached exec");
     assert!(out.exit_code.is_none(), "{out:?}");
     let job = out.job.expect("a job");
     assert!(job.reason.contains("detached"), "{}", job.reason);
     job.job_id
-}
-
-async fn page(client: &DaemonClient, job: &str, out: u64, err: u64, wait: u64) -> JobOutput {
-    let req = JobOutputRequest {
-        job_id: job.into(),
-        stdout_offset: Some(out),
-        stderr_offset: Some(err),
-        wait_secs: Some(wait),
-        max_bytes: None,
-    };
-    match request(client, Request::JobOutput(req)).await {
-        Ok(Response::JobOutput(page)) => page,
-        other => panic!("job_output: {other:?}"),
-    }
 }
 
 /// Read `job` from `from` to its end, long-polling: what it wrote to
@@ -52,7 +30,7 @@ async fn read_to_end(client: &DaemonClient, job: &str, mut from: u64) -> (String
     let mut out = Vec::new();
     let mut err_at = 0;
     for _ in 0..120 {
-        let p = page(client, job, from, err_at, 5).await;
+        let p = job_page(client, job, from, err_at, 5).await;
         out.extend_from_slice(&p.stdout);
         (from, err_at) = (p.next_stdout_offset, p.next_stderr_offset);
         if p.state != JobState::Running && !p.truncated {
@@ -94,7 +72,7 @@ async fn a_detached_job_outlives_its_connection_and_a_restarted_sshd() {
         "for i in 1 2 3 4 5 6 7 8; do echo line$i; sleep 0.5; done; exit 4",
     )
     .await;
-    let first = page(&client, &job, 0, 0, 10).await;
+    let first = job_page(&client, &job, 0, 0, 10).await;
     assert!(first.stdout.starts_with(b"line1\n"), "{first:?}");
 
     // Every connection dies and sshd is down for a while.
@@ -133,7 +111,7 @@ async fn a_detached_job_is_found_again_after_the_daemon_restarts() {
     assert_eq!(out, "started\n");
     assert_eq!(last.state, JobState::Exited);
     assert_eq!(last.exit_code, Some(3));
-    let err = page(&client, &job, 0, 0, 0).await;
+    let err = job_page(&client, &job, 0, 0, 0).await;
     assert_eq!(err.stderr, b"done\n");
 }
 
@@ -143,7 +121,7 @@ async fn a_signal_reaches_the_detached_command_and_not_its_watcher() {
     let daemon = Daemon::start(&fleet, "");
     let client = connect(daemon.socket()).await;
     let job = detached(&client, "echo up; exec sleep 1234").await;
-    page(&client, &job, 0, 0, 10).await;
+    job_page(&client, &job, 0, 0, 10).await;
     let req = JobSignalRequest {
         job_id: job.clone(),
         signal: "TERM".into(),
@@ -169,10 +147,10 @@ async fn a_detached_job_is_lost_only_when_the_host_says_it_is_gone() {
     let daemon = Daemon::start(&fleet, "");
     let client = connect(daemon.socket()).await;
     let job = detached(&client, "echo up; exec sleep 2345").await;
-    page(&client, &job, 0, 0, 10).await;
+    job_page(&client, &job, 0, 0, 10).await;
     // Dropped connections do not make it lost.
     fleet.server(0).kill_connections();
-    let p = page(&client, &job, 6, 0, 2).await;
+    let p = job_page(&client, &job, 6, 0, 2).await;
     assert_eq!(p.state, JobState::Running, "{p:?}");
     // Its spool and its processes go: now it is.
     let dir = until_host(
@@ -222,7 +200,12 @@ async fn detach_with_stdin_feeds_it_and_a_finished_job_is_cleaned_up_after_reten
     let mut req = exec_request("host1", "tr a-z A-Z");
     req.detach = true;
     req.stdin = Some(b"hello\n".to_vec());
-    let job = exec(&client, req).await.job.expect("a job").job_id;
+    let job = exec(&client, req)
+        .await
+        .expect("detached exec")
+        .job
+        .expect("a job")
+        .job_id;
     let (out, _) = read_to_end(&client, &job, 0).await;
     assert_eq!(out, "HELLO\n");
     // Past retention the job is forgotten and its spool leaves the host.

@@ -4,11 +4,11 @@
 
 mod common;
 
-use common::{ScratchHost, connect, exec_request, request};
+use common::{ScratchHost, connect, exec_request, job_page, request};
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{
-    ErrorKind, ExecOutput, JobOutput, JobOutputRequest, JobSignalRequest, JobState, OnTimeout,
-    ReadFileRequest, Request, Response,
+    ErrorKind, ExecOutput, JobOutput, JobSignalRequest, JobState, OnTimeout, ReadFileRequest,
+    Request, Response,
 };
 use sshmcp_testkit::{DaemonOptions, Fleet};
 
@@ -27,26 +27,12 @@ async fn background(client: &DaemonClient, command: &str) -> String {
     out.job.expect("a job").job_id
 }
 
-async fn page(client: &DaemonClient, job: &str, out: u64, err: u64, wait: u64) -> JobOutput {
-    let req = JobOutputRequest {
-        job_id: job.into(),
-        stdout_offset: Some(out),
-        stderr_offset: Some(err),
-        wait_secs: Some(wait),
-        max_bytes: None,
-    };
-    match request(client, Request::JobOutput(req)).await {
-        Ok(Response::JobOutput(page)) => page,
-        other => panic!("job_output: {other:?}"),
-    }
-}
-
 /// Read `job` to its end from the start, long-polling; the pages read.
 async fn read_to_end(client: &DaemonClient, job: &str) -> (String, String, Vec<JobOutput>) {
     let (mut out, mut err, mut pages) = (Vec::new(), Vec::new(), Vec::new());
     let (mut at_out, mut at_err) = (0, 0);
     for _ in 0..120 {
-        let p = page(client, job, at_out, at_err, 5).await;
+        let p = job_page(client, job, at_out, at_err, 5).await;
         out.extend_from_slice(&p.stdout);
         err.extend_from_slice(&p.stderr);
         (at_out, at_err) = (p.next_stdout_offset, p.next_stderr_offset);
@@ -159,7 +145,7 @@ async fn a_signalled_job_is_killed_and_says_by_what() {
         matches!(state, Ok(Response::JobState(JobState::Killed))),
         "{state:?}"
     );
-    let p = page(&client, &job, 0, 0, 0).await;
+    let p = job_page(&client, &job, 0, 0, 0).await;
     assert_eq!(p.signal.as_deref(), Some("TERM"));
     let err = request(
         &client,
@@ -184,7 +170,7 @@ async fn output_past_the_spool_cap_drops_the_oldest_and_says_so() {
     assert_eq!(pages.last().unwrap().next_stdout_offset, 300_000);
     // Read again from the start once it ended: the oldest part is gone,
     // and the page says where what is kept begins.
-    let again = page(&client, &job, 0, 0, 0).await;
+    let again = job_page(&client, &job, 0, 0, 0).await;
     assert!(again.truncated);
     assert_eq!(again.stdout_offset, 300_000 - 65_536);
     assert_eq!(again.stdout.len(), 65_536);

@@ -162,26 +162,14 @@ async fn as_job(
 /// An exec answer from what `job` has written (up to `max` bytes a
 /// stream), naming the job when it carries on.
 fn output(ctx: &Context<'_>, job: &Job, max: usize, carries_on: Option<String>) -> ExecOutput {
-    let [
-        (stdout, stdout_gap, stdout_bytes),
-        (stderr, stderr_gap, stderr_bytes),
-    ] = job.kept(max);
+    let [stdout, stderr] = job.kept(max);
     let (exit_code, signal) = job.ending();
     ExecOutput {
-        truncated: stdout_gap.is_some() || stderr_gap.is_some(),
-        exit_code,
-        signal,
-        stdout,
-        stderr,
-        stdout_gap,
-        stderr_gap,
-        stdout_bytes,
-        stderr_bytes,
-        duration_ms: ctx.started.elapsed().as_millis() as u64,
         job: carries_on.map(|reason| JobStarted {
             job_id: job.id.clone(),
             reason,
         }),
+        ..crate::output::exec_output(stdout, stderr, exit_code, signal, ctx.started)
     }
 }
 

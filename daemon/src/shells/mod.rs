@@ -691,22 +691,7 @@ fn exec_output(
     signal: Option<String>,
     started: Instant,
 ) -> ExecOutput {
-    let (stdout_bytes, stderr_bytes) = (stdout.total(), stderr.total());
-    let (stdout, stdout_gap) = stdout.finish();
-    let (stderr, stderr_gap) = stderr.finish();
-    ExecOutput {
-        job: None,
-        truncated: stdout_gap.is_some() || stderr_gap.is_some(),
-        exit_code,
-        signal,
-        stdout,
-        stderr,
-        stdout_gap,
-        stderr_gap,
-        stdout_bytes,
-        stderr_bytes,
-        duration_ms: started.elapsed().as_millis() as u64,
-    }
+    crate::output::exec_output(stdout.kept(), stderr.kept(), exit_code, signal, started)
 }
 
 /// Why `shell_open` failed, from how its setup command went.

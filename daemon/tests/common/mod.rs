@@ -71,6 +71,28 @@ pub async fn request(client: &DaemonClient, request: Request) -> Reply {
 
 /// Runs an exec that must succeed; on failure the panic shows the daemon's
 /// log.
+/// A page of `job`'s output from the offsets given, waiting up to `wait`
+/// seconds for something new.
+pub async fn job_page(
+    client: &DaemonClient,
+    job: &str,
+    out: u64,
+    err: u64,
+    wait: u64,
+) -> sshmcp_proto::JobOutput {
+    let req = sshmcp_proto::JobOutputRequest {
+        job_id: job.into(),
+        stdout_offset: Some(out),
+        stderr_offset: Some(err),
+        wait_secs: Some(wait),
+        max_bytes: None,
+    };
+    match request(client, Request::JobOutput(req)).await {
+        Ok(Response::JobOutput(page)) => page,
+        other => panic!("job_output: {other:?}"),
+    }
+}
+
 pub async fn exec_ok(daemon: &Daemon, client: &DaemonClient, request: ExecRequest) -> ExecOutput {
     let what = format!("{} on {}", request.command, request.host);
     exec(client, request)
