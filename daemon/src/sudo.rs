@@ -2,7 +2,7 @@
 //! on the host, the conversation with sudo on the command's channel, and
 //! the passwords the daemon answers it with.
 //!
-//! The command runs as `sudo -n [-u USER] -- sh -c START sh RELAY
+//! The command runs as `exec sudo -n [-u USER] -- sh -c START sh RELAY
 //! 'COMMAND'` when no password command is configured for the host, and
 //! with `-S -p PROMPT` in place of `-n` when one is. `START` prints a line
 //! (the marker) carrying a nonce to stderr, then becomes `RELAY`, which
@@ -692,8 +692,11 @@ const RELAY: &str = "c=; s=; g=; r=0; \
     if [ -n \"$s\" ] && [ \"$r\" -gt 128 ]; then trap - \"$s\" 2>/dev/null; kill -s \"$s\" $$; fi; \
     exit \"$r\"";
 
-/// `sudo [-n | -S -p PROMPT] [-u USER] -- sh -c START sh RELAY COMMAND`,
-/// for the login's shell to run.
+/// `exec sudo [-n | -S -p PROMPT] [-u USER] -- sh -c START sh RELAY
+/// COMMAND`, for the login's shell to run. The login's shell gives way to
+/// sudo, so that sudo is the process sshd signals and waits for: a shell
+/// left in between would die of a timeout's TERM, sshd would close the
+/// channel, and the KILL that should follow would never be sent.
 fn command_line(command: &str, user: Option<&str>, nonce: &str, asks: bool) -> String {
     let mut line = String::from("exec sudo");
     if asks {

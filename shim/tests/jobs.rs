@@ -292,3 +292,30 @@ fn an_unknown_job_is_an_error_result_that_says_so() {
     let message = text(&result);
     assert!(message.contains("j-nope-1"), "{message}\n{}", daemon.log());
 }
+
+#[test]
+fn a_detached_job_outlives_its_shim_and_a_daemon_restart() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "");
+    let job = {
+        let mcp = shim(&daemon);
+        let result = mcp.call_tool(
+            "exec",
+            json!({ "host": "host1", "command": "sleep 1; echo green", "detach": true }),
+        );
+        let out = structured(&result, &daemon);
+        assert!(text(&result).contains("detached"), "{result}");
+        let job = out["job"]["job_id"].as_str().expect("a job id").to_string();
+        assert_eq!(listed(&mcp, &daemon, &job)["detached"], true);
+        mcp.close_stdin();
+        mcp.wait_exit(EXIT_TIMEOUT);
+        job
+    };
+    daemon.kill();
+    daemon.restart();
+    let mcp = shim(&daemon);
+    let read = read_to_end(&mcp, &daemon, &job, 5);
+    assert_eq!(read.stdout, "green\n");
+    assert_eq!(read.last()["state"], "exited", "{}", read.last());
+    assert_eq!(read.last()["exit_code"], 0, "{}", read.last());
+}
