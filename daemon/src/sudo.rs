@@ -30,7 +30,6 @@
 //! environment, a log line, a result or an error; sudo does not echo it.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -718,17 +717,11 @@ fn command_line(command: &str, user: Option<&str>, nonce: &str, asks: bool) -> S
     line
 }
 
-/// 16 random bytes in hex.
+/// 16 bytes from the OS's CSPRNG, in hex.
 fn nonce() -> Result<String, Error> {
     let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("cannot read /dev/urandom for a sudo prompt: {e}"),
-            )
-        })?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::internal(format!("the OS gave no random bytes: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -770,14 +763,14 @@ mod tests {
     fn the_command_line_quotes_the_command_and_the_user() {
         let line = command_line("echo 'a b'", Some("postgres"), "abc", false);
         assert!(
-            line.starts_with("sudo -n -u 'postgres' -- sh -c 'printf "),
+            line.starts_with("exec sudo -n -u 'postgres' -- sh -c 'printf "),
             "{line}"
         );
         assert!(line.contains(" started abc >&2; "), "{line}");
         assert!(line.ends_with(r" 'echo '\''a b'\'''"), "{line}");
         let line = command_line("id", None, "abc", true);
         assert!(
-            line.starts_with("sudo -S -p '[sshmcp-sudo-password:abc]' -- sh -c "),
+            line.starts_with("exec sudo -S -p '[sshmcp-sudo-password:abc]' -- sh -c "),
             "{line}"
         );
     }
