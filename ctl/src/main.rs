@@ -401,7 +401,7 @@ mod tests {
             Some(
                 "[{\"job_id\":\"j1\",\"host\":\"web1\",\"command\":\"sleep 100\",\
                  \"state\":\"running\",\"started\":1700000000,\"runtime_ms\":65000,\
-                 \"bytes\":2048,\"exit_code\":null}]\n"
+                 \"bytes\":2048,\"exit_code\":null,\"detached\":false}]\n"
             )
         );
         assert_eq!(

@@ -3,8 +3,8 @@
 //!
 //! A job belongs to the daemon, not to the client that started it: its
 //! runner task owns the session channel, keeps each stream's output in a
-//! bounded spool (past `[jobs] spool_bytes` the oldest part goes, and a
-//! read from before it says so), and any client of the daemon's user can
+//! bounded spool on disk (past `[jobs] spool_bytes` the oldest part goes,
+//! and a read from before it says so; see [`spool`]), and any client of the daemon's user can
 //! page its output by offset, wait for more, or signal it. A finished job
 //! stays readable for `[jobs] retention_secs`.
 //!
@@ -12,13 +12,13 @@
 //! spooled there; its runner here only watches and pulls the output into
 //! the same spool, so both kinds read alike (see [`detached`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use russh::{ChannelMsg, Sig};
-use sshmcp_proto::{Error, ErrorKind, Gap, JobInfo, JobOutput, JobOutputRequest, JobState};
+use sshmcp_proto::{Error, ErrorKind, JobInfo, JobOutput, JobOutputRequest, JobState};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +29,9 @@ use crate::state::Daemon;
 use crate::sudo::{self, Conversation};
 
 mod detached;
+mod spool;
+
+use spool::Spool;
 
 pub use detached::state_dir;
 
@@ -50,6 +53,8 @@ pub struct Jobs {
     on_end: Arc<dyn Fn(&str) + Send + Sync>,
     /// Records of detached jobs, kept across restarts.
     store: detached::Store,
+    /// Where jobs' output is spooled, when on disk.
+    spools: Option<std::path::PathBuf>,
 }
 
 /// One job.
@@ -79,69 +84,23 @@ struct Inner {
     ended: Option<Instant>,
 }
 
-/// One stream's output: the newest `cap` bytes, with offsets counted from
-/// the stream's first byte.
-struct Spool {
-    cap: usize,
-    kept: VecDeque<u8>,
-    /// Bytes written in all; `total - kept.len()` were dropped.
-    total: u64,
-}
-
-impl Spool {
-    fn new(cap: usize) -> Self {
-        Spool {
-            cap,
-            kept: VecDeque::new(),
-            total: 0,
+/// `state_dir/spool`, emptied: the jobs whose output an earlier daemon
+/// spooled there ended with it (detached ones are read again from their
+/// hosts). `None`, and spools in memory, when it cannot be made.
+fn spool_dir(state_dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = state_dir.join("spool");
+    let _ = std::fs::remove_dir_all(&dir);
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+    {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "cannot make the job spool directory, spooling in memory: {e}");
+            None
         }
-    }
-
-    fn push(&mut self, data: &[u8]) {
-        self.total += data.len() as u64;
-        self.kept.extend(data);
-        let over = self.kept.len().saturating_sub(self.cap);
-        self.kept.drain(..over);
-    }
-
-    fn dropped(&self) -> u64 {
-        self.total - self.kept.len() as u64
-    }
-
-    /// Up to `max` bytes from `offset` (or the oldest kept byte past it):
-    /// the bytes, the offset they start at, and whether anything between
-    /// `offset` and that start was dropped or more remains after them.
-    fn read(&self, offset: u64, max: usize) -> (Vec<u8>, u64, bool) {
-        let start = offset.clamp(self.dropped(), self.total);
-        let skip = (start - self.dropped()) as usize;
-        let bytes: Vec<u8> = self.kept.iter().skip(skip).take(max).copied().collect();
-        let more = start + (bytes.len() as u64) < self.total;
-        (bytes, start, start > offset || more)
-    }
-
-    /// Up to `max` bytes as an exec answer keeps them: the whole stream
-    /// when it fits, else its head (unless the spool dropped it) and its
-    /// tail, and where they skip what was left out.
-    fn head_tail(&self, max: usize) -> (Vec<u8>, Option<Gap>) {
-        if self.dropped() == 0 && self.total <= max as u64 {
-            return (self.kept.iter().copied().collect(), None);
-        }
-        let tail_cap = max / 2;
-        let mut bytes = if self.dropped() == 0 {
-            self.read(0, max - tail_cap).0
-        } else {
-            Vec::new()
-        };
-        let at = bytes.len() as u64;
-        let (tail, tail_start, _) = self.read(self.total - tail_cap as u64, tail_cap);
-        bytes.extend(tail);
-        (
-            bytes,
-            Some(Gap {
-                at,
-                bytes: tail_start - at,
-            }),
-        )
     }
 }
 
@@ -183,6 +142,7 @@ impl Jobs {
             settings: Mutex::new(settings.clone()),
             on_end,
             store,
+            spools: state_dir.and_then(spool_dir),
         }
     }
 
@@ -207,6 +167,11 @@ impl Jobs {
         Ok(())
     }
 
+    /// Where job `id`'s `stream` is spooled, when on disk.
+    fn spool_path(&self, id: &str, stream: &str) -> Option<std::path::PathBuf> {
+        Some(self.spools.as_ref()?.join(format!("{id}.{stream}")))
+    }
+
     /// A new job's table entry, running, with nothing written yet.
     #[allow(clippy::too_many_arguments)]
     fn insert(
@@ -221,6 +186,8 @@ impl Jobs {
         detached: Option<String>,
     ) -> Arc<Job> {
         let cap = self.settings().spool_bytes.0 as usize;
+        let stdout = Spool::new(cap, self.spool_path(&id, "out"));
+        let stderr = Spool::new(cap, self.spool_path(&id, "err"));
         let job = Arc::new(Job {
             id,
             host,
@@ -228,8 +195,8 @@ impl Jobs {
             started_unix,
             started: Instant::now(),
             inner: Mutex::new(Inner {
-                stdout: Spool::new(cap),
-                stderr: Spool::new(cap),
+                stdout,
+                stderr,
                 state: JobState::Running,
                 exit_code: None,
                 signal: None,
@@ -679,11 +646,13 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
+    use sshmcp_proto::Gap;
+
     use super::*;
 
     #[test]
     fn an_exec_answer_from_a_spool_keeps_head_and_tail() {
-        let mut spool = Spool::new(100);
+        let mut spool = Spool::new(100, None);
         spool.push(b"0123456789");
         assert_eq!(spool.head_tail(10), (b"0123456789".to_vec(), None));
         assert_eq!(
@@ -691,7 +660,7 @@ mod tests {
             (b"0189".to_vec(), Some(Gap { at: 2, bytes: 6 }))
         );
         // Once the spool has dropped the head, only the tail is left.
-        let mut small = Spool::new(4);
+        let mut small = Spool::new(4, None);
         small.push(b"0123456789");
         assert_eq!(
             small.head_tail(4),
@@ -701,7 +670,7 @@ mod tests {
 
     #[test]
     fn a_spool_keeps_the_newest_bytes_and_says_what_was_dropped() {
-        let mut spool = Spool::new(4);
+        let mut spool = Spool::new(4, None);
         spool.push(b"abc");
         spool.push(b"def");
         assert_eq!(spool.total, 6);

@@ -175,6 +175,22 @@ async fn output_past_the_spool_cap_drops_the_oldest_and_says_so() {
     assert_eq!(again.stdout_offset, 300_000 - 65_536);
     assert_eq!(again.stdout.len(), 65_536);
     assert_eq!(again.next_stdout_offset, 300_000);
+    // The spool is on disk in the daemon's state directory, the owner's
+    // alone, and holds at most one and a half times the cap.
+    let spool = daemon.dir().join("state/sshmcp/spool");
+    let mut on_disk = 0;
+    for entry in std::fs::read_dir(&spool).expect("the spool directory") {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        assert!(name.starts_with(&format!("{job}.")), "{name}");
+        let meta = entry.metadata().unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600
+        );
+        on_disk += meta.len();
+    }
+    assert!((65_536..=98_304).contains(&on_disk), "{on_disk}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -102,7 +102,7 @@ fn tools_list_has_every_tool_and_no_schema_warnings() {
         None,
     );
     let tools = listed["tools"].as_array().expect("`tools` is an array");
-    assert_eq!(tools.len(), 15, "{listed}");
+    assert_eq!(tools.len(), 18, "{listed}");
 }
 
 #[test]

@@ -500,7 +500,9 @@ fn an_exec_tasks_result_is_the_one_a_plain_exec_gives() {
     };
     let expected = without_duration(&plain);
     assert!(
-        expected["stdout_gap"].is_object(),
+        expected["stdout"]
+            .as_str()
+            .is_some_and(|s| s.contains("bytes of stdout left out")),
         "the output is long enough to be cut: {expected}"
     );
     assert_eq!(without_duration(as_task), expected);

@@ -70,9 +70,9 @@ impl Tool for JobOutput {
     const BLOCKS: &'static [&'static str] = &["stdout", "stderr"];
     type Args = JobOutputArgs;
     type Output = JobOutputResult;
-    type Asked = bool;
+    type Asked = Asked;
 
-    fn request(args: JobOutputArgs) -> Result<(Request, bool), Error> {
+    fn request(args: JobOutputArgs) -> Result<(Request, Asked), Error> {
         let request = JobOutputRequest {
             job_id: args.job_id,
             stdout_offset: args.stdout_offset.map(|Int(offset)| offset),
@@ -83,15 +83,30 @@ impl Tool for JobOutput {
                     .map_or(ExecRequest::MCP_MAX_OUTPUT, |Int(bytes)| bytes),
             ),
         };
-        Ok((Request::JobOutput(request), args.raw))
+        let asked = Asked {
+            raw: args.raw,
+            stdout_from: request.stdout_offset.unwrap_or(0),
+            stderr_from: request.stderr_offset.unwrap_or(0),
+        };
+        Ok((Request::JobOutput(request), asked))
     }
 
-    fn answer(raw: bool, response: Response) -> Option<JobOutputResult> {
+    fn answer(asked: Asked, response: Response) -> Option<JobOutputResult> {
         match response {
-            Response::JobOutput(page) => Some(page_result(page, raw)),
+            Response::JobOutput(page) => Some(page_result(page, asked)),
             _ => None,
         }
     }
+}
+
+/// What a `job_output` call asked for, to show its page.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked {
+    /// Keep terminal escapes.
+    pub raw: bool,
+    /// The offsets asked for.
+    pub stdout_from: u64,
+    pub stderr_from: u64,
 }
 
 /// The structured page, from the daemon's bytes.
@@ -101,10 +116,38 @@ impl Tool for JobOutput {
 /// page, its next offset moved back to it, rather than turning the page
 /// into base64. Once the job has ended and nothing was cut, the last page
 /// is shown whole, as base64 if it must be.
-fn page_result(page: sshmcp_proto::JobOutput, raw: bool) -> JobOutputResult {
+fn page_result(page: sshmcp_proto::JobOutput, asked: Asked) -> JobOutputResult {
     let more = page.state == JobState::Running || page.truncated;
-    let (stdout, stdout_encoding, stdout_left) = encode_page(page.stdout, more, raw);
-    let (stderr, stderr_encoding, stderr_left) = encode_page(page.stderr, more, raw);
+    let (mut stdout, stdout_encoding, stdout_left) = encode_page(page.stdout, more, asked.raw);
+    let (mut stderr, stderr_encoding, stderr_left) = encode_page(page.stderr, more, asked.raw);
+    // Text that starts past the asked offset says what the spool dropped.
+    for (text, encoding, from, at, stream) in [
+        (
+            &mut stdout,
+            stdout_encoding,
+            asked.stdout_from,
+            page.stdout_offset,
+            "stdout",
+        ),
+        (
+            &mut stderr,
+            stderr_encoding,
+            asked.stderr_from,
+            page.stderr_offset,
+            "stderr",
+        ),
+    ] {
+        if at > from && encoding == Encoding::Utf8 {
+            text.insert_str(
+                0,
+                &format!(
+                    "[... {} bytes of {stream} before offset {at} were dropped: the job's \
+                     spool keeps its newest [jobs] spool_bytes ...]\n",
+                    at - from
+                ),
+            );
+        }
+    }
     JobOutputResult {
         job_id: page.job_id,
         state: page.state,
@@ -401,7 +444,7 @@ mod tests {
 
     #[test]
     fn a_page_has_every_field_of_the_contract() {
-        let result = page_result(page(JobState::Exited, b"done\n", 5), false);
+        let result = page_result(page(JobState::Exited, b"done\n", 5), Asked::default());
         assert_eq!(
             serde_json::to_value(&result).unwrap(),
             json!({
@@ -415,11 +458,32 @@ mod tests {
     }
 
     #[test]
+    fn a_page_from_past_the_asked_offset_says_what_the_spool_dropped() {
+        let result = page_result(page(JobState::Running, b"tick 2\n", 14), Asked::default());
+        assert!(
+            result.stdout.starts_with(
+                "[... 7 bytes of stdout before offset 7 were dropped: the job's spool keeps"
+            ),
+            "{}",
+            result.stdout
+        );
+        assert!(
+            result.stdout.ends_with("...]\ntick 2\n"),
+            "{}",
+            result.stdout
+        );
+    }
+
+    #[test]
     fn a_pages_text_has_every_field_then_the_output() {
         let mut running = page(JobState::Running, b"tick 2\n", 14);
         running.stderr = b"warn\n".to_vec();
         running.next_stderr_offset = 5;
-        let result = page_result(running, false);
+        let asked = Asked {
+            stdout_from: 7,
+            ..Asked::default()
+        };
+        let result = page_result(running, asked);
         assert_eq!(
             text::render(&result, JobOutput::BLOCKS).unwrap(),
             "job_id=j1 state=running exit_code=null signal=null stdout_encoding=utf8 \
@@ -434,7 +498,7 @@ mod tests {
     fn a_character_split_by_a_running_pages_end_is_left_for_the_next_page() {
         let mut bytes = "ab✓".as_bytes().to_vec();
         bytes.pop();
-        let result = page_result(page(JobState::Running, &bytes, 4), false);
+        let result = page_result(page(JobState::Running, &bytes, 4), Asked::default());
         assert_eq!(result.stdout, "ab");
         assert_eq!(result.stdout_encoding, Encoding::Utf8);
         assert_eq!(result.next_stdout_offset, 2, "the split bytes come again");
@@ -444,11 +508,11 @@ mod tests {
     fn the_last_page_of_an_ended_job_is_shown_whole() {
         let mut bytes = "ab✓".as_bytes().to_vec();
         bytes.pop();
-        let result = page_result(page(JobState::Exited, &bytes, 4), false);
+        let result = page_result(page(JobState::Exited, &bytes, 4), Asked::default());
         assert_eq!(result.stdout_encoding, Encoding::Base64);
         assert_eq!(STANDARD.decode(&result.stdout).unwrap(), bytes);
         assert_eq!(result.next_stdout_offset, 4);
-        let binary = page_result(page(JobState::Running, &[0xff, 0x00], 2), false);
+        let binary = page_result(page(JobState::Running, &[0xff, 0x00], 2), Asked::default());
         assert_eq!(binary.stdout, "/wA=");
         assert_eq!(binary.next_stdout_offset, 2);
     }
