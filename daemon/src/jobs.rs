@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use russh::{ChannelMsg, Sig};
-use sshmcp_proto::{Error, ErrorKind, JobInfo, JobOutput, JobOutputRequest, JobState};
+use sshmcp_proto::{
+    Error, ErrorKind, JobInfo, JobOutput, JobOutputRequest, JobState, OutputStream,
+};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -525,8 +527,42 @@ impl Job {
 
     /// Wait until the job ends or `until` passes; true when it ended.
     pub async fn wait_until(&self, until: Instant, cancel: &CancellationToken) -> bool {
+        self.wait_sampling(until, cancel, |_, _| {}).await
+    }
+
+    /// As [`wait_until`](Self::wait_until), passing the newest bytes (at
+    /// most 1 KiB) of each stream to `sample` whenever some arrive: an
+    /// exec that waits for its job shows its output as it runs.
+    pub async fn wait_sampling(
+        &self,
+        until: Instant,
+        cancel: &CancellationToken,
+        mut sample: impl FnMut(OutputStream, &[u8]),
+    ) -> bool {
+        const SAMPLE: u64 = 1024;
         let mut changed = self.changed.subscribe();
+        let mut seen = [0u64; 2];
         loop {
+            let news: Vec<(OutputStream, Vec<u8>)> = {
+                let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+                let streams = [
+                    (OutputStream::Stdout, &inner.stdout),
+                    (OutputStream::Stderr, &inner.stderr),
+                ];
+                streams
+                    .into_iter()
+                    .zip(&mut seen)
+                    .filter(|((_, spool), seen)| spool.total > **seen)
+                    .map(|((stream, spool), seen)| {
+                        let from = spool.total.saturating_sub(SAMPLE).max(*seen);
+                        *seen = spool.total;
+                        (stream, spool.read(from, SAMPLE as usize).0)
+                    })
+                    .collect()
+            };
+            for (stream, bytes) in news {
+                sample(stream, &bytes);
+            }
             if !self.is_running() {
                 return true;
             }

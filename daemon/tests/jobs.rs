@@ -241,3 +241,35 @@ async fn while_a_job_runs_its_host_is_not_served_from_the_cache() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_waiting_for_its_job_sends_samples_of_its_output() {
+    let fleet = Fleet::start(1);
+    let daemon = sshmcp_testkit::Daemon::start(&fleet, "");
+    let client = connect(daemon.socket()).await;
+    let mut req = exec_request(
+        "host1",
+        "for i in 1 2 3 4; do echo step $i; sleep 0.3; done",
+    );
+    req.on_timeout = OnTimeout::Background;
+    let mut call = client.start(Request::Exec(req)).expect("send the exec");
+    let mut samples = Vec::new();
+    loop {
+        match call.next_event().await.expect("daemon answers") {
+            sshmcp_proto::client::Event::Output { data, .. } => samples.push(data),
+            sshmcp_proto::client::Event::Progress(_) => {}
+            sshmcp_proto::client::Event::Done(reply) => {
+                let Ok(Response::Exec(out)) = reply else {
+                    panic!("{reply:?}")
+                };
+                assert_eq!(out.exit_code, Some(0));
+                break;
+            }
+        }
+    }
+    assert!(samples.len() >= 2, "{samples:?}");
+    assert!(
+        samples.iter().all(|s| s.starts_with(b"step ")),
+        "{samples:?}"
+    );
+}

@@ -838,3 +838,28 @@ fn a_running_exec_reports_its_latest_line_as_progress() {
         );
     }
 }
+
+#[test]
+fn an_exec_that_may_become_a_job_reports_its_output_as_progress_too() {
+    let (_fleet, daemon, mcp) = setup(1);
+    let (result, progress) = mcp.call_tool_with_progress(
+        "exec",
+        json!({
+            "host": "host1",
+            "command": "for i in 1 2 3 4; do echo step $i; sleep 0.3; done",
+            "on_timeout": "background",
+            "timeout_secs": 30,
+        }),
+        json!("exec-2"),
+    );
+    let out = structured(&result, &daemon);
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert!(
+        progress.len() >= 2,
+        "a job-backed exec sends progress as it runs: {progress:?}"
+    );
+    for params in &progress {
+        let message = params["message"].as_str().expect("a message");
+        assert!(message.starts_with("step "), "{message:?}");
+    }
+}

@@ -120,7 +120,11 @@ async fn as_job(
         );
         return Ok(output(ctx, &job, 0, Some(reason)));
     }
-    if job.wait_until(ctx.started + timeout, ctx.cancel).await {
+    let sample = |stream, bytes: &[u8]| ctx.progress.output(stream, bytes);
+    if job
+        .wait_sampling(ctx.started + timeout, ctx.cancel, sample)
+        .await
+    {
         let ended = output(ctx, &job, max, None);
         ctx.daemon.jobs.forget(&job);
         if ended.exit_code.is_none() && ended.signal.is_none() {
