@@ -391,8 +391,8 @@ async fn a_caller_name_with_a_newline_cannot_forge_a_log_line() {
 async fn sshmcpctl_is_served_when_max_clients_ordinary_clients_are_connected() {
     let fleet = Fleet::start(1);
     let daemon = Daemon::start(&fleet, "[daemon]\nmax_clients = 2\n");
-    let first = connect(daemon.socket()).await;
-    let second = connect(daemon.socket()).await;
+    let first = common::connect_when_free(daemon.socket()).await;
+    let second = common::connect_when_free(daemon.socket()).await;
     status_ok(&first).await;
     status_ok(&second).await;
 

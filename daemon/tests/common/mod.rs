@@ -24,6 +24,29 @@ use tokio::net::UnixStream;
 /// Far above what any request needs; it only turns a hang into a failure.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// [`connect`], waiting while the daemon is full: a connection that just
+/// closed (such as the test kit's readiness probe) holds its client slot
+/// until the daemon has seen it go.
+pub async fn connect_when_free(socket: &Path) -> DaemonClient {
+    for _ in 0..200 {
+        let info = ClientInfo {
+            binary: "daemon-tests".into(),
+            version: "0".into(),
+            ..ClientInfo::default()
+        };
+        match DaemonClient::connect(socket, info, sshmcp_proto::DEFAULT_MAX_FRAME).await {
+            Ok(client) => return client,
+            Err(sshmcp_proto::client::ClientError::Refused(e))
+                if e.kind == sshmcp_proto::ErrorKind::Overloaded =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("connect to the daemon: {e:?}"),
+        }
+    }
+    panic!("the daemon stayed full for 10 s");
+}
+
 pub async fn connect(socket: &Path) -> DaemonClient {
     DaemonClient::connect(
         socket,
