@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Job;
 use crate::command::{self, Command};
+use crate::files::transfer::shell_quote as quote;
 use crate::pool::Host;
 use crate::state::Daemon;
 
@@ -168,11 +169,6 @@ fn write_atomically(path: &Path, records: &[Record]) -> std::io::Result<()> {
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
-}
-
-/// `text` as one single-quoted shell word.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// Run a short helper script on `host`, its output capped at `max`.
@@ -513,11 +509,6 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    #[test]
-    fn quoting_survives_single_quotes() {
-        assert_eq!(quote("it's"), r"'it'\''s'");
     }
 
     #[test]

@@ -121,10 +121,7 @@ pub fn opening(cwd: Option<&str>, env: &BTreeMap<String, String>) -> String {
     steps.join(" && ")
 }
 
-/// `text` as one single-quoted shell word: every byte literal.
-pub fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
+pub use crate::files::transfer::shell_quote as quote;
 
 /// What the stdout trailer said: the command's exit status and the
 /// shell's working directory after it.
