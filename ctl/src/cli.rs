@@ -1,6 +1,6 @@
 //! Command-line arguments. A subcommand that sends a [`Request`] shows that
 //! request's doc as its help: the text lives once, in proto's
-//! [`help!`](sshmcp_proto::help!). `top` has its own.
+//! [`help!`](sshmcp_proto::help!). `top` and `audit` have their own.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use sshmcp_proto::{Request, help};
 
 /// Admin tool for sshmcpd, the sshmcp daemon: status, stats, hosts, warm,
-/// drain, reload, the response cache, jobs, shells and a live view (top).
+/// drain, reload, the response cache, jobs, shells, a live view (top) and
+/// the audit log.
 ///
 /// Exits 0 on success, 1 when the request fails (the reason on stderr), 2 on
 /// usage errors.
@@ -88,6 +89,51 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },
+    /// The audit log: check that nobody rewrote it, or show its newest
+    /// records.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+/// What `sshmcpctl audit` does. The log, its key and its head are where the
+/// running daemon's `status` says, else in the daemon's default state
+/// directory ($STATE_DIRECTORY, $XDG_STATE_HOME/sshmcp or
+/// ~/.local/state/sshmcp).
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum AuditAction {
+    /// Check the audit log's hash chain and name the first bad record.
+    ///
+    /// Every line's MAC, the chain of `prev` HMACs across the rotated files
+    /// in order, the seq numbers and the end against audit.head. Exits 0
+    /// with a one-line summary when the log is intact; exits 1 naming the
+    /// file, line and seq of the first record that was edited, deleted,
+    /// inserted or truncated.
+    Verify {
+        /// Log files to check, in any order [default: the log and its rotated files]
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The key the log was sealed with [default: audit.key in the state directory]
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The head naming the newest record [default: audit.head in the state directory]
+        #[arg(long, value_name = "FILE", conflicts_with = "no_head")]
+        head: Option<PathBuf>,
+        /// Check the chain without the head (for older files on their own)
+        #[arg(long)]
+        no_head: bool,
+    },
+    /// Show the newest records, one line each (--json: as written).
+    Tail {
+        /// How many records
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 20)]
+        lines: usize,
+        /// Go on showing new records as they are written, across
+        /// rotations, until interrupted
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
 }
 
 /// What `sshmcpctl cache` does besides showing the counters.
@@ -141,6 +187,8 @@ impl Command {
             Command::Jobs { host } => Request::Jobs { host: host.clone() },
             Command::Shells { host } => Request::Shells { host: host.clone() },
             Command::Top { .. } => Request::Stats,
+            // Where the log is, when a daemon answers.
+            Command::Audit { .. } => Request::Status,
         }
     }
 }
@@ -269,6 +317,64 @@ mod tests {
         assert!(
             list.contains(&format!("jobs    {}\n", summary(help!(jobs)))),
             "{list}"
+        );
+    }
+
+    #[test]
+    fn audit_verify_takes_files_and_where_the_key_and_head_are() {
+        let cli = Cli::try_parse_from([
+            "sshmcpctl",
+            "audit",
+            "verify",
+            "a.jsonl",
+            "b.jsonl",
+            "--key",
+            "/k",
+            "--head",
+            "/h",
+        ])
+        .expect("valid arguments");
+        assert_eq!(
+            cli.command,
+            Command::Audit {
+                action: AuditAction::Verify {
+                    files: vec!["a.jsonl".into(), "b.jsonl".into()],
+                    key: Some("/k".into()),
+                    head: Some("/h".into()),
+                    no_head: false,
+                }
+            }
+        );
+        assert!(
+            Cli::try_parse_from(["sshmcpctl", "audit", "verify", "--head", "/h", "--no-head"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn audit_tail_shows_twenty_records_unless_told() {
+        let tail = |args: &[&str]| {
+            Cli::try_parse_from([&["sshmcpctl", "audit", "tail"], args].concat())
+                .expect("valid arguments")
+                .command
+        };
+        assert_eq!(
+            tail(&[]),
+            Command::Audit {
+                action: AuditAction::Tail {
+                    lines: 20,
+                    follow: false
+                }
+            }
+        );
+        assert_eq!(
+            tail(&["-n", "5", "-f", "--json"]),
+            Command::Audit {
+                action: AuditAction::Tail {
+                    lines: 5,
+                    follow: true
+                }
+            }
         );
     }
 

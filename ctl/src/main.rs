@@ -6,6 +6,7 @@
 //! `sshmcpctl: <why>` to stderr, leave stdout empty and exit 1. Usage
 //! errors exit 2, as with every clap program.
 
+mod audit;
 mod cli;
 mod human;
 mod render;
@@ -22,6 +23,9 @@ use sshmcp_proto::client::{ClientError, DaemonClient};
 use sshmcp_proto::{ClientInfo, DEFAULT_MAX_FRAME, Request, Response};
 
 use crate::cli::{CacheAction, Cli, Command};
+
+/// How long `audit` waits for a daemon to say where its log is.
+const AUDIT_ASK: Duration = Duration::from_secs(3);
 
 /// Why a run failed; printed as `sshmcpctl: <this>`.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +53,10 @@ enum Failure {
     Json(#[from] serde_json::Error),
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
+    /// `audit verify` found the log broken, or an audit file could not be
+    /// read.
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +83,16 @@ fn run(cli: &Cli) -> Result<(), Failure> {
     let timeout = Duration::from_secs(cli.timeout);
     if let Command::Top { interval, count } = cli.command {
         return runtime.block_on(top(&sockets, interval, count, timeout, cli.json));
+    }
+    if let Command::Audit { action } = &cli.command {
+        // A daemon that answers says where its log is; without one, the
+        // default place is read. Either way the log is read from disk.
+        let status = runtime.block_on(ask(&sockets, Request::Status, timeout.min(AUDIT_ASK)));
+        let daemon = match status {
+            Ok(Response::Status(status)) => Some(*status.audit),
+            _ => None,
+        };
+        return Ok(audit::run(action, daemon.as_ref(), cli.json)?);
     }
     let response = runtime.block_on(ask(&sockets, cli.command.request(), timeout))?;
     let output = reply_text(&cli.command, response, cli.json)?;
@@ -106,6 +124,7 @@ async fn connect(sockets: &[PathBuf]) -> Result<DaemonClient, Failure> {
         binary: "sshmcpctl".to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         mcp_client: None,
+        mcp_client_version: None,
         // `warm` may connect: let a daemon without an agent use ours.
         ssh_auth_sock: std::env::var("SSH_AUTH_SOCK").ok(),
     };
@@ -275,6 +294,7 @@ mod tests {
         let hosts = HostList {
             ssh_config: "/home/deploy/.ssh/config".into(),
             hosts: vec![HostState {
+                access: "full".into(),
                 alias: "web1".into(),
                 hostname: "10.0.0.5".into(),
                 port: 22,
@@ -293,7 +313,7 @@ mod tests {
             Some(
                 "{\"ssh_config\":\"/home/deploy/.ssh/config\",\"hosts\":[{\"alias\":\"web1\",\"hostname\":\"10.0.0.5\",\"port\":22,\"user\":\"deploy\",\
                  \"state\":\"connected\",\"connections\":1,\"channels_busy\":0,\
-                 \"channels_idle\":10,\"last_error\":null}]}\n"
+                 \"channels_idle\":10,\"last_error\":null,\"access\":\"full\"}]}\n"
             )
         );
     }

@@ -1,8 +1,8 @@
 //! The text `sshmcpctl` prints for each reply (`--json` bypasses this).
 
 use sshmcp_proto::{
-    CacheScope, CacheStats, HostList, HostState, JobInfo, JobState, OpStats, Resources, ShellInfo,
-    ShellState, Stats, Status,
+    AuditStatus, CacheScope, CacheStats, HostList, HostState, JobInfo, JobState, OpStats,
+    Resources, ShellInfo, ShellState, Stats, Status,
 };
 
 use crate::human;
@@ -29,7 +29,27 @@ pub fn status(status: &Status) -> String {
         ("hosts", status.hosts.to_string()),
         ("connections", status.connections.to_string()),
         ("health", health),
+        ("audit", audit(&status.audit)),
     ])
+}
+
+/// The audit log in one line: whether it is written, how much, and where.
+fn audit(audit: &AuditStatus) -> String {
+    let path = audit.path.as_deref().unwrap_or("no place for it");
+    if !audit.enabled {
+        return format!("off ([audit] enabled = false); {path}");
+    }
+    let written = human::count(audit.records, "record");
+    match &audit.error {
+        None => format!(
+            "ok, {written} written to {path} (newest seq {})",
+            audit.last_seq
+        ),
+        Some(error) => format!(
+            "failing: {error} ({written} written; on_failure = {})",
+            audit.on_failure
+        ),
+    }
 }
 
 /// `sshmcpctl stats`: uptime and clients, then a table of hosts (every
@@ -287,6 +307,7 @@ pub fn hosts(list: &HostList) -> String {
         ("ALIAS", Align::Left),
         ("ADDRESS", Align::Left),
         ("STATE", Align::Left),
+        ("ACCESS", Align::Left),
         ("CONNS", Align::Right),
         ("BUSY", Align::Right),
         ("IDLE", Align::Right),
@@ -297,6 +318,7 @@ pub fn hosts(list: &HostList) -> String {
             host.alias.clone(),
             address(host),
             host.state.as_str().to_string(),
+            host.access.clone(),
             host.connections.to_string(),
             host.channels_busy.to_string(),
             host.channels_idle.to_string(),
@@ -468,6 +490,16 @@ mod tests {
             hosts: 3,
             connections: 2,
             degraded: None,
+            audit: Box::new(AuditStatus {
+                enabled: true,
+                path: Some("/home/ada/.local/state/sshmcp/audit.jsonl".into()),
+                key: Some("/home/ada/.local/state/sshmcp/audit.key".into()),
+                head: Some("/home/ada/.local/state/sshmcp/audit.head".into()),
+                records: 12,
+                last_seq: 340,
+                on_failure: "deny".into(),
+                error: None,
+            }),
         }
     }
 
@@ -486,7 +518,31 @@ clients      2
 hosts        3
 connections  2
 health       healthy
+audit        ok, 12 records written to /home/ada/.local/state/sshmcp/audit.jsonl (newest seq 340)
 "
+        );
+    }
+
+    #[test]
+    fn status_says_why_the_audit_log_is_failing() {
+        let fixture = status_fixture();
+        let text = status(&Status {
+            audit: Box::new(AuditStatus {
+                path: Some("/dev/full".into()),
+                error: Some(
+                    "cannot write the audit log /dev/full: No space left on device (os error 28)"
+                        .into(),
+                ),
+                ..(*fixture.audit).clone()
+            }),
+            ..fixture
+        });
+        assert!(
+            text.contains(
+                "audit        failing: cannot write the audit log /dev/full: No space left on \
+                 device (os error 28) (12 records written; on_failure = deny)\n"
+            ),
+            "{text}"
         );
     }
 
@@ -760,6 +816,7 @@ nothing cached yet
 
     fn host_state(alias: &str, hostname: &str, state: ConnState) -> HostState {
         HostState {
+            access: "full".into(),
             alias: alias.into(),
             hostname: hostname.into(),
             port: 22,
@@ -799,10 +856,10 @@ nothing cached yet
             hosts(&list),
             "\
 ssh config: /home/deploy/.ssh/config
-ALIAS  ADDRESS                  STATE         CONNS  BUSY  IDLE  LAST ERROR
-web1   deploy@10.0.0.5:22       connected         1     2     8  -
-db     root@192.0.2.7:2222      circuit-open      0     0     0  connect to 192.0.2.7:2222 timed out after 10s (ConnectTimeout)
-v6     deploy@[2001:db8::1]:22  cold              0     0     0  -
+ALIAS  ADDRESS                  STATE         ACCESS  CONNS  BUSY  IDLE  LAST ERROR
+web1   deploy@10.0.0.5:22       connected     full        1     2     8  -
+db     root@192.0.2.7:2222      circuit-open  full        0     0     0  connect to 192.0.2.7:2222 timed out after 10s (ConnectTimeout)
+v6     deploy@[2001:db8::1]:22  cold          full        0     0     0  -
 "
         );
     }

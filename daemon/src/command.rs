@@ -20,7 +20,7 @@ use crate::progress::Reporter;
 use crate::sudo;
 
 /// How long a signalled process gets to exit before the next step.
-const SIGNAL_GRACE: Duration = Duration::from_secs(2);
+pub const SIGNAL_GRACE: Duration = Duration::from_secs(2);
 
 /// A command to run, with its limits.
 pub struct Command<'a> {

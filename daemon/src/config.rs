@@ -26,6 +26,7 @@ pub struct Config {
     pub jobs: JobsSection,
     pub shells: ShellsSection,
     pub sudo: SudoSection,
+    pub audit: crate::audit::AuditSection,
 }
 
 /// `[daemon]`: the process itself.
@@ -453,7 +454,7 @@ impl SudoSection {
 
 /// Whether `text` matches `pattern`, where `*` stands for any run of
 /// characters (none included) and everything else for itself.
-fn glob_matches(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, text: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or("");
     let Some(mut rest) = text.strip_prefix(first) else {
@@ -543,6 +544,12 @@ pub struct PolicySection {
     pub local_roots: Option<Vec<PathBuf>>,
     /// More local paths to refuse, inside the roots.
     pub local_deny: Vec<PathBuf>,
+    /// Per host: a Host alias, or a pattern where `*` matches any run of
+    /// characters. An exact alias wins over patterns, a longer pattern over
+    /// a shorter one; hosts without an entry have full access.
+    pub hosts: BTreeMap<String, crate::policy::HostRules>,
+    /// Rules that lower what some callers may do on some hosts.
+    pub callers: Vec<crate::policy::CallerRule>,
 }
 
 /// A config file that could not be used.
@@ -654,6 +661,12 @@ impl Config {
                 ));
             }
         }
+        for (pattern, rules) in &self.policy.hosts {
+            rules.validate(pattern)?;
+        }
+        for (index, caller) in self.policy.callers.iter().enumerate() {
+            caller.validate(index)?;
+        }
         for (alias, host) in &self.pool.hosts {
             if host.sessions_per_connection == Some(0) || host.max_per_host == Some(0) {
                 return Err(format!("pool.hosts.{alias}: limits must be at least 1"));
@@ -661,6 +674,7 @@ impl Config {
         }
         self.metrics.validate()?;
         self.sudo.validate()?;
+        self.audit.validate()?;
         Ok(())
     }
 
@@ -695,6 +709,7 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Access, CallerRule, HostRules};
 
     #[test]
     fn empty_file_gives_defaults() {
@@ -779,6 +794,7 @@ mod tests {
         expected.daemon.socket = Some("/run/user/1000/sshmcp/sshmcpd.sock".into());
         expected.ssh.config = Some("/home/me/.ssh/config".into());
         expected.metrics.listen = Some("127.0.0.1:9464".into());
+        expected.audit.path = Some("/home/me/.local/state/sshmcp/audit.jsonl".into());
         expected.pool.hosts.insert(
             "some-alias".into(),
             HostOverride {
@@ -792,7 +808,113 @@ mod tests {
                 password_command: "pass show hosts/some-alias".into(),
             },
         );
+        let argv = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        expected.policy.hosts.insert(
+            "some-alias".into(),
+            HostRules {
+                access: Access::ReadOnly,
+                allow_commands: vec![argv(&["systemctl", "restart", "nginx"])],
+                deny_commands: vec![argv(&["rm"]), argv(&["systemctl", "stop"])],
+                confirm: false,
+                confirm_commands: vec![argv(&["reboot"])],
+                remote_roots: argv(&["/srv/app", "/var/log"]),
+                remote_deny: argv(&["/srv/app/secrets"]),
+            },
+        );
+        expected.policy.callers.push(CallerRule {
+            mcp_client: Some("claude-desktop".into()),
+            executable: None,
+            hosts: argv(&["*"]),
+            access: Access::ReadOnly,
+        });
         assert_eq!(Config::parse(&uncommented), Ok(expected));
+    }
+
+    #[test]
+    fn policy_hosts_and_callers_parse_with_their_defaults() {
+        let config = Config::parse(
+            "[policy]\nlocal_deny = [\"~/secrets\"]\n\
+             [policy.hosts.\"web*\"]\naccess = \"read-only\"\n\
+             allow_commands = [[\"systemctl\", \"restart\", \"nginx\"]]\n\
+             [policy.hosts.db1]\ndeny_commands = [[\"rm\"]]\nconfirm = true\n\
+             remote_roots = [\"/srv/db\"]\n\
+             [[policy.callers]]\nmcp_client = \"claude-desktop\"\naccess = \"deny\"\n\
+             [[policy.callers]]\nexecutable = \"/opt/agents/*\"\nhosts = [\"db*\"]\n\
+             access = \"read-only\"\n",
+        )
+        .unwrap();
+        let policy = &config.policy;
+        assert_eq!(policy.local_deny, [PathBuf::from("~/secrets")]);
+        assert_eq!(policy.hosts["web*"].access, Access::ReadOnly);
+        assert_eq!(
+            policy.hosts["web*"].allow_commands[0],
+            ["systemctl", "restart", "nginx"]
+        );
+        assert_eq!(policy.hosts["db1"].access, Access::Full, "the default");
+        assert!(policy.hosts["db1"].confirm);
+        assert_eq!(policy.callers[0].hosts, ["*"], "every host by default");
+        assert_eq!(
+            policy.callers[1].executable.as_deref(),
+            Some("/opt/agents/*")
+        );
+        assert_eq!(policy.callers[1].access, Access::ReadOnly);
+        assert_eq!(Config::parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn policy_mistakes_are_named_by_their_key() {
+        for (text, key) in [
+            (
+                "[policy.hosts.web1]\nallow_commands = [[]]\n",
+                "policy.hosts.\"web1\".allow_commands[0] is empty",
+            ),
+            (
+                "[policy.hosts.web1]\ndeny_commands = [[\"rm\"], [\"git\", \"\"]]\n",
+                "policy.hosts.\"web1\".deny_commands[1] has an empty word",
+            ),
+            (
+                "[policy.hosts.web1]\nallow_commands = [[\"systemctl status\"]]\n",
+                "write each word separately",
+            ),
+            (
+                "[policy.hosts.web1]\ndeny_commands = [[\"/bin/rm\"]]\n",
+                "name the command, not its path",
+            ),
+            (
+                "[policy.hosts.web1]\nallow_commands = [[\"sudo\", \"reboot\"]]\n",
+                "looks through to the command it runs",
+            ),
+            (
+                "[policy.hosts.web1]\nremote_roots = [\"srv/app\"]\n",
+                "policy.hosts.\"web1\".remote_roots[0] = \"srv/app\" is not an absolute path",
+            ),
+            (
+                "[policy.hosts.web1]\nremote_deny = [\"/srv/../etc\"]\n",
+                "policy.hosts.\"web1\".remote_deny[0]",
+            ),
+            (
+                "[policy.hosts.\"\"]\naccess = \"deny\"\n",
+                "not a Host alias or pattern",
+            ),
+            ("[policy.hosts.web1]\naccess = \"readonly\"\n", "readonly"),
+            ("[policy.hosts.web1]\nallow = [[\"ls\"]]\n", "allow"),
+            (
+                "[[policy.callers]]\naccess = \"deny\"\n",
+                "policy.callers[0] names no caller",
+            ),
+            ("[[policy.callers]]\nmcp_client = \"x\"\n", "access"),
+            (
+                "[[policy.callers]]\nmcp_client = \"x\"\nhosts = []\naccess = \"deny\"\n",
+                "policy.callers[0].hosts is empty",
+            ),
+            (
+                "[[policy.callers]]\nexecutable = \" \"\naccess = \"deny\"\n",
+                "policy.callers[0].executable is empty",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -178,10 +178,17 @@ async fn serve_client(
     daemon
         .pool
         .offer_caller_agent(hello.client.ssh_auth_sock.as_deref());
+    let pid = peer.and_then(|p| p.pid());
     let caller = Arc::new(Caller {
-        pid: peer.and_then(|p| p.pid()),
+        uid: peer.map(|p| p.uid()),
+        pid,
+        // Read now: a pid is only this process while it is connected.
+        exe: pid
+            .and_then(|pid| u32::try_from(pid).ok())
+            .and_then(crate::audit::executable),
         binary: clean_name(&hello.client.binary),
         mcp_client: hello.client.mcp_client.as_deref().map(clean_name),
+        mcp_client_version: hello.client.mcp_client_version.as_deref().map(clean_name),
         rate: crate::rate::ClientRate::new(&daemon.config().limits).map(Arc::new),
     });
     tracing::debug!(caller = ?caller, admin_only, "client connected");

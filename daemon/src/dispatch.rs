@@ -1,7 +1,7 @@
 //! The one place every request passes through: validation, rate and
-//! concurrency limits, the response cache, memory admission, metrics and
-//! the request log wrap each op alike, so ops stay plain. A batch is its
-//! calls, each passing through here as if sent alone.
+//! concurrency limits, the response cache, memory admission, metrics, the
+//! request log and the audit log wrap each op alike, so ops stay plain. A
+//! batch is its calls, each passing through here as if sent alone.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -15,10 +15,13 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::audit::DecisionSlot;
+use crate::jobs::Work;
 use crate::ops::{self, Caller, Op};
 use crate::progress::Reporter;
 use crate::state::Daemon;
 use crate::stats::names;
+use sshmcp_proto::audit::Verdict;
 
 /// Run request `id` to completion (or cancellation) and account for it.
 pub async fn dispatch(
@@ -32,8 +35,28 @@ pub async fn dispatch(
     let started = Instant::now();
     let op = request.op_name();
     let host = request.host().unwrap_or("-").to_string();
-    let reply = admit(daemon, caller, id, request, cancel, progress, started).await;
+    // The audit record is begun before the request is consumed and written
+    // before its reply goes out; the checks on the way leave their decision.
+    let pending = daemon.audit.begin(caller, &request);
+    let decision = DecisionSlot::default();
+    let reply = match daemon.audit.refusal(&request) {
+        Some(refused) => {
+            decision.deny("audit.on_failure");
+            Err(refused)
+        }
+        None => {
+            admit(
+                daemon, caller, id, request, cancel, progress, started, &decision,
+            )
+            .await
+        }
+    };
     let elapsed = started.elapsed();
+    if let Some(pending) = pending {
+        daemon
+            .audit
+            .record(pending, decision.into_inner(), &reply, elapsed);
+    }
     metrics::histogram!(names::OP_DURATION_US, "op" => op, "host" => host.clone())
         .record(elapsed.as_micros() as f64);
     metrics::histogram!(names::REQUEST_DURATION, "op" => op, "host" => host.clone())
@@ -68,6 +91,8 @@ fn dispatch_call<'a>(
 }
 
 /// Check the request, resolve its host, take the limits' slots and run it.
+/// A check that refuses it says so in `decision`.
+#[allow(clippy::too_many_arguments)]
 async fn admit(
     daemon: &Daemon,
     caller: &Caller,
@@ -76,9 +101,12 @@ async fn admit(
     cancel: &CancellationToken,
     progress: &Reporter,
     started: Instant,
+    decision: &DecisionSlot,
 ) -> Reply {
     let max_frame = daemon.config().daemon.max_frame;
-    request.validate(max_frame)?;
+    request
+        .validate(max_frame)
+        .inspect_err(|_| decision.deny("validation"))?;
     let request = match request {
         Request::Batch(calls) => {
             return batch(daemon, caller, id, calls, cancel, progress, max_frame).await;
@@ -86,7 +114,12 @@ async fn admit(
         request => request,
     };
     let host = match request.host() {
-        Some(alias) => Some(daemon.pool.host(alias)?),
+        Some(alias) => Some(
+            daemon
+                .pool
+                .host(alias)
+                .inspect_err(|_| decision.deny("ssh.config hosts"))?,
+        ),
         None => None,
     };
     if !request.is_admin()
@@ -95,7 +128,26 @@ async fn admit(
         rate.check(daemon.config().limits.client_rps)
             .inspect_err(|_| {
                 metrics::counter!(names::RATE_LIMITED, "scope" => "client").increment(1);
+                decision.deny("limits.client_rps");
             })?;
+    }
+    // The policy judges what the request would do before anything answers
+    // it (the cache included).
+    match crate::gate::check(daemon, caller, host.as_ref(), &request).await {
+        Ok(allowed) => decision.set(crate::audit::Decision {
+            verdict: if allowed.confirmed {
+                Verdict::Confirmed
+            } else {
+                Verdict::Allow
+            },
+            rule: allowed.rule,
+        }),
+        Err(refused) => {
+            if let Some(rule) = &refused.rule {
+                decision.deny(rule);
+            }
+            return Err(refused.error);
+        }
     }
     let ctx = ops::Context {
         daemon,
@@ -120,15 +172,20 @@ async fn admit(
     let cache = daemon.cache.clone();
     cache
         .around(ctx.host.as_ref(), hold_back, live, request, |request| {
-            limited(&ctx, request, started)
+            limited(&ctx, request, started, decision)
         })
         .await
 }
 
 /// Take the concurrency limits' slots and run the request.
-async fn limited(ctx: &ops::Context<'_>, request: Request, started: Instant) -> Reply {
+async fn limited(
+    ctx: &ops::Context<'_>,
+    request: Request,
+    started: Instant,
+    decision: &DecisionSlot,
+) -> Reply {
     let daemon = ctx.daemon;
-    host_rate(daemon, ctx.host.as_deref())?;
+    host_rate(daemon, ctx.host.as_deref()).inspect_err(|_| decision.deny("limits.host_rps"))?;
     // One queue deadline for the whole request: the daemon's limit, the
     // host's limit and the pool's first free slot share it, so a request
     // never waits more than queue_timeout_ms in all.
@@ -185,6 +242,14 @@ async fn match_op(ctx: &ops::Context<'_>, request: Request) -> Reply {
         Request::Mkdir(req) => op(ctx, req).await.map(|()| Response::Ok),
         Request::Remove(req) => op(ctx, req).await.map(Response::Remove),
         Request::Rename(req) => op(ctx, req).await.map(|()| Response::Ok),
+        Request::Transfer(mut req) if req.job_after_secs.is_some() => {
+            let after = req.job_after_secs.take().unwrap_or_default();
+            ops::work_job::run(ctx, Work::Transfer(req), after).await
+        }
+        Request::Sync(mut req) if req.job_after_secs.is_some() => {
+            let after = req.job_after_secs.take().unwrap_or_default();
+            ops::work_job::run(ctx, Work::Sync(req), after).await
+        }
         Request::Transfer(req) => op(ctx, req).await.map(Response::Transfer),
         Request::Sync(req) => op(ctx, req).await.map(Response::Sync),
         Request::Cache => Ok(Response::Cache(ctx.daemon.cache.stats())),

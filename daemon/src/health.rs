@@ -322,6 +322,7 @@ mod tests {
     #[test]
     fn a_pool_past_nine_tenths_busy_is_named() {
         let host = |alias: &str, busy, idle| HostState {
+            access: "full".into(),
             alias: alias.into(),
             hostname: alias.into(),
             port: 22,

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use russh::{ChannelMsg, Sig};
 use sshmcp_proto::{
-    Error, ErrorKind, JobInfo, JobOutput, JobOutputRequest, JobState, OutputStream,
+    Error, ErrorKind, ExecOutput, JobInfo, JobOutput, JobOutputRequest, JobResult, JobState,
+    OutputStream,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -32,10 +33,12 @@ use crate::sudo::{self, Conversation};
 
 mod detached;
 mod spool;
+mod work;
 
 use spool::Spool;
 
 pub use detached::state_dir;
+pub use work::Work;
 
 /// How long a signalled job gets to end before `job_signal` answers.
 const SIGNAL_WAIT: Duration = Duration::from_secs(2);
@@ -84,6 +87,8 @@ struct Inner {
     exit_code: Option<u32>,
     signal: Option<String>,
     ended: Option<Instant>,
+    /// How a job of a `transfer` or `sync` ended.
+    result: Option<JobResult>,
 }
 
 /// `state_dir/spool`, emptied: the jobs whose output an earlier daemon
@@ -203,6 +208,7 @@ impl Jobs {
                 exit_code: None,
                 signal: None,
                 ended: None,
+                result: None,
             }),
             changed: watch::Sender::new(0),
             signals,
@@ -231,7 +237,8 @@ impl Jobs {
         self.check_limits(&settings, &alias)?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let id = format!("j{}-{n}", self.prefix);
-        let dir = detached::launch(host, &id, line, stdin).await?;
+        let segment = (settings.spool_bytes.0 / 2).max(1);
+        let dir = detached::launch(host, &id, line, stdin, segment).await?;
         let record = detached::Record {
             id: id.clone(),
             host: alias,
@@ -302,7 +309,9 @@ impl Jobs {
     /// most until `deadline`), start the command, and hand it to a runner
     /// task that outlives the caller. `shutdown` stops it with the daemon.
     /// With `sudo`, `line` is the conversation's and the runner talks to
-    /// sudo.
+    /// sudo. With `stop_after`, the runner stops the command once the job
+    /// has run that long (TERM, then KILL), as a timeout stops a command.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         &self,
         host: &Arc<Host>,
@@ -310,6 +319,7 @@ impl Jobs {
         stdin: Vec<u8>,
         sudo: Option<Arc<Conversation>>,
         deadline: Instant,
+        stop_after: Option<Duration>,
         shutdown: &CancellationToken,
     ) -> Result<Arc<Job>, Error> {
         let settings = self.settings();
@@ -344,6 +354,7 @@ impl Jobs {
             writer,
             stdin,
             signal_rx,
+            stop_after,
             shutdown.clone(),
         ));
         tracing::info!(job = %job.id, host = %job.host, "job started");
@@ -486,6 +497,7 @@ impl Job {
                 () = cancel.cancelled() => break,
             }
         }
+        let exec = req.as_exec.map(|max| Box::new(self.as_exec(max as usize)));
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let max = max_bytes as usize;
         let (stdout, stdout_offset, out_cut) = inner.stdout.read(out_at, max);
@@ -502,6 +514,20 @@ impl Job {
             stdout_offset,
             stderr_offset,
             truncated: out_cut || err_cut,
+            exec,
+            result: inner.result.clone().map(Box::new),
+        }
+    }
+
+    /// Both streams as the answer of an `exec` that waited for the job,
+    /// up to `max` bytes each; its duration is the job's runtime.
+    pub fn as_exec(&self, max: usize) -> ExecOutput {
+        let [stdout, stderr] = self.kept(max);
+        let (exit_code, signal) = self.ending();
+        let runtime = self.ended().unwrap_or_else(Instant::now) - self.started;
+        ExecOutput {
+            duration_ms: runtime.as_millis() as u64,
+            ..crate::output::exec_output(stdout, stderr, exit_code, signal, self.started)
         }
     }
 
@@ -630,6 +656,7 @@ impl Job {
 
 /// The runner: feed stdin, spool output, pass signals on, and record how
 /// the command ended. Owns the channel and its pool lease until then.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     job: Arc<Job>,
     lease: crate::pool::Lease,
@@ -637,11 +664,15 @@ async fn run(
     writer: russh::ChannelWriteHalf<russh::client::Msg>,
     stdin: Vec<u8>,
     mut signals: mpsc::Receiver<Sig>,
+    stop_after: Option<Duration>,
     shutdown: CancellationToken,
 ) {
     let feeder = sudo::feed(job.sudo.as_deref(), &writer, &stdin);
     tokio::pin!(feeder);
     let mut feeding = true;
+    // TERM once the job has run `stop_after` (its runtime, as `jobs`
+    // counts it), KILL a grace period later, as a timeout does.
+    let mut stopping = stop_after.map(|after| (job.started + after, Sig::TERM));
     let (mut exit_code, mut signal) = (None, None);
     loop {
         tokio::select! {
@@ -664,6 +695,15 @@ async fn run(
             Some(sig) = signals.recv() => {
                 let _ = writer.signal(sig).await;
             }
+            () = sleep_until(stopping.as_ref().map(|(at, _)| *at)) => {
+                if let Some((_, sig)) = stopping.take() {
+                    tracing::info!(job = %job.id, "job ran past stop_after_secs, stopping it ({sig:?})");
+                    let _ = writer.signal(sig.clone()).await;
+                    if matches!(sig, Sig::TERM) {
+                        stopping = Some((Instant::now() + crate::command::SIGNAL_GRACE, Sig::KILL));
+                    }
+                }
+            }
             () = shutdown.cancelled() => {
                 let _ = writer.signal(Sig::TERM).await;
                 break;
@@ -678,6 +718,14 @@ async fn run(
         (None, None) => JobState::Lost,
     };
     job.finish(state, exit_code, signal);
+}
+
+/// Sleep until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

@@ -2,12 +2,14 @@
 //! user's hosts and serves every MCP shim and `sshmcpctl` over one Unix
 //! socket.
 
+mod audit;
 mod cache;
 mod command;
 mod config;
 mod connection;
 mod dispatch;
 mod files;
+mod gate;
 mod health;
 mod hosts;
 mod jobs;
@@ -15,6 +17,7 @@ mod memory;
 mod metrics_http;
 mod ops;
 mod output;
+mod policy;
 mod pool;
 mod progress;
 mod rate;

@@ -6,8 +6,9 @@
 //! force. The host list is applied in place: unchanged hosts keep their
 //! warm connections, removed hosts are closed, new and changed hosts start
 //! cold (and are warmed if `[pool] warm` lists them). `[limits]
-//! queue_timeout_ms` and `[sudo]` apply at once (kept sudo passwords are
-//! dropped). Settings fixed when the process
+//! queue_timeout_ms`, `[sudo]` (kept sudo passwords are dropped) and
+//! `[audit]` apply at once, but for the audit log's `path`: its chain, key
+//! and head belong to one log until a restart. Settings fixed when the process
 //! started (the socket, threads, pinning, memory cap, frame size, pool
 //! sizing, global limits) keep their old values until a restart, and the
 //! reload says so.
@@ -107,6 +108,7 @@ fn apply(daemon: &Daemon) -> Result<String, String> {
     daemon.cache.configure(&new.cache, daemon.memory.limit());
     daemon.jobs.configure(&new.jobs);
     daemon.shells.configure(&new.shells);
+    daemon.audit.configure(&new.audit);
     // A password command may have changed: kept passwords go.
     daemon.sudo.clear();
 
@@ -115,6 +117,10 @@ fn apply(daemon: &Daemon) -> Result<String, String> {
     effective.jobs = new.jobs.clone();
     effective.shells = new.shells.clone();
     effective.sudo = new.sudo.clone();
+    effective.audit = crate::audit::AuditSection {
+        path: old.audit.path.clone(),
+        ..new.audit.clone()
+    };
     effective.ssh.config = new.ssh.config.clone();
     effective.pool.warm = new.pool.warm.clone();
     effective.limits.queue_timeout_ms = new.limits.queue_timeout_ms;
@@ -170,6 +176,9 @@ fn fixed_until_restart(in_force: &Config, wanted: &Config) -> Vec<&'static str> 
     }
     if in_force.metrics != wanted.metrics {
         sections.push("[metrics]");
+    }
+    if in_force.audit.path != wanted.audit.path {
+        sections.push("[audit] path");
     }
     sections
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditLog;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::files::policy::LocalPolicy;
@@ -77,6 +78,8 @@ pub struct Daemon {
     /// The config in force; replaced whole on reload (SIGHUP,
     /// `sshmcpctl reload`). Read it through [`Daemon::config`].
     config: RwLock<Arc<Config>>,
+    /// The host policy of the config in force, compiled with it.
+    host_policy: RwLock<Arc<crate::policy::Policy>>,
     /// The config file in force; `None` for built-in defaults.
     pub config_path: Option<PathBuf>,
     pub socket: PathBuf,
@@ -93,6 +96,8 @@ pub struct Daemon {
     pub sudo: Arc<Passwords>,
     /// Per-host requests-per-second buckets, when `[limits] host_rps` is set.
     pub host_rates: Option<HostRates>,
+    /// The record of every request that touches a host or changes something.
+    pub audit: AuditLog,
     pub started: Instant,
     /// Client connections open now, each holding a slot.
     pub clients: ClientSlots,
@@ -120,6 +125,8 @@ impl Daemon {
     ) -> Arc<Daemon> {
         let cache = Arc::new(Cache::new(&config.cache, memory.limit()));
         let host_rates = HostRates::new(&config.limits);
+        let audit = AuditLog::new(&config.audit, crate::jobs::state_dir().as_deref());
+        audit.record_start();
         let ended = cache.clone();
         let jobs = Jobs::new(
             &config.jobs,
@@ -137,6 +144,7 @@ impl Daemon {
             me: me.clone(),
             inflight: Semaphore::new(config.limits.max_inflight as usize),
             clients: ClientSlots::new(config.daemon.max_clients),
+            host_policy: RwLock::new(Arc::new(crate::policy::Policy::new(&config.policy))),
             config: RwLock::new(Arc::new(config)),
             config_path,
             socket,
@@ -145,6 +153,7 @@ impl Daemon {
             memory,
             cache,
             host_rates,
+            audit,
             jobs,
             shells,
             sudo: Arc::default(),
@@ -195,7 +204,17 @@ impl Daemon {
 
     /// Put `config` in force (after a reload validated it).
     pub fn set_config(&self, config: Config) {
+        let policy = Arc::new(crate::policy::Policy::new(&config.policy));
+        *self.host_policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+    }
+
+    /// The host policy in force (`[policy.hosts]`, `[[policy.callers]]`).
+    pub fn host_policy(&self) -> Arc<crate::policy::Policy> {
+        self.host_policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Why the daemon is not healthy; empty when it is.
@@ -206,6 +225,9 @@ impl Daemon {
         }
         if let Some(fds) = crate::resources::FdUsage::now().degraded_reason() {
             reasons.push(fds);
+        }
+        if let Some(audit) = self.audit.failure() {
+            reasons.push(format!("audit log failing: {audit}"));
         }
         let open: Vec<String> = self
             .pool

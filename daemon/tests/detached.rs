@@ -116,6 +116,42 @@ async fn a_detached_job_is_found_again_after_the_daemon_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_hosts_spool_stays_within_the_cap_while_no_daemon_watches() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "[jobs]\nspool_bytes = \"64K\"\n");
+    let job = {
+        let client = connect(daemon.socket()).await;
+        detached(&client, "sleep 1; seq 1 300000; echo end").await
+    };
+    daemon.kill();
+    let dir = format!("\"${{XDG_STATE_HOME:-$HOME/.local/state}}/sshmcp/jobs/{job}\"");
+    until_host(&fleet, &format!("cat {dir}/exit 2>/dev/null"), |s| {
+        s.trim() == "0"
+    });
+    let kept = until_host(&fleet, &format!("cat {dir}/out.* | wc -c"), |_| true);
+    let kept: u64 = kept.trim().parse().expect("a byte count");
+    assert!(kept <= 64 * 1024, "the host keeps {kept} bytes");
+    let written: u64 = (1..=300_000u64)
+        .map(|i| i.to_string().len() as u64 + 1)
+        .sum::<u64>()
+        + 4;
+    // The daemon, back, reads what the host kept, and says what it lost.
+    daemon.restart();
+    let client = connect(daemon.socket()).await;
+    let first = job_page(&client, &job, 0, 0, 10).await;
+    assert!(first.truncated, "{first:?}");
+    let (out, last) = read_to_end(&client, &job, 0).await;
+    assert_eq!((last.state, last.exit_code), (JobState::Exited, Some(0)));
+    assert_eq!(last.next_stdout_offset, written);
+    assert!(
+        out.ends_with("299999\n300000\nend\n"),
+        "{}",
+        &out[out.len() - 40..]
+    );
+    assert!(out.len() as u64 <= 64 * 1024, "{}", out.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_signal_reaches_the_detached_command_and_not_its_watcher() {
     let fleet = Fleet::start(1);
     let daemon = Daemon::start(&fleet, "");

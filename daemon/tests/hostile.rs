@@ -366,6 +366,7 @@ async fn a_caller_name_with_a_newline_cannot_forge_a_log_line() {
     let fleet = Fleet::start(1);
     let daemon = Daemon::start(&fleet, "");
     let info = ClientInfo {
+        mcp_client_version: None,
         binary: "evil\nFORGED-LINE refused a client".into(),
         version: "1".into(),
         mcp_client: Some("host\nFORGED-LINE too".into()),
@@ -479,6 +480,7 @@ async fn thousands_of_random_and_mutated_frames_leave_the_daemon_serving() {
         ClientFrame::Hello(Hello {
             proto_version: PROTO_VERSION,
             client: ClientInfo {
+                mcp_client_version: None,
                 binary: "x".into(),
                 version: "y".into(),
                 mcp_client: Some("z".into()),

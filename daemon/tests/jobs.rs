@@ -128,6 +128,57 @@ async fn on_timeout_background_turns_a_slow_call_into_a_job() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_stops_a_job_at_stop_after_secs_with_its_caller_gone() {
+    let fleet = Fleet::start(1);
+    let daemon = sshmcp_testkit::Daemon::start(&fleet, "");
+    let starter = connect(daemon.socket()).await;
+    let mut req = exec_request("host1", "echo started; sleep 60; echo never");
+    req.timeout_secs = Some(1);
+    req.on_timeout = OnTimeout::Background;
+    req.stop_after_secs = Some(2);
+    let job = exec(&starter, req).await.job.expect("a job").job_id;
+    drop(starter);
+    let client = connect(daemon.socket()).await;
+    let (out, _, pages) = read_to_end(&client, &job).await;
+    assert_eq!(out, "started\n");
+    let last = pages.last().unwrap();
+    assert_eq!(
+        (last.state, last.signal.as_deref()),
+        (JobState::Killed, Some("TERM")),
+        "{last:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_is_read_as_an_exec_answer_with_head_and_tail() {
+    let fleet = Fleet::start(1);
+    let daemon = sshmcp_testkit::Daemon::start(&fleet, "");
+    let client = connect(daemon.socket()).await;
+    let job = background(&client, "seq 1 20000; echo oops >&2; exit 4").await;
+    read_to_end(&client, &job).await;
+    let req = sshmcp_proto::JobOutputRequest {
+        job_id: job.clone(),
+        max_bytes: Some(1),
+        as_exec: Some(1000),
+        ..Default::default()
+    };
+    let page = match request(&client, Request::JobOutput(req)).await {
+        Ok(Response::JobOutput(page)) => page,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(page.stdout.len(), 1, "the page itself is as asked");
+    let exec = page.exec.expect("the exec answer");
+    assert_eq!(exec.exit_code, Some(4));
+    assert_eq!(exec.stdout.len(), 1000);
+    assert!(exec.stdout.starts_with(b"1\n2\n3\n"));
+    assert!(exec.stdout.ends_with(b"19999\n20000\n"));
+    let gap = exec.stdout_gap.expect("a gap");
+    assert_eq!((gap.at, gap.bytes), (500, exec.stdout_bytes - 1000));
+    assert_eq!(exec.stderr, b"oops\n");
+    assert!(exec.job.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_signalled_job_is_killed_and_says_by_what() {
     let fleet = Fleet::start(1);
     let daemon = sshmcp_testkit::Daemon::start(&fleet, "");

@@ -437,6 +437,7 @@ async fn gone(marker: &str) {
 async fn job_output_until_done(client: &DaemonClient, job: &str) -> JobOutput {
     for _ in 0..30 {
         let req = JobOutputRequest {
+            as_exec: None,
             job_id: job.into(),
             stdout_offset: Some(0),
             stderr_offset: Some(0),

@@ -10,12 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::{
-    REPLY_TIMEOUT, connect, download, exec_ok, exec_request, request, sync_up, upload, within,
+    REPLY_TIMEOUT, connect, download, exec_ok, exec_request, job_page, request, sync_up, upload,
+    within,
 };
 use sshmcp_proto::client::{DaemonClient, Event};
 use sshmcp_proto::{
-    Direction, Error, ErrorKind, Request, Response, StatRequest, SyncAction, SyncRequest,
-    SyncResult, TransferRequest, TransferResult,
+    Direction, Error, ErrorKind, JobOutput, JobResult, JobSignalRequest, JobState, Request,
+    Response, StatRequest, SyncAction, SyncRequest, SyncResult, TransferRequest, TransferResult,
 };
 use sshmcp_testkit::{Daemon, Fleet};
 
@@ -569,4 +570,172 @@ async fn sync_reports_symlinks_and_refuses_a_file_as_the_source() {
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
+}
+
+/// The job a call with `job_after_secs` became.
+async fn job_of(client: &DaemonClient, request: Request) -> String {
+    match common::request(client, request).await {
+        Ok(Response::JobStarted(job)) => {
+            assert!(job.reason.contains("job_output"), "{}", job.reason);
+            job.job_id
+        }
+        other => panic!("expected a job: {other:?}"),
+    }
+}
+
+/// Long-poll `job` until it has ended; its last page.
+async fn ended(client: &DaemonClient, job: &str) -> JobOutput {
+    let mut at = 0;
+    for _ in 0..60 {
+        let page = job_page(client, job, at, u64::MAX, 5).await;
+        at = page.next_stdout_offset;
+        if page.state != JobState::Running {
+            return page;
+        }
+    }
+    panic!("job {job} did not end in five minutes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transfer_with_job_after_secs_runs_on_as_a_job_past_its_client() {
+    let s = setup().await;
+    let src = s.l("big.bin");
+    std::fs::write(&src, pattern(64 * 1024 * 1024, 5)).unwrap();
+    let req = TransferRequest {
+        job_after_secs: Some(0),
+        ..upload(&src, &s.r("big.bin"))
+    };
+    // Started by a client that goes away at once.
+    let starter = connect(s.daemon.socket()).await;
+    let job = job_of(&starter, Request::Transfer(req)).await;
+    drop(starter);
+    let jobs = match request(&s.client, Request::Jobs { host: None }).await {
+        Ok(Response::Jobs(jobs)) => jobs,
+        other => panic!("{other:?}"),
+    };
+    let listed = jobs.iter().find(|j| j.job_id == job).expect("listed");
+    assert!(
+        listed
+            .command
+            .starts_with(&format!("transfer {} -> host1:", src.display())),
+        "{}",
+        listed.command
+    );
+    let end = ended(&s.client, &job).await;
+    assert_eq!(
+        (end.state, end.exit_code),
+        (JobState::Exited, Some(0)),
+        "{end:?}"
+    );
+    match end.result.as_deref() {
+        Some(JobResult::Transfer { request, done }) => {
+            assert_eq!(request.remote_path, s.r("big.bin"));
+            assert_eq!((done.files, done.bytes), (1, 64 * 1024 * 1024), "{done:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.remote_sha("big.bin").await, sha(&src));
+    // Its output is its progress, in lines.
+    let all = job_page(&s.client, &job, 0, 0, 0).await;
+    let text = String::from_utf8(all.stdout).unwrap();
+    assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quick_call_with_job_after_secs_is_answered_as_a_plain_one() {
+    let s = setup().await;
+    std::fs::write(s.l("small.txt"), "hello\n").unwrap();
+    let req = TransferRequest {
+        job_after_secs: Some(30),
+        ..upload(&s.l("small.txt"), &s.r("small.txt"))
+    };
+    match request(&s.client, Request::Transfer(req)).await {
+        Ok(Response::Transfer(done)) => assert_eq!(done.files, 1),
+        other => panic!("{other:?}"),
+    }
+    std::fs::create_dir(s.l("tree")).unwrap();
+    std::fs::write(s.l("tree/a"), "a").unwrap();
+    let req = SyncRequest {
+        job_after_secs: Some(30),
+        ..sync_req(&s, Direction::Upload, "tree", "tree")
+    };
+    match request(&s.client, Request::Sync(req)).await {
+        Ok(Response::Sync(done)) => assert_eq!(done.created, 1, "{done:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A failure is the call's error, as without a job.
+    let req = TransferRequest {
+        job_after_secs: Some(30),
+        ..upload(&s.l("missing"), &s.r("missing"))
+    };
+    let e = request(&s.client, Request::Transfer(req))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e:?}");
+    // None of them left a job behind.
+    match request(&s.client, Request::Jobs { host: None }).await {
+        Ok(Response::Jobs(jobs)) => assert!(jobs.is_empty(), "{jobs:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sync_job_stopped_by_a_signal_is_cancelled_and_cleans_up() {
+    let s = setup().await;
+    std::fs::create_dir(s.l("src")).unwrap();
+    std::fs::write(s.l("src/big.bin"), pattern(256 * 1024 * 1024, 9)).unwrap();
+    let req = SyncRequest {
+        job_after_secs: Some(0),
+        ..sync_req(&s, Direction::Upload, "src", "dst")
+    };
+    let job = job_of(&s.client, Request::Sync(req)).await;
+    // Wait for its first progress line: it is moving bytes.
+    let mut page = job_page(&s.client, &job, 0, 0, 10).await;
+    for _ in 0..5 {
+        if !page.stdout.is_empty() || page.state != JobState::Running {
+            break;
+        }
+        page = job_page(&s.client, &job, 0, 0, 10).await;
+    }
+    assert_eq!(page.state, JobState::Running, "{page:?}");
+    let state = request(
+        &s.client,
+        Request::JobSignal(JobSignalRequest {
+            job_id: job.clone(),
+            signal: "TERM".into(),
+        }),
+    )
+    .await;
+    assert!(
+        matches!(state, Ok(Response::JobState(JobState::Killed))),
+        "{state:?}"
+    );
+    let end = job_page(&s.client, &job, 0, 0, 0).await;
+    assert_eq!(end.signal.as_deref(), Some("TERM"));
+    match end.result.as_deref() {
+        Some(JobResult::Failed(e)) => assert_eq!(e.kind, ErrorKind::Cancelled, "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    // No partial file is left at the destination.
+    let left = s
+        .sh(&format!("ls -A '{}' 2>/dev/null || true", s.r("dst")))
+        .await;
+    assert_eq!(left.trim(), "", "{left}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn job_after_secs_is_refused_in_a_batch() {
+    let s = setup().await;
+    let call = Request::Transfer(TransferRequest {
+        job_after_secs: Some(0),
+        ..upload(&s.l("x"), &s.r("x"))
+    });
+    let batch = Request::Batch(sshmcp_proto::BatchRequest {
+        calls: vec![call],
+        concurrency: None,
+        stop_on_error: false,
+    });
+    let e = request(&s.client, batch).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadRequest, "{e:?}");
+    assert!(e.message.contains("job_after_secs"), "{}", e.message);
 }

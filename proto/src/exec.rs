@@ -53,6 +53,13 @@ pub struct ExecRequest {
     /// at most [`MAX_USER_BYTES`](crate::MAX_USER_BYTES). Needs `sudo`.
     #[serde(default)]
     pub sudo_user: Option<String>,
+    /// A job this call becomes (`on_timeout: "background"`) is stopped as a
+    /// timeout stops a command (TERM, then KILL) once it has run this many
+    /// seconds in all, 1 to [`MAX_TIMEOUT_SECS`](crate::MAX_TIMEOUT_SECS);
+    /// without it the job runs until it ends. The daemon keeps this
+    /// deadline, so it holds when the caller is gone.
+    #[serde(default)]
+    pub stop_after_secs: Option<u64>,
 }
 
 impl ExecRequest {

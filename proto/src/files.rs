@@ -285,6 +285,11 @@ pub struct TransferRequest {
     pub verify: bool,
     /// Follow symlinks in the source instead of reporting and skipping them.
     pub follow_symlinks: bool,
+    /// Run as a daemon job once it has run this many seconds (0: at
+    /// once): the answer is then `JobStarted`, and `JobOutput` reads the
+    /// job's progress lines and, once it ends, its result. Not in a batch.
+    #[serde(default)]
+    pub job_after_secs: Option<u64>,
 }
 
 /// What a transfer did.
@@ -331,6 +336,10 @@ pub struct SyncRequest {
     /// Compare same-size files by SHA-256 instead of by mtime (needs
     /// `sha256sum` on the host).
     pub checksum: bool,
+    /// Run as a daemon job once it has run this many seconds, as
+    /// [`TransferRequest::job_after_secs`].
+    #[serde(default)]
+    pub job_after_secs: Option<u64>,
 }
 
 /// One step of a sync plan.

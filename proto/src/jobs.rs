@@ -59,6 +59,11 @@ pub struct JobOutputRequest {
     pub wait_secs: Option<u64>,
     /// Most bytes per stream in this answer.
     pub max_bytes: Option<u64>,
+    /// Also answer the job's streams as an `exec` that waited for it would
+    /// (`JobOutput::exec`): each whole when it fits in this many bytes,
+    /// else its head and its tail around a gap.
+    #[serde(default)]
+    pub as_exec: Option<u64>,
 }
 
 /// A page of a job's output and where it stands.
@@ -89,6 +94,33 @@ pub struct JobOutput {
     /// Output between the asked offsets and what is returned was dropped
     /// from the spool (over its cap), or more remains past this page.
     pub truncated: bool,
+    /// The streams as an `exec` answer, when asked (`as_exec`); its `job`
+    /// is `None` and its duration the job's runtime.
+    pub exec: Option<Box<crate::ExecOutput>>,
+    /// How a `transfer` or `sync` job ended, once it has (`None` for a
+    /// command, whose output and exit status say it).
+    pub result: Option<Box<JobResult>>,
+}
+
+/// How a job that ran an operation rather than a command ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobResult {
+    /// What the transfer copied.
+    Transfer {
+        /// The transfer the job ran.
+        request: crate::TransferRequest,
+        /// What it copied.
+        done: crate::TransferResult,
+    },
+    /// What the sync changed.
+    Sync {
+        /// The sync the job ran.
+        request: crate::SyncRequest,
+        /// What it changed.
+        done: crate::SyncResult,
+    },
+    /// Why it failed (a cancelled one says so).
+    Failed(crate::Error),
 }
 
 /// `job_signal`: send a signal to a job's process group.

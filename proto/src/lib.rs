@@ -33,6 +33,8 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "audit")]
+pub mod audit;
 mod cache;
 #[cfg(feature = "client")]
 pub mod client;
@@ -62,7 +64,7 @@ pub use files::{
 };
 pub use framed::{FrameError, FrameReader, FrameWriter};
 pub use jobs::{
-    JobInfo, JobOutput, JobOutputRequest, JobSignalRequest, JobStarted, JobState,
+    JobInfo, JobOutput, JobOutputRequest, JobResult, JobSignalRequest, JobStarted, JobState,
     MAX_JOB_WAIT_SECS, OnTimeout,
 };
 pub use shells::{
@@ -71,7 +73,8 @@ pub use shells::{
 };
 pub use socket::{SOCKET_ENV, SYSTEM_SOCKET, client_socket_candidates, daemon_socket_path};
 pub use state::{
-    ConnState, HostList, HostState, HostStats, OpStats, Resources, Stats, Status, ThreadInfo,
+    AuditStatus, ConnState, HostList, HostState, HostStats, OpStats, Resources, Stats, Status,
+    ThreadInfo,
 };
 pub use validate::{
     MAX_COMMAND_BYTES, MAX_HOST_BYTES, MAX_LIST_ENTRIES, MAX_MODE, MAX_OFFSET, MAX_PATH_BYTES,
@@ -79,7 +82,7 @@ pub use validate::{
 };
 
 /// Bumped whenever a frame's layout changes; both ends must agree.
-pub const PROTO_VERSION: u32 = 4;
+pub const PROTO_VERSION: u32 = 5;
 
 /// Default `[daemon] max_frame`, the upper bound on one frame's payload, and
 /// the limit clients assume. More data than fits takes several requests
@@ -97,6 +100,9 @@ pub struct ClientInfo {
     pub version: String,
     /// The MCP client's name from its `initialize`, when the caller is the shim.
     pub mcp_client: Option<String>,
+    /// The MCP client's version from its `initialize`, when the caller is
+    /// the shim (for the audit log).
+    pub mcp_client_version: Option<String>,
     /// The caller's `SSH_AUTH_SOCK`, so a daemon started before login (with
     /// no agent of its own) can authenticate through the caller's agent.
     pub ssh_auth_sock: Option<String>,
@@ -454,6 +460,9 @@ pub enum Response {
     CacheCleared(u64),
     /// A page of a job's output (answers `JobOutput`).
     JobOutput(JobOutput),
+    /// The call runs on as a job (answers `Transfer` and `Sync` with
+    /// `job_after_secs`, once that has passed).
+    JobStarted(JobStarted),
     /// The job's state after the signal (answers `JobSignal`).
     JobState(JobState),
     /// The jobs, oldest first (answers `Jobs`).
@@ -480,6 +489,7 @@ impl Response {
             Response::Cache(_) => "Cache",
             Response::CacheCleared(_) => "CacheCleared",
             Response::JobOutput(_) => "JobOutput",
+            Response::JobStarted(_) => "JobStarted",
             Response::JobState(_) => "JobState",
             Response::Jobs(_) => "Jobs",
             Response::ShellOpened(_) => "ShellOpened",
@@ -508,6 +518,7 @@ mod tests {
         let frame = ClientFrame::Request {
             id: 7,
             request: Request::Exec(ExecRequest {
+                stop_after_secs: None,
                 detach: false,
                 background: false,
                 on_timeout: Default::default(),

@@ -25,6 +25,30 @@ pub struct Status {
     pub connections: u32,
     /// `None` when healthy, else why not.
     pub degraded: Option<String>,
+    /// The audit log. Boxed: inline, it would make `Status` the largest
+    /// reply, and every frame in memory that large.
+    pub audit: Box<AuditStatus>,
+}
+
+/// The audit log's state (part of [`Status`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditStatus {
+    /// Requests are recorded (`[audit] enabled`).
+    pub enabled: bool,
+    /// The log file, when the daemon has a place for it.
+    pub path: Option<String>,
+    /// The key its records are sealed with (`audit.key`).
+    pub key: Option<String>,
+    /// The file holding the newest record's seq and HMAC (`audit.head`).
+    pub head: Option<String>,
+    /// Records written since the daemon started.
+    pub records: u64,
+    /// The newest record's seq; 0 before the first.
+    pub last_seq: u64,
+    /// `deny` or `allow` (`[audit] on_failure`).
+    pub on_failure: String,
+    /// `None` while writes succeed; else why the last one failed.
+    pub error: Option<String>,
 }
 
 /// A host's connection state as a whole. Named in text formats (JSON) as
@@ -89,6 +113,10 @@ pub struct HostState {
     pub channels_idle: u32,
     /// The most recent failure, if the host has failed since it last worked.
     pub last_error: Option<String>,
+    /// What the daemon's policy lets the asking client do there: `full`,
+    /// `read-only` or `deny` (`[policy.hosts]`, `[[policy.callers]]`).
+    #[serde(default)]
+    pub access: String,
 }
 
 /// One host's counters (part of [`Stats`]).

@@ -90,6 +90,23 @@ impl Request {
                         ));
                     }
                 }
+                if let Some(secs) = req.stop_after_secs {
+                    check_range(
+                        op,
+                        "stop_after_secs",
+                        secs,
+                        1,
+                        MAX_TIMEOUT_SECS,
+                        " (seconds)",
+                    )?;
+                    if req.detach {
+                        return Err(bad(
+                            op,
+                            "`stop_after_secs` cannot be used with `detach`: a detached job \
+                             runs until it ends or is signalled; use `background` instead",
+                        ));
+                    }
+                }
                 if req.detach && req.sudo {
                     return Err(bad(
                         op,
@@ -186,10 +203,12 @@ impl Request {
             Request::Transfer(req) => {
                 check_path(op, "local_path", &req.local_path)?;
                 check_remote(op, "remote_path", &req.remote_path)?;
+                check_job_after(op, req.job_after_secs)?;
             }
             Request::Sync(req) => {
                 check_path(op, "local_dir", &req.local_dir)?;
                 check_remote(op, "remote_dir", &req.remote_dir)?;
+                check_job_after(op, req.job_after_secs)?;
             }
             Request::Batch(batch) => {
                 if batch.calls.is_empty() || batch.calls.len() > MAX_BATCH_CALLS {
@@ -219,6 +238,20 @@ impl Request {
                                 "calls[{i}] is `{}`, which a batch cannot carry; batch host \
                                  operations only",
                                 call.op_name()
+                            ),
+                        ));
+                    }
+                    let job_after = match call {
+                        Request::Transfer(req) => req.job_after_secs,
+                        Request::Sync(req) => req.job_after_secs,
+                        _ => None,
+                    };
+                    if job_after.is_some() {
+                        return Err(bad(
+                            op,
+                            format_args!(
+                                "calls[{i}] sets `job_after_secs`, which a batch cannot carry \
+                                 (its answer is one reply); send that call on its own"
                             ),
                         ));
                     }
@@ -263,9 +296,14 @@ impl Request {
                 if let Some(secs) = req.wait_secs {
                     check_range(op, "wait_secs", secs, 0, MAX_JOB_WAIT_SECS, " (seconds)")?;
                 }
+                // With `as_exec` the reply carries the streams twice: the
+                // daemon shortens the page to make room.
+                let most = max_output_per_stream(max_frame);
                 if let Some(bytes) = req.max_bytes {
-                    let most = max_output_per_stream(max_frame);
                     check_range(op, "max_bytes", bytes, 1, most, " (bytes per stream)")?;
+                }
+                if let Some(bytes) = req.as_exec {
+                    check_range(op, "as_exec", bytes, 0, most, " (bytes per stream)")?;
                 }
             }
             Request::JobSignal(req) => {
@@ -392,6 +430,21 @@ fn hint(mut error: Error, what_to_do: &str) -> Error {
     error
 }
 
+/// `job_after_secs`, when set: 0 (a job at once) to the longest timeout.
+fn check_job_after(op: &str, secs: Option<u64>) -> Result<(), Error> {
+    match secs {
+        Some(secs) => check_range(
+            op,
+            "job_after_secs",
+            secs,
+            0,
+            MAX_TIMEOUT_SECS,
+            " (seconds)",
+        ),
+        None => Ok(()),
+    }
+}
+
 fn check_range(
     op: &str,
     name: &str,
@@ -510,6 +563,7 @@ mod tests {
 
     fn exec(command: &str) -> ExecRequest {
         ExecRequest {
+            stop_after_secs: None,
             detach: false,
             background: false,
             on_timeout: Default::default(),

@@ -115,6 +115,7 @@ impl Rng {
 /// Valid encodings of frames of every shape, to mutate.
 fn seeds() -> Vec<Vec<u8>> {
     let exec = ExecRequest {
+        stop_after_secs: None,
         detach: false,
         background: false,
         on_timeout: Default::default(),
@@ -131,6 +132,7 @@ fn seeds() -> Vec<Vec<u8>> {
         ClientFrame::Hello(Hello {
             proto_version: PROTO_VERSION,
             client: ClientInfo {
+                mcp_client_version: None,
                 binary: "sshmcp".into(),
                 version: "0.1.0".into(),
                 mcp_client: Some("claude-code".into()),

@@ -20,6 +20,14 @@ use tokio::sync::Mutex;
 /// shim down is not kept waiting.
 pub const CANCEL_GRACE: Duration = Duration::from_millis(500);
 
+/// The MCP client the shim serves, as its `initialize` named it; the
+/// daemon's request log and audit log name it.
+#[derive(Debug, Clone)]
+pub struct McpClient {
+    pub name: String,
+    pub version: String,
+}
+
 /// A lazily made, shared, self-renewing connection to the daemon.
 pub struct DaemonLink {
     /// Where to look for the daemon, in order; looked through again on
@@ -44,7 +52,7 @@ impl DaemonLink {
     pub async fn start(
         &self,
         request: Request,
-        mcp_client: Option<String>,
+        mcp_client: Option<McpClient>,
     ) -> Result<Call, ClientError> {
         let client = self.connected(&mcp_client).await?;
         match client.start(request.clone()) {
@@ -62,7 +70,7 @@ impl DaemonLink {
     /// The live connection, made now if there is none or the last one closed.
     async fn connected(
         &self,
-        mcp_client: &Option<String>,
+        mcp_client: &Option<McpClient>,
     ) -> Result<Arc<DaemonClient>, ClientError> {
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref().filter(|client| !client.is_closed()) {
@@ -72,7 +80,8 @@ impl DaemonLink {
         let info = ClientInfo {
             binary: env!("CARGO_PKG_NAME").to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            mcp_client: mcp_client.clone(),
+            mcp_client: mcp_client.as_ref().map(|client| client.name.clone()),
+            mcp_client_version: mcp_client.as_ref().map(|client| client.version.clone()),
             ssh_auth_sock: std::env::var("SSH_AUTH_SOCK")
                 .ok()
                 .filter(|sock| !sock.is_empty()),

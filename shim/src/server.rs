@@ -29,9 +29,9 @@ use sshmcp_proto::{Error, ErrorKind, Progress, Reply, Request};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{self, DaemonLink};
+use crate::daemon::{self, DaemonLink, McpClient};
 use crate::tools;
-use crate::tools::tasks::{self, StatusSink, Tasks};
+use crate::tools::tasks::{self, Tasks};
 
 /// Told to the model at `initialize`: what this server is for, in brief,
 /// and what holds for every tool.
@@ -155,9 +155,10 @@ impl SshMcp {
         request: Request,
         context: &RequestContext<RoleServer>,
     ) -> Result<Reply, ClientError> {
-        let mcp_client = context
-            .client_info()
-            .map(|client| format!("{} {}", client.name, client.version));
+        let mcp_client = context.client_info().map(|client| McpClient {
+            name: client.name.clone(),
+            version: client.version.clone(),
+        });
         // Connecting can take a while (a stuck daemon has seconds to answer
         // the handshake); nothing has been sent yet, so a cancel here just
         // stops waiting.
@@ -167,13 +168,6 @@ impl SshMcp {
                 return Ok(Err(Error::new(ErrorKind::Cancelled, "the call was cancelled")));
             }
         };
-        if let Some(StatusSink(status)) = context.extensions.get::<StatusSink>() {
-            let status = status.clone();
-            return daemon::finish(call, self.abandoned(context), move |progress| {
-                status.send_replace(Some(progress));
-            })
-            .await;
-        }
         let Some(token) = context.meta.get_progress_token() else {
             return daemon::finish(call, self.abandoned(context), |_| {}).await;
         };

@@ -552,6 +552,78 @@ fn a_transfer_from_a_client_that_takes_tasks_runs_as_a_task() {
 }
 
 #[test]
+fn a_transfer_task_outlives_the_shim_that_started_it() {
+    let fleet = Fleet::start(1);
+    let local = tempfile::Builder::new()
+        .prefix("sshmcp-revisions-")
+        .tempdir()
+        .expect("create the local test directory");
+    let daemon = Daemon::start(
+        &fleet,
+        &format!(
+            "[policy]\nlocal_roots = [{}]\n",
+            json!(local.path().display().to_string())
+        ),
+    );
+    let content: Vec<u8> = (0..64 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let source = local.path().join("big.bin");
+    fs::write(&source, &content).expect("write the local file");
+    let remote = test_user().scratch_dir();
+    let target = remote.path().join("big.bin");
+    let options = || ShimOptions {
+        env: vec![("SSHMCP_TASK_AFTER_SECS".into(), "0".into())],
+        ..ShimOptions::default()
+    };
+    let first = Client::modern_with(&daemon, true, options());
+    let task_id = first.call_as_task(
+        "transfer",
+        json!({
+            "host": "host1", "direction": "upload",
+            "local_path": source.display().to_string(),
+            "remote_path": target.display().to_string(),
+        }),
+    );
+    first.mcp.close_stdin();
+    assert!(
+        first.mcp.wait_exit(EXIT_TIMEOUT).is_some(),
+        "the first shim exits"
+    );
+    let second = Client::modern_with(&daemon, true, options());
+    let task = second.wait_task(&task_id);
+    let report = structured(completed(&task), &daemon);
+    assert_eq!(report["files"], 1, "{report}");
+    assert_eq!(report["bytes"], content.len(), "{report}");
+    assert_eq!(
+        report["remote_path"],
+        target.display().to_string(),
+        "{report}"
+    );
+    assert!(fs::read(&target).expect("the uploaded file") == content);
+}
+
+#[test]
+fn an_exec_tasks_timeout_holds_after_its_shim_is_gone() {
+    let (fleet, daemon) = setup();
+    let first = Client::modern(&daemon, true);
+    let (command, pattern) = unique_sleep();
+    let task_id = first.call_as_task(
+        "exec",
+        json!({ "host": "host1", "command": command, "timeout_secs": 3 }),
+    );
+    first.mcp.close_stdin();
+    assert!(
+        first.mcp.wait_exit(EXIT_TIMEOUT).is_some(),
+        "the first shim exits"
+    );
+    // The daemon stops the command at its timeout, with no shim to ask.
+    wait_remote_end(fleet.server(0), &pattern);
+    let second = Client::modern(&daemon, true);
+    let task = second.wait_task(&task_id);
+    let result = completed(&task);
+    assert_eq!(structured(result, &daemon)["signal"], "TERM", "{result}");
+}
+
+#[test]
 fn tasks_get_of_an_unknown_task_is_an_invalid_params_error() {
     let (_fleet, daemon) = setup();
     let client = Client::modern(&daemon, true);

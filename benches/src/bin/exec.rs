@@ -109,6 +109,7 @@ async fn connect(daemon: &Daemon) -> DaemonClient {
 
 fn exec_true(host: &str) -> Request {
     Request::Exec(ExecRequest {
+        stop_after_secs: None,
         detach: false,
         background: false,
         on_timeout: Default::default(),

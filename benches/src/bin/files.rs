@@ -309,6 +309,7 @@ async fn connect(daemon: &Daemon) -> DaemonClient {
 async fn transfer(client: &DaemonClient, direction: Direction, local: &Path, remote: &str) {
     let reply = client
         .request(Request::Transfer(TransferRequest {
+            job_after_secs: None,
             host: "host1".into(),
             direction,
             local_path: local.display().to_string(),
@@ -326,6 +327,7 @@ async fn transfer(client: &DaemonClient, direction: Direction, local: &Path, rem
 async fn sync(client: &DaemonClient, local: &Path, remote: &str) {
     let reply = client
         .request(Request::Sync(SyncRequest {
+            job_after_secs: None,
             host: "host1".into(),
             direction: Direction::Upload,
             local_dir: local.display().to_string(),

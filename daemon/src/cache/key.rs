@@ -259,6 +259,7 @@ mod tests {
         use sshmcp_proto::{Direction, SyncRequest, TransferRequest};
         let transfer = |direction| {
             Request::Transfer(TransferRequest {
+                job_after_secs: None,
                 host: "h".into(),
                 direction,
                 local_path: "/tmp/x".into(),
@@ -277,6 +278,7 @@ mod tests {
             matches!(classify(&transfer(Direction::Upload)), Class::Change { paths, .. } if paths == ["/srv/x"])
         );
         let sync = Request::Sync(SyncRequest {
+            job_after_secs: None,
             host: "h".into(),
             direction: Direction::Upload,
             local_dir: "/tmp/d".into(),

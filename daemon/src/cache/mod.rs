@@ -836,7 +836,7 @@ async fn resolve(host: &Arc<Host>, path: &str) -> Option<String> {
 /// Where the server would put `path`: its `realpath`, or, when it does
 /// not exist, its nearest existing ancestor's joined with the rest (a
 /// relative path ends at `.`, the home directory, which always resolves).
-async fn resolve_existing(host: &Arc<Host>, path: &str) -> Option<String> {
+pub(crate) async fn resolve_existing(host: &Arc<Host>, path: &str) -> Option<String> {
     let mut rest: Vec<&str> = Vec::new();
     let mut at = path;
     for _ in 0..64 {

@@ -5,12 +5,17 @@
 //! directory and, after a restart, reads the spool again from the start.
 //!
 //! On the host, `${XDG_STATE_HOME:-$HOME/.local/state}/sshmcp/jobs/ID/`
-//! holds `cmd` (the command line), `in` (its stdin), `out` and `err` (its
-//! output, whole: the host's disk is the spool), `pid` (the command's
-//! process group, for signals), `wpid` (the watcher that records the end)
-//! and, once the command ended, `exit` (its status; 128+N when signal N
-//! ended it). The job is `lost` only when the host says so: the directory
-//! is gone, or the watcher is gone without having written `exit`.
+//! holds `cmd` (the command line), `in` (its stdin), `seg` (the segment
+//! size), `out.N` and `err.N` (its output, in segments of `seg` bytes:
+//! segment N holds the stream's bytes from N × seg; once segment N starts,
+//! N−2 is deleted, so the host keeps at most `[jobs] spool_bytes` a stream
+//! however long the job runs and whether or not a daemon watches), `pid`
+//! (the command's process group, for signals), `wpid` (the watcher that
+//! records the end) and, once the command ended, `exit` (its status; 128+N
+//! when signal N ended it). The job is `lost` only when the host says so:
+//! the directory is gone, or the watcher is gone without having written
+//! `exit`. A poll that asks for bytes the host has deleted gets the oldest
+//! ones kept, and the daemon's spool records the hole.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -194,20 +199,48 @@ async fn step(
     .await
 }
 
-/// Start `line` detached on `host` as job `id`, with `stdin`; answers the
-/// spool directory.
-pub async fn launch(host: &Arc<Host>, id: &str, line: &str, stdin: &[u8]) -> Result<String, Error> {
-    // The watcher: starts the command in a session of its own (so signals
-    // to its group spare the watcher), waits, and records the status.
-    let watcher = r#"d=$1
-setsid sh -c 'echo $$ > "$1/pid"; exec "${SHELL:-/bin/sh}" -c "$(cat "$1/cmd")"' sh "$d" <"$d/in" >"$d/out" 2>"$d/err" &
-wait $!
-echo $? > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit""#;
+/// Start `line` detached on `host` as job `id`, with `stdin`, its output
+/// kept on the host in segments of `segment` bytes (two a stream at most);
+/// answers the spool directory.
+pub async fn launch(
+    host: &Arc<Host>,
+    id: &str,
+    line: &str,
+    stdin: &[u8],
+    segment: u64,
+) -> Result<String, Error> {
+    // The watcher: feeds each stream through a segment writer (`seg`: a
+    // `head -c` per segment, deleting the one before the last), starts the
+    // command in a session of its own (so signals to its group spare the
+    // watcher and the writers), waits for it, gives the writers a moment
+    // to drain (a child of the command may hold its output open), and
+    // records the status.
+    let watcher = r#"d=$1; S=$(cat "$d/seg")
+seg() {
+  i=0
+  while :; do
+    head -c "$S" > "$d/$1.$i"
+    n=$(($(wc -c < "$d/$1.$i")))
+    [ "$n" -gt 0 ] || { rm -f "$d/$1.$i"; break; }
+    [ "$n" -lt "$S" ] && break
+    i=$((i + 1))
+    [ "$i" -ge 2 ] && rm -f "$d/$1.$((i - 2))"
+  done
+}
+mkfifo "$d/out.p" "$d/err.p" || exit 1
+seg out <"$d/out.p" & w1=$!
+seg err <"$d/err.p" & w2=$!
+setsid sh -c 'echo $$ > "$1/pid"; exec "${SHELL:-/bin/sh}" -c "$(cat "$1/cmd")"' sh "$d" <"$d/in" >"$d/out.p" 2>"$d/err.p" &
+wait $!; st=$?
+(sleep 2; kill $w1 $w2 2>/dev/null) & k=$!
+wait $w1 $w2; kill $k 2>/dev/null
+rm -f "$d/out.p" "$d/err.p"
+echo $st > "$d/exit.tmp" && mv "$d/exit.tmp" "$d/exit""#;
     let script = format!(
         r#"umask 077
 command -v setsid >/dev/null 2>&1 || {{ echo 'setsid is not installed on this host' >&2; exit {NO_SETSID}; }}
 d="${{XDG_STATE_HOME:-$HOME/.local/state}}/sshmcp/jobs/{id}"
-mkdir -p "$d" && printf '%s' {cmd} > "$d/cmd" && cat > "$d/in" || exit {NO_SPOOL}
+mkdir -p "$d" && printf '%s' {cmd} > "$d/cmd" && echo {segment} > "$d/seg" && cat > "$d/in" || exit {NO_SPOOL}
 setsid sh -c {watcher} sshmcp-job "$d" </dev/null >/dev/null 2>&1 &
 echo $! > "$d/wpid"
 printf 'sshmcp-job %s\n' "$d""#,
@@ -271,24 +304,54 @@ enum Seen {
 struct Poll {
     out: Vec<u8>,
     err: Vec<u8>,
+    /// Stream offsets the bytes start at: past the asked ones when the host
+    /// had deleted those.
+    out_at: u64,
+    err_at: u64,
     /// More output was there than one poll brings.
     more: bool,
     seen: Seen,
 }
 
 async fn poll(host: &Arc<Host>, dir: &str, out_at: u64, err_at: u64) -> Result<Poll, Error> {
+    // `at STREAM OFFSET` finds where to read: the file `f`, the offset `o`
+    // in it, the stream offset `st` and the count `n`; `m` says more
+    // remains. A job from before segments (no `seg`) has one file a stream.
     let script = format!(
         r#"d={dir}
 [ -d "$d" ] || {{ echo 'sshmcp-poll gone'; exit 0; }}
 ex=-; [ -f "$d/exit" ] && ex=$(cat "$d/exit")
 al=1; [ "$ex" = - ] && {{ kill -0 "$(cat "$d/wpid" 2>/dev/null)" 2>/dev/null || al=0; }}
-sz() {{ if [ -f "$1" ]; then wc -c < "$1"; else echo 0; fi; }}
-so=$(($(sz "$d/out"))); se=$(($(sz "$d/err")))
-no=$((so > {out_at} ? so - {out_at} : 0)); [ "$no" -gt {max} ] && no={max}
-ne=$((se > {err_at} ? se - {err_at} : 0)); [ "$ne" -gt {max} ] && ne={max}
-echo "sshmcp-poll $no $ne $ex $al"
-[ "$no" -gt 0 ] && tail -c +$(({out_at} + 1)) "$d/out" | head -c "$no"
-[ "$ne" -gt 0 ] && tail -c +$(({err_at} + 1)) "$d/err" | head -c "$ne"
+S=$(cat "$d/seg" 2>/dev/null); m=0
+at() {{
+  st=$2; f=; o=0; n=0
+  if [ -z "$S" ]; then
+    f="$d/$1"; [ -f "$f" ] || return 0
+    t=$(($(wc -c < "$f"))); [ "$st" -gt "$t" ] && st=$t
+    o=$st; n=$((t - st))
+  else
+    lo=; hi=
+    for p in "$d/$1".[0-9]*; do
+      [ -f "$p" ] || continue; k=${{p##*.}}
+      {{ [ -z "$lo" ] || [ "$k" -lt "$lo" ]; }} && lo=$k
+      {{ [ -z "$hi" ] || [ "$k" -gt "$hi" ]; }} && hi=$k
+    done
+    [ -n "$hi" ] || return 0
+    [ "$st" -lt $((lo * S)) ] && st=$((lo * S))
+    k=$((st / S)); [ "$k" -gt "$hi" ] && k=$hi
+    f="$d/$1.$k"; o=$((st - k * S))
+    sz=0; [ -f "$f" ] && sz=$(($(wc -c < "$f")))
+    n=$((sz - o)); [ "$n" -lt 0 ] && n=0
+    [ "$k" -lt "$hi" ] && m=1
+  fi
+  [ "$n" -gt {max} ] && {{ n={max}; m=1; }}
+  return 0
+}}
+at out {out_at}; fo=$f; oo=$o; no=$n; so=$st
+at err {err_at}; fe=$f; oe=$o; ne=$n; se=$st
+echo "sshmcp-poll $no $ne $ex $al $so $se $m"
+[ "$no" -gt 0 ] && tail -c +$((oo + 1)) "$fo" | head -c "$no"
+[ "$ne" -gt 0 ] && tail -c +$((oe + 1)) "$fe" | head -c "$ne"
 exit 0"#,
         dir = quote(dir),
         max = POLL_BYTES,
@@ -306,7 +369,8 @@ exit 0"#,
 }
 
 /// The poll script's answer: a header line, then exactly the bytes it
-/// announced. Anything else is refused.
+/// announced. Anything else is refused (a segment deleted while it was
+/// read comes back short, and is asked again).
 fn parse_poll(bytes: &[u8]) -> Option<Poll> {
     let end = bytes.iter().take(256).position(|b| *b == b'\n')?;
     let header = std::str::from_utf8(&bytes[..end]).ok()?;
@@ -319,6 +383,8 @@ fn parse_poll(bytes: &[u8]) -> Option<Poll> {
         return Some(Poll {
             out: Vec::new(),
             err: Vec::new(),
+            out_at: 0,
+            err_at: 0,
             more: false,
             seen: Seen::Gone,
         });
@@ -327,6 +393,12 @@ fn parse_poll(bytes: &[u8]) -> Option<Poll> {
     let ne: usize = words.next()?.parse().ok()?;
     let ex = words.next()?;
     let alive = words.next()? == "1";
+    let out_at: u64 = words.next()?.parse().ok()?;
+    let err_at: u64 = words.next()?.parse().ok()?;
+    let more = words.next()? == "1";
+    if words.next().is_some() {
+        return None;
+    }
     let body = &bytes[end + 1..];
     if body.len() != no.checked_add(ne)? {
         return None;
@@ -339,7 +411,9 @@ fn parse_poll(bytes: &[u8]) -> Option<Poll> {
     Some(Poll {
         out: body[..no].to_vec(),
         err: body[no..].to_vec(),
-        more: no as u64 == POLL_BYTES || ne as u64 == POLL_BYTES,
+        out_at,
+        err_at,
+        more,
         seen,
     })
 }
@@ -415,9 +489,16 @@ pub async fn watch(
         let (out_at, err_at) = job.totals();
         match poll(&host, &dir, out_at, err_at).await {
             Ok(polled) => {
+                let holes = [
+                    polled.out_at.saturating_sub(out_at),
+                    polled.err_at.saturating_sub(err_at),
+                ];
                 let news = !polled.out.is_empty() || !polled.err.is_empty();
-                if news {
+                if news || holes != [0, 0] {
                     job.update(|i| {
+                        // Bytes the host deleted before they were read.
+                        i.stdout.skip(holes[0]);
+                        i.stderr.skip(holes[1]);
                         i.stdout.push(&polled.out);
                         i.stderr.push(&polled.err);
                     });
@@ -479,28 +560,32 @@ mod tests {
 
     #[test]
     fn a_poll_answer_is_taken_only_when_it_is_exactly_what_it_announced() {
-        let polled = parse_poll(b"sshmcp-poll 3 2 - 1\nabcde").unwrap();
+        let polled = parse_poll(b"sshmcp-poll 3 2 - 1 40 7 1\nabcde").unwrap();
         assert_eq!(
             (polled.out.as_slice(), polled.err.as_slice()),
             (&b"abc"[..], &b"de"[..])
         );
+        assert_eq!((polled.out_at, polled.err_at, polled.more), (40, 7, true));
         assert_eq!(polled.seen, Seen::Running);
         assert_eq!(
-            parse_poll(b"sshmcp-poll 0 0 143 1\n").unwrap().seen,
+            parse_poll(b"sshmcp-poll 0 0 143 1 0 0 0\n").unwrap().seen,
             Seen::Ended(143)
         );
         assert_eq!(
-            parse_poll(b"sshmcp-poll 0 0 - 0\n").unwrap().seen,
+            parse_poll(b"sshmcp-poll 0 0 - 0 0 0 0\n").unwrap().seen,
             Seen::Vanished
         );
         assert_eq!(parse_poll(b"sshmcp-poll gone\n").unwrap().seen, Seen::Gone);
         for bad in [
-            &b"sshmcp-poll 3 2 - 1\nabcd"[..],
-            b"sshmcp-poll 3 2 - 1\nabcdef",
-            b"sshmcp-poll x 2 - 1\n",
+            &b"sshmcp-poll 3 2 - 1 0 0 0\nabcd"[..],
+            b"sshmcp-poll 3 2 - 1 0 0 0\nabcdef",
+            b"sshmcp-poll x 2 - 1 0 0 0\n",
+            b"sshmcp-poll 0 0 - 1\n",
+            b"sshmcp-poll 0 0 - 1 0 x 0\n",
+            b"sshmcp-poll 0 0 - 1 0 0 0 extra\n",
             b"hello\n",
-            b"sshmcp-poll 0 0 nope 1\n",
-            b"sshmcp-poll 18446744073709551615 1 - 1\n",
+            b"sshmcp-poll 0 0 nope 1 0 0 0\n",
+            b"sshmcp-poll 18446744073709551615 1 - 1 0 0 0\n",
             b"",
         ] {
             assert!(

@@ -93,6 +93,17 @@ impl Spool {
         }
     }
 
+    /// `bytes` of the stream that will never arrive (a detached job's host
+    /// dropped them from its own spool): what is kept goes too, so that no
+    /// read spans the hole, and the stream goes on past it.
+    pub fn skip(&mut self, bytes: u64) {
+        self.total += bytes;
+        match &mut self.store {
+            Store::Memory(kept) => kept.clear(),
+            Store::Disk(segments) => segments.files.clear(),
+        }
+    }
+
     /// Offset of the oldest byte kept: everything before it was dropped.
     pub fn dropped(&self) -> u64 {
         let window = self.total.saturating_sub(self.cap as u64);
@@ -263,6 +274,19 @@ mod tests {
         assert!((8..=12).contains(&on_disk), "{on_disk}");
         drop(disk);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn bytes_that_never_arrive_are_skipped_and_read_as_dropped() {
+        let (_dir, spools) = both(8);
+        for mut spool in spools {
+            spool.push(b"0123");
+            spool.skip(100);
+            spool.push(b"xy");
+            assert_eq!(spool.total, 106);
+            assert_eq!(spool.read(0, 100), (b"xy".to_vec(), 104, true));
+            assert_eq!(spool.read(104, 100), (b"xy".to_vec(), 104, false));
+        }
     }
 
     #[test]

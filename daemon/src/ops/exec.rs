@@ -99,6 +99,7 @@ async fn as_job(
             req.stdin.clone().unwrap_or_default(),
             sudo.clone(),
             Instant::now() + queue,
+            req.stop_after_secs.map(Duration::from_secs),
             &ctx.daemon.shutdown,
         )
         .await?;

@@ -16,7 +16,15 @@ impl Op for Hosts {
             ssh_config: crate::reload::ssh_config_path(&config)
                 .display()
                 .to_string(),
-            hosts: ctx.daemon.pool.host_states(),
+            hosts: {
+                let policy = ctx.daemon.host_policy();
+                let caller = crate::gate::caller_id(ctx.caller);
+                let mut hosts = ctx.daemon.pool.host_states();
+                for host in &mut hosts {
+                    host.access = policy.host(&host.alias, &caller).access.to_string();
+                }
+                hosts
+            },
         })
     }
 }

@@ -34,6 +34,7 @@ mod status;
 mod sync;
 mod transfer;
 mod warm;
+pub mod work_job;
 mod write_file;
 
 pub use drain::Drain;
@@ -43,15 +44,21 @@ pub use stats::Stats;
 pub use status::Status;
 pub use warm::Warm;
 
-/// Who sent a request, for logs.
+/// Who sent a request, for logs and the audit log.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The calling user, from the socket's peer credentials.
+    pub uid: Option<u32>,
     /// The calling process, from the socket's peer credentials.
     pub pid: Option<i32>,
+    /// The calling process's executable (`/proc/PID/exe` when it connected).
+    pub exe: Option<String>,
     /// The calling binary, from its Hello (escaped, cut short).
     pub binary: String,
     /// The MCP client's name, when the caller is the shim.
     pub mcp_client: Option<String>,
+    /// The MCP client's version, when the caller is the shim.
+    pub mcp_client_version: Option<String>,
     /// The connection's requests-per-second bucket, when limited.
     pub rate: Option<Arc<crate::rate::ClientRate>>,
 }

@@ -1,5 +1,5 @@
-//! `status`: version, pid, uptime, socket and health (see `crate::health`),
-//! in one line's worth.
+//! `status`: version, pid, uptime, socket, health (see `crate::health`)
+//! and the audit log, in one line's worth each.
 
 use sshmcp_proto::{Error, PROTO_VERSION};
 
@@ -27,6 +27,7 @@ impl Op for Status {
                 reasons if reasons.is_empty() => None,
                 reasons => Some(reasons.join("; ")),
             },
+            audit: Box::new(daemon.audit.status()),
         })
     }
 }

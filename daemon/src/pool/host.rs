@@ -443,6 +443,7 @@ impl Host {
             ConnState::Cold
         };
         HostState {
+            access: String::new(),
             alias: self.resolved.alias.clone(),
             hostname: self.resolved.hostname.clone(),
             port: self.resolved.port,

@@ -63,6 +63,7 @@ pub async fn connect(socket: &Path) -> DaemonClient {
 
 pub fn exec_request(host: &str, command: &str) -> ExecRequest {
     ExecRequest {
+        stop_after_secs: None,
         detach: false,
         background: false,
         on_timeout: Default::default(),
@@ -104,6 +105,7 @@ pub async fn job_page(
     wait: u64,
 ) -> sshmcp_proto::JobOutput {
     let req = sshmcp_proto::JobOutputRequest {
+        as_exec: None,
         job_id: job.into(),
         stdout_offset: Some(out),
         stderr_offset: Some(err),
@@ -428,6 +430,7 @@ impl ScratchHost {
 /// what they need.
 pub fn upload(local: &Path, remote: &str) -> TransferRequest {
     TransferRequest {
+        job_after_secs: None,
         host: "host1".into(),
         direction: Direction::Upload,
         local_path: local.to_str().expect("a UTF-8 local path").into(),
@@ -451,6 +454,7 @@ pub fn download(remote: &str, local: &Path) -> TransferRequest {
 /// option off: no delete, no dry run, no checksum.
 pub fn sync_up(local: &Path, remote: &str) -> SyncRequest {
     SyncRequest {
+        job_after_secs: None,
         host: "host1".into(),
         direction: Direction::Upload,
         local_dir: local.to_str().expect("a UTF-8 local path").into(),

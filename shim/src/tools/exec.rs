@@ -100,6 +100,7 @@ impl Tool for Exec {
             "Copy large input to the host with `transfer` and redirect from it",
         )?;
         let request = ExecRequest {
+            stop_after_secs: None,
             background: args.background,
             detach: args.detach,
             on_timeout: args.on_timeout.unwrap_or_default(),
@@ -293,6 +294,7 @@ mod tests {
         assert_eq!(
             request,
             Request::Exec(ExecRequest {
+                stop_after_secs: None,
                 detach: false,
                 background: false,
                 on_timeout: Default::default(),

@@ -47,6 +47,7 @@ mod tests {
 
     fn host(alias: &str, state: ConnState, last_error: Option<&str>) -> HostState {
         HostState {
+            access: "full".into(),
             alias: alias.into(),
             hostname: format!("{alias}.example.com"),
             port: 22,

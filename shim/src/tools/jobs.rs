@@ -74,6 +74,7 @@ impl Tool for JobOutput {
 
     fn request(args: JobOutputArgs) -> Result<(Request, Asked), Error> {
         let request = JobOutputRequest {
+            as_exec: None,
             job_id: args.job_id,
             stdout_offset: args.stdout_offset.map(|Int(offset)| offset),
             stderr_offset: args.stderr_offset.map(|Int(offset)| offset),
@@ -348,6 +349,8 @@ mod tests {
 
     fn page(state: JobState, stdout: &[u8], next_stdout_offset: u64) -> sshmcp_proto::JobOutput {
         sshmcp_proto::JobOutput {
+            exec: None,
+            result: None,
             job_id: "j1".into(),
             state,
             exit_code: (state == JobState::Exited).then_some(0),
@@ -372,6 +375,7 @@ mod tests {
         assert_eq!(
             request,
             Request::JobOutput(JobOutputRequest {
+                as_exec: None,
                 job_id: "j-1".into(),
                 stdout_offset: Some(120),
                 stderr_offset: Some(7),

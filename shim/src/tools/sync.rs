@@ -49,6 +49,17 @@ pub struct Dirs {
     remote_dir: String,
 }
 
+impl Dirs {
+    /// The directories `request` names.
+    pub fn of(request: &SyncRequest) -> Dirs {
+        Dirs {
+            direction: request.direction,
+            local_dir: request.local_dir.clone(),
+            remote_dir: request.remote_dir.clone(),
+        }
+    }
+}
+
 impl Tool for DirSync {
     const NAME: &'static str = "sync";
     const DESCRIPTION: &'static str = "One-way sync of a directory between this machine and a \
@@ -71,13 +82,9 @@ impl Tool for DirSync {
             delete: args.delete,
             dry_run: args.dry_run,
             checksum: args.checksum,
+            job_after_secs: None,
         };
-        let dirs = Dirs {
-            direction: request.direction,
-            local_dir: request.local_dir.clone(),
-            remote_dir: request.remote_dir.clone(),
-        };
-        Ok((Request::Sync(request), dirs))
+        Ok((Request::Sync(request.clone()), Dirs::of(&request)))
     }
 
     fn answer(dirs: Dirs, response: Response) -> Option<SyncReport> {

@@ -12,45 +12,45 @@
 //! `tasks/result` nor `tasks/list`: rmcp answers both `-32601`, as the SEP
 //! requires.
 //!
-//! An `exec` task is a daemon job and its task id is the job id, so the
-//! task outlives this shim and any shim answers for it (`job_output`,
-//! `job_signal` and `jobs` see it too). The call goes to the daemon as an
-//! `exec` with `on_timeout: "background"` and [`Tasks::after`] as its
-//! timeout: a command that ends sooner is answered by the daemon exactly
-//! as a plain `exec` is, one that runs on is a job already. What only the
-//! call knew, how to show the output and its own `timeout_secs`, this shim
-//! keeps: it stops the job at that timeout as `exec` stops a command, and
-//! another shim shows the result as a plain `exec` with default options
-//! does and keeps no deadline.
+//! Every task is a daemon job and its task id is the job id, so the task
+//! outlives this shim and any shim answers for it (`job_output`,
+//! `job_signal` and `jobs` see it too).
 //!
-//! A `transfer` or `sync` task runs in this shim (rmcp's `TaskManager`),
-//! since the daemon keeps no jobs of those: it ends with the shim, as a call
-//! in flight does.
+//! An `exec` call goes to the daemon with `on_timeout: "background"` and
+//! [`Tasks::after`] as its timeout: a command that ends sooner is answered
+//! by the daemon exactly as a plain `exec` is, one that runs on is a job
+//! already. The call's own `timeout_secs` goes along as `stop_after_secs`,
+//! so the daemon stops the job then, as `exec` stops a command, whether or
+//! not this shim still runs. How to show the output is all this shim
+//! keeps; another shim shows the result as a plain `exec` with default
+//! options does.
+//!
+//! A `transfer` or `sync` call goes with `job_after_secs` = [`Tasks::after`]:
+//! the daemon runs it as a job and answers its result if it ends sooner,
+//! its job if not. The job's output is its progress, and its result (with
+//! the request it ran) says how to show it.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rmcp::model::{
     CallToolResponse, CallToolResult, CreateTaskResult, DetailedTask, JsonObject, Task,
     TaskPayload, TaskStatus,
 };
 use rmcp::service::RequestContext;
-use rmcp::task_manager::{DEFAULT_POLL_INTERVAL_MS, TaskExit, TaskManager, TaskOptions};
+use rmcp::task_manager::DEFAULT_POLL_INTERVAL_MS;
 use rmcp::{ErrorData, RoleServer};
 use sshmcp_proto::{
-    Error, ErrorKind, ExecOutput, ExecRequest, Gap, JobInfo, JobOutput, JobOutputRequest,
-    JobSignalRequest, JobState, MAX_TIMEOUT_SECS, OnTimeout, Progress, Request, Response,
+    Error, ErrorKind, ExecOutput, ExecRequest, JobInfo, JobOutput, JobOutputRequest, JobResult,
+    JobSignalRequest, JobState, MAX_TIMEOUT_SECS, OnTimeout, Request, Response,
 };
-use tokio::sync::watch;
-use tokio::task::JoinError;
-use tokio_util::sync::CancellationToken;
 
 use super::attrs::iso_time;
 use super::exec::Exec;
-use super::sync::DirSync;
-use super::transfer::Transfer;
+use super::sync::{DirSync, Dirs};
+use super::transfer::{Paths, Transfer};
 use super::{Rendered, Tool, answer, failure, prepare, success, unavailable};
 use crate::daemon::{self, DaemonLink};
 use crate::server::SshMcp;
@@ -77,8 +77,6 @@ const TASK_TOOLS: [&str; 3] = [
 pub struct Tasks {
     /// Seconds a call runs before it becomes a task.
     after: u64,
-    /// `transfer` and `sync` calls running as tasks of this shim.
-    held: TaskManager,
     /// The `exec` tasks this shim started or cancelled, by job id.
     execs: Arc<Mutex<HashMap<String, ExecTask>>>,
 }
@@ -90,8 +88,9 @@ struct ExecTask {
     asked: <Exec as Tool>::Asked,
     /// Bytes kept per stream, as the call sent `max_output_bytes`.
     max_output: u64,
-    /// The call's `timeout_secs`, past which the job is stopped; `None`
-    /// with `on_timeout: "background"`, or for a job another shim started.
+    /// The call's `timeout_secs`, past which the daemon stops the job;
+    /// `None` with `on_timeout: "background"`, or for a job another shim
+    /// started.
     timeout_secs: Option<u64>,
     /// Stopped by this shim's `tasks/cancel`: a job that ends `killed`
     /// is otherwise a command that a signal ended.
@@ -114,7 +113,6 @@ impl Tasks {
     pub fn new(after: u64) -> Self {
         Tasks {
             after,
-            held: TaskManager::new(),
             execs: Arc::default(),
         }
     }
@@ -176,13 +174,6 @@ pub fn may_become_task(tool: &str) -> bool {
     TASK_TOOLS.contains(&tool)
 }
 
-/// Where [`SshMcp::forward`] sends the progress of a call that runs as a
-/// task of this shim: into the task's status message, which `tasks/get`
-/// shows, rather than to the request's progress token, whose request has
-/// been answered.
-#[derive(Clone)]
-pub struct StatusSink(pub watch::Sender<Option<Progress>>);
-
 impl SshMcp {
     /// Call `tool` (one of [`TASK_TOOLS`]) for a client that takes tasks.
     pub(crate) async fn call_as_task(
@@ -192,9 +183,9 @@ impl SshMcp {
         context: RequestContext<RoleServer>,
     ) -> CallToolResponse {
         if tool == <Transfer as Tool>::NAME {
-            self.held_task::<Transfer>(arguments, context).await
+            self.op_task::<Transfer>(arguments, context).await
         } else if tool == <DirSync as Tool>::NAME {
-            self.held_task::<DirSync>(arguments, context).await
+            self.op_task::<DirSync>(arguments, context).await
         } else {
             self.exec_task(arguments, context).await
         }
@@ -236,6 +227,7 @@ impl SshMcp {
             req.on_timeout = OnTimeout::Background;
             req.timeout_secs = Some(after);
         }
+        req.stop_after_secs = task.timeout_secs;
         let host = req.host.clone();
         let job = match self.forward(Request::Exec(req), &context).await {
             Ok(Ok(Response::Exec(ExecOutput { job: Some(job), .. }))) => job,
@@ -248,9 +240,6 @@ impl SshMcp {
             Ok(Err(error)) => return failure(&error).into(),
             Err(error) => return unavailable(&error).into(),
         };
-        if let Some(secs) = task.timeout_secs {
-            self.keep_deadline(job.job_id.clone(), secs);
-        }
         self.tasks().remember(&job.job_id, task);
         let now = iso_time(unix_now());
         let task = Task::new(job.job_id.clone(), TaskStatus::Working, now.clone(), now)
@@ -259,93 +248,96 @@ impl SshMcp {
         CallToolResponse::Task(CreateTaskResult::new(task))
     }
 
-    /// Stop job `job_id` once it has run `timeout_secs`, as `exec` stops a
-    /// command at its timeout, for as long as this shim runs.
-    fn keep_deadline(&self, job_id: String, timeout_secs: u64) {
-        let daemon = self.daemon_link().clone();
-        tokio::spawn(async move {
-            while let Ok(Some(left)) = enforce_deadline(&daemon, &job_id, timeout_secs).await {
-                tokio::time::sleep(left).await;
-            }
-        });
-    }
-
-    /// A `transfer` or `sync` call, becoming a task of this shim if it runs
+    /// A `transfer` or `sync` call, becoming a job-backed task if it runs
     /// past [`Tasks::after`].
-    async fn held_task<T: Tool>(
+    async fn op_task<T: Tool>(
         &self,
         arguments: JsonObject,
         context: RequestContext<RoleServer>,
     ) -> CallToolResponse {
-        if let Err(error) = prepare::<T>(arguments.clone()) {
-            return failure(&error).into();
-        }
-        // The call runs on past its request, so it gets a cancel of its
-        // own, and its progress goes to the task.
-        let cancel = CancellationToken::new();
-        let (status, mut progress) = watch::channel(None);
-        let mut call = context.clone();
-        call.ct = cancel.clone();
-        call.extensions.insert(StatusSink(status));
-        let shim = self.clone();
-        let mut running = tokio::spawn(async move { shim.run::<T>(arguments, call).await });
-        let after = self.tasks().after;
-        if after > 0 {
-            tokio::select! {
-                joined = &mut running => return ended::<T>(joined).into(),
-                () = context.ct.cancelled() => {
-                    cancel.cancel();
-                    return ended::<T>(running.await).into();
-                }
-                () = tokio::time::sleep(Duration::from_secs(after)) => {}
+        let (mut request, asked) = match prepare::<T>(arguments.clone()) {
+            Ok(prepared) => prepared,
+            Err(error) => return failure(&error).into(),
+        };
+        let after = Some(self.tasks().after);
+        let host = match &mut request {
+            Request::Transfer(req) => {
+                req.job_after_secs = after;
+                req.host.clone()
             }
-        }
-        let options = TaskOptions::new()
-            // Kept while this shim runs: a long sync must not be failed
-            // for its age.
-            .with_ttl_ms(None)
+            Request::Sync(req) => {
+                req.job_after_secs = after;
+                req.host.clone()
+            }
+            _ => return self.run::<T>(arguments, context).await.into(),
+        };
+        let job = match self.forward(request, &context).await {
+            Ok(Ok(Response::JobStarted(job))) => job,
+            Ok(Ok(response)) => return rendered(answer::<T>(asked, response)).into(),
+            // The daemon's job limits are reached: the call can still run
+            // as a plain one, as without tasks.
+            Ok(Err(error)) if error.kind == ErrorKind::Overloaded => {
+                return self.run::<T>(arguments, context).await.into();
+            }
+            Ok(Err(error)) => return failure(&error).into(),
+            Err(error) => return unavailable(&error).into(),
+        };
+        let now = iso_time(unix_now());
+        let task = Task::new(job.job_id.clone(), TaskStatus::Working, now.clone(), now)
             .with_poll_interval_ms(DEFAULT_POLL_INTERVAL_MS)
             .with_status_message(format!(
-                "{} runs in this sshmcp process, and ends with it",
-                T::NAME
+                "{} with {host} runs as job {}",
+                T::NAME,
+                job.job_id
             ));
-        let task = self.tasks().held.spawn(options, move |task| {
-            Box::pin(async move {
-                loop {
-                    tokio::select! {
-                        joined = &mut running => return Ok(ended::<T>(joined)),
-                        () = task.cancelled() => {
-                            cancel.cancel();
-                            let _ = running.await;
-                            return Err(TaskExit::Cancelled);
-                        }
-                        Ok(()) = progress.changed() => {
-                            if let Some(update) = progress.borrow_and_update().as_ref() {
-                                task.set_status_message(status_line(update));
-                            }
-                        }
-                    }
-                }
-            })
-        });
         CallToolResponse::Task(CreateTaskResult::new(task))
     }
 
     /// `tasks/get`: where task `id` is, with its result once it has one.
     pub(crate) async fn task_state(&self, id: &str) -> Result<DetailedTask, ErrorData> {
-        match self.tasks().held.get_task(id) {
-            Ok(task) => Ok(task),
-            Err(_) => self.exec_task_state(id).await,
+        let daemon = self.daemon_link();
+        let info = job_info(daemon, id).await?;
+        let created = iso_time(info.started);
+        if info.state == JobState::Running {
+            let status = if is_operation(&info) {
+                let latest = latest_line(daemon, id).await?;
+                format!("{}: {latest}", info.command)
+            } else {
+                format!(
+                    "runs on {} as job {id}: {} s so far, {} bytes of output",
+                    info.host,
+                    info.runtime_ms / 1000,
+                    info.bytes
+                )
+            };
+            let working = Task::new(id, TaskStatus::Working, created, iso_time(unix_now()))
+                .with_poll_interval_ms(DEFAULT_POLL_INTERVAL_MS)
+                .with_status_message(status);
+            return Ok(DetailedTask::new(working, TaskPayload::Working));
         }
+        let ended = iso_time(info.started + info.runtime_ms / 1000);
+        let base = Task::new(id, TaskStatus::Working, created, ended);
+        let task = self.tasks().exec(id);
+        let end = page(daemon, id, [u64::MAX; 2], 1, Some(task.max_output)).await?;
+        let cancelled = info.state == JobState::Killed && (task.cancelled || end.result.is_some());
+        let payload = if cancelled {
+            TaskPayload::Cancelled
+        } else {
+            let result = match end.result {
+                Some(result) => operation_result(*result),
+                None => exec_task_result(&info, task, end.exec)?,
+            };
+            TaskPayload::Completed {
+                result: result_object(&result)?,
+            }
+        };
+        Ok(DetailedTask::new(base, payload))
     }
 
     /// `tasks/cancel`: stop task `id`. A job is sent TERM, then KILL; a
     /// task of this shim has its call cancelled. Either way the task's
     /// state says when it has stopped.
     pub(crate) async fn cancel_task_by_id(&self, id: &str) -> Result<(), ErrorData> {
-        if self.tasks().held.cancel_task(id).is_ok() {
-            return Ok(());
-        }
         let daemon = self.daemon_link();
         if job_info(daemon, id).await?.state == JobState::Running {
             self.tasks().mark_cancelled(id);
@@ -357,53 +349,17 @@ impl SshMcp {
     /// `tasks/update`: no task of this shim asks for input, so there is
     /// nothing to deliver; SEP-2663 has unknown keys ignored.
     pub(crate) async fn update_task_by_id(&self, id: &str) -> Result<(), ErrorData> {
-        if self.tasks().held.get_task(id).is_ok() {
-            return Ok(());
-        }
         job_info(self.daemon_link(), id).await.map(|_| ())
-    }
-
-    /// The state of `exec` task `id`, read from its job.
-    async fn exec_task_state(&self, id: &str) -> Result<DetailedTask, ErrorData> {
-        let daemon = self.daemon_link();
-        let task = self.tasks().exec(id);
-        if let Some(secs) = task.timeout_secs {
-            enforce_deadline(daemon, id, secs).await?;
-        }
-        let info = job_info(daemon, id).await?;
-        let created = iso_time(info.started);
-        if info.state == JobState::Running {
-            let working = Task::new(id, TaskStatus::Working, created, iso_time(unix_now()))
-                .with_poll_interval_ms(DEFAULT_POLL_INTERVAL_MS)
-                .with_status_message(format!(
-                    "runs on {} as job {id}: {} s so far, {} bytes of output",
-                    info.host,
-                    info.runtime_ms / 1000,
-                    info.bytes
-                ));
-            return Ok(DetailedTask::new(working, TaskPayload::Working));
-        }
-        let ended = iso_time(info.started + info.runtime_ms / 1000);
-        let base = Task::new(id, TaskStatus::Working, created, ended);
-        let payload = if info.state == JobState::Killed && task.cancelled {
-            TaskPayload::Cancelled
-        } else {
-            let result = exec_task_result(daemon, &info, task).await?;
-            TaskPayload::Completed {
-                result: result_object(&result)?,
-            }
-        };
-        Ok(DetailedTask::new(base, payload))
     }
 }
 
 /// What `exec` would have answered for the command of ended job `info`:
 /// its output and how it ended; the timeout error when the deadline
 /// stopped it; the connection error when the daemon lost it.
-async fn exec_task_result(
-    daemon: &DaemonLink,
+fn exec_task_result(
     info: &JobInfo,
     task: ExecTask,
+    output: Option<Box<ExecOutput>>,
 ) -> Result<CallToolResult, ErrorData> {
     let host = &info.host;
     let job_id = &info.job_id;
@@ -432,107 +388,50 @@ async fn exec_task_result(
         }
         _ => {}
     }
-    let output = exec_output(daemon, job_id, task.max_output, info.runtime_ms).await?;
-    Ok(rendered(answer::<Exec>(task.asked, Response::Exec(output))))
+    let output = output.ok_or_else(|| {
+        ErrorData::internal_error("sshmcpd did not answer a job's output as an exec's", None)
+    })?;
+    Ok(rendered(answer::<Exec>(
+        task.asked,
+        Response::Exec(*output),
+    )))
 }
 
-/// Ended job `job_id`'s output as `exec` answers a command: each stream
-/// whole when it fits in `max` bytes, else its head and its tail, the
-/// first half of `max` from its start and the second from its end (only
-/// the tail once the job's spool has dropped the head), as the daemon
-/// keeps an `exec`'s output.
-async fn exec_output(
-    daemon: &DaemonLink,
-    job_id: &str,
-    max: u64,
-    duration_ms: u64,
-) -> Result<ExecOutput, ErrorData> {
-    // Where the streams end, and how the job ended.
-    let end = page(daemon, job_id, [u64::MAX; 2], 1).await?;
-    let totals = [end.next_stdout_offset, end.next_stderr_offset];
-    let tail_cap = max / 2;
-    let mut kept: [Vec<u8>; 2] = Default::default();
-    let mut whole = totals.map(|total| total == 0);
-    if max > 0 {
-        let first = page(daemon, job_id, [0, 0], max).await?;
-        let heads = [
-            (first.stdout, first.stdout_offset),
-            (first.stderr, first.stderr_offset),
-        ];
-        for (i, (mut bytes, start)) in heads.into_iter().enumerate() {
-            whole[i] = start == 0 && totals[i] <= max;
-            if !whole[i] {
-                // The spool dropped the head when the read starts later.
-                bytes.truncate(if start == 0 {
-                    (max - tail_cap) as usize
-                } else {
-                    0
-                });
-            }
-            kept[i] = bytes;
+/// What `transfer` or `sync` would have answered, from how the job that
+/// ran it ended.
+fn operation_result(result: JobResult) -> CallToolResult {
+    rendered(match result {
+        JobResult::Transfer { request, done } => {
+            answer::<Transfer>(Paths::of(&request), Response::Transfer(done))
         }
-    }
-    let tails = if tail_cap > 0 && whole.contains(&false) {
-        let from = |i: usize| {
-            if whole[i] {
-                totals[i]
-            } else {
-                totals[i].saturating_sub(tail_cap)
-            }
-        };
-        let tails = page(daemon, job_id, [from(0), from(1)], tail_cap).await?;
-        [
-            (tails.stdout, tails.stdout_offset),
-            (tails.stderr, tails.stderr_offset),
-        ]
-    } else {
-        totals.map(|total| (Vec::new(), total))
-    };
-    let mut gaps = [None, None];
-    for (i, (tail, tail_start)) in tails.into_iter().enumerate() {
-        if !whole[i] {
-            let at = kept[i].len() as u64;
-            gaps[i] = Some(Gap {
-                at,
-                bytes: tail_start.saturating_sub(at),
-            });
-            kept[i].extend(tail);
+        JobResult::Sync { request, done } => {
+            answer::<DirSync>(Dirs::of(&request), Response::Sync(done))
         }
-    }
-    let [stdout, stderr] = kept;
-    let [stdout_gap, stderr_gap] = gaps;
-    Ok(ExecOutput {
-        exit_code: end.exit_code,
-        signal: end.signal,
-        truncated: stdout_gap.is_some() || stderr_gap.is_some(),
-        stdout,
-        stderr,
-        stdout_gap,
-        stderr_gap,
-        stdout_bytes: totals[0],
-        stderr_bytes: totals[1],
-        duration_ms,
-        job: None,
+        JobResult::Failed(error) => Err(error),
     })
 }
 
-/// Stop job `job_id` if it still runs after `timeout_secs`; otherwise how
-/// long until it has run that long (`None` once it has ended).
-async fn enforce_deadline(
-    daemon: &DaemonLink,
-    job_id: &str,
-    timeout_secs: u64,
-) -> Result<Option<Duration>, ErrorData> {
-    let info = job_info(daemon, job_id).await?;
-    if info.state != JobState::Running {
-        return Ok(None);
-    }
-    let limit_ms = timeout_secs.saturating_mul(1000);
-    if info.runtime_ms < limit_ms {
-        return Ok(Some(Duration::from_millis(limit_ms - info.runtime_ms)));
-    }
-    stop(daemon, job_id).await?;
-    Ok(None)
+/// Whether job `info` runs an operation of the daemon (its `command`
+/// names it) rather than a command.
+fn is_operation(info: &JobInfo) -> bool {
+    ["transfer ", "sync "]
+        .iter()
+        .any(|op| info.command.starts_with(op))
+}
+
+/// The newest progress line of an operation's job, from the end of its
+/// output.
+async fn latest_line(daemon: &DaemonLink, job_id: &str) -> Result<String, ErrorData> {
+    const TAIL: u64 = 256;
+    let end = page(daemon, job_id, [u64::MAX; 2], 1, None).await?;
+    let from = end.next_stdout_offset.saturating_sub(TAIL);
+    let tail = page(daemon, job_id, [from, u64::MAX], TAIL, None).await?;
+    let text = String::from_utf8_lossy(&tail.stdout);
+    Ok(text
+        .lines()
+        .rfind(|line| !line.trim().is_empty())
+        .unwrap_or("starting")
+        .to_string())
 }
 
 /// TERM, then KILL if it still runs: how `exec` stops a command.
@@ -571,12 +470,14 @@ async fn job_info(daemon: &DaemonLink, job_id: &str) -> Result<JobInfo, ErrorDat
 }
 
 /// A page of job `job_id`'s output from `offsets` (stdout, stderr), at
-/// most `max_bytes` a stream, without waiting.
+/// most `max_bytes` a stream, without waiting; with `as_exec`, also the
+/// streams as an `exec` answers them, up to that many bytes each.
 async fn page(
     daemon: &DaemonLink,
     job_id: &str,
     [stdout_offset, stderr_offset]: [u64; 2],
     max_bytes: u64,
+    as_exec: Option<u64>,
 ) -> Result<JobOutput, ErrorData> {
     let request = Request::JobOutput(JobOutputRequest {
         job_id: job_id.to_string(),
@@ -584,6 +485,7 @@ async fn page(
         stderr_offset: Some(stderr_offset),
         wait_secs: None,
         max_bytes: Some(max_bytes),
+        as_exec,
     });
     match ask(daemon, request).await? {
         Response::JobOutput(page) => Ok(page),
@@ -629,16 +531,6 @@ fn rendered(result: Result<Rendered, Error>) -> CallToolResult {
     }
 }
 
-/// The result of a call of `T` that ran as a tokio task.
-fn ended<T: Tool>(joined: Result<CallToolResult, JoinError>) -> CallToolResult {
-    joined.unwrap_or_else(|error| {
-        failure(&Error::internal(format!(
-            "the {} call stopped: {error}",
-            T::NAME
-        )))
-    })
-}
-
 /// A result as the JSON object a completed task carries.
 fn result_object(result: &CallToolResult) -> Result<JsonObject, ErrorData> {
     match serde_json::to_value(result) {
@@ -647,15 +539,6 @@ fn result_object(result: &CallToolResult) -> Result<JsonObject, ErrorData> {
             "sshmcp could not encode a task's result",
             None,
         )),
-    }
-}
-
-/// A progress update as a task's status message.
-fn status_line(progress: &Progress) -> String {
-    match (&progress.message, progress.total) {
-        (Some(message), _) => message.clone(),
-        (None, Some(total)) => format!("{} of {total} bytes", progress.done),
-        (None, None) => format!("{} bytes", progress.done),
     }
 }
 
@@ -688,23 +571,5 @@ mod tests {
         for tool in ["stat", "read_file", "batch", "job_output", "hosts"] {
             assert!(!may_become_task(tool), "{tool}");
         }
-    }
-
-    #[test]
-    fn a_status_line_is_the_progress_message_or_the_counts() {
-        let progress = |message: Option<&str>, total| Progress {
-            done: 512,
-            total,
-            message: message.map(str::to_string),
-        };
-        assert_eq!(
-            status_line(&progress(Some("3 of 10 files"), Some(4096))),
-            "3 of 10 files"
-        );
-        assert_eq!(
-            status_line(&progress(None, Some(4096))),
-            "512 of 4096 bytes"
-        );
-        assert_eq!(status_line(&progress(None, None)), "512 bytes");
     }
 }

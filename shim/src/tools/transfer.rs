@@ -51,6 +51,17 @@ pub struct Paths {
     remote_path: String,
 }
 
+impl Paths {
+    /// The paths `request` names.
+    pub fn of(request: &TransferRequest) -> Paths {
+        Paths {
+            direction: request.direction,
+            local_path: request.local_path.clone(),
+            remote_path: request.remote_path.clone(),
+        }
+    }
+}
+
 impl Tool for Transfer {
     const NAME: &'static str = "transfer";
     const DESCRIPTION: &'static str = "Copy a file (a tree with `recursive`) between this \
@@ -75,13 +86,9 @@ impl Tool for Transfer {
             resume: args.resume,
             verify: args.verify,
             follow_symlinks: args.follow_symlinks,
+            job_after_secs: None,
         };
-        let paths = Paths {
-            direction: request.direction,
-            local_path: request.local_path.clone(),
-            remote_path: request.remote_path.clone(),
-        };
-        Ok((Request::Transfer(request), paths))
+        Ok((Request::Transfer(request.clone()), Paths::of(&request)))
     }
 
     fn answer(paths: Paths, response: Response) -> Option<TransferReport> {
