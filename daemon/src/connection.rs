@@ -224,6 +224,7 @@ async fn serve_client(
         daemon.config().limits.max_inflight_per_client as usize,
     ));
     let inflight: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
+    let confirms: crate::progress::Confirms = Arc::default();
     let mut shutting_down = false;
     loop {
         let next = tokio::select! {
@@ -284,8 +285,9 @@ async fn serve_client(
                 let control = control.clone();
                 let replies = replies.clone();
                 let inflight = inflight.clone();
+                let confirms = confirms.clone();
                 tokio::spawn(async move {
-                    let progress = Reporter::new(id, control);
+                    let progress = Reporter::new(id, control).with_confirms(confirms);
                     let reply = dispatch(&daemon, &caller, id, request, &token, &progress).await;
                     lock(&inflight).remove(&id);
                     queue_reply(&daemon, &replies, id, reply, slot);
@@ -294,6 +296,19 @@ async fn serve_client(
             Ok(ClientFrame::Cancel { id }) => {
                 if let Some(token) = lock(&inflight).get(&id) {
                     token.cancel();
+                }
+            }
+            Ok(ClientFrame::Confirmed { id, allowed, note }) => {
+                if let Some(waiting) = lock(&confirms).remove(&id) {
+                    // The client's words go into a refusal: keep them short
+                    // and on one line.
+                    let note = note.map(|n| {
+                        n.chars()
+                            .take(300)
+                            .map(|c| if c.is_control() { ' ' } else { c })
+                            .collect()
+                    });
+                    let _ = waiting.send(crate::progress::Answer { allowed, note });
                 }
             }
             Ok(ClientFrame::Hello(_)) => {

@@ -133,7 +133,8 @@ async fn admit(
     }
     // The policy judges what the request would do before anything answers
     // it (the cache included).
-    match crate::gate::check(daemon, caller, host.as_ref(), &request).await {
+    let asker = crate::gate::Asker { progress, cancel };
+    match crate::gate::check(daemon, caller, host.as_ref(), &request, asker).await {
         Ok(allowed) => decision.set(crate::audit::Decision {
             verdict: if allowed.confirmed {
                 Verdict::Confirmed

@@ -9,13 +9,20 @@
 //! paths it names, resolved on the host first when roots bound them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use sshmcp_proto::{Direction, Error, ErrorKind, Request};
+use sshmcp_proto::{Confirmation, Direction, Error, ErrorKind, Request};
+use tokio_util::sync::CancellationToken;
 
 use crate::ops::Caller;
 use crate::policy::{Access, CallerId, Denial, HostPolicy, Verdict};
 use crate::pool::Host;
+use crate::progress::Reporter;
 use crate::state::Daemon;
+
+/// How long a request waits for the person to confirm it: long enough to
+/// read a prompt and decide, short enough that a forgotten one ends.
+const CONFIRM_WAIT: Duration = Duration::from_secs(120);
 
 /// How the policy decided a request, for the audit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +40,8 @@ pub struct Decision {
 pub struct Refused {
     pub error: Error,
     pub rule: Option<String>,
+    /// Not refused yet: the rule wants the person's confirmation.
+    confirm: bool,
 }
 
 impl From<Denial> for Refused {
@@ -40,6 +49,7 @@ impl From<Denial> for Refused {
         Refused {
             error: Error::new(ErrorKind::PolicyDenied, denial.to_string()),
             rule: Some(denial.rule),
+            confirm: false,
         }
     }
 }
@@ -48,7 +58,11 @@ impl From<Denial> for Refused {
 /// shell or job).
 impl From<Error> for Refused {
     fn from(error: Error) -> Refused {
-        Refused { error, rule: None }
+        Refused {
+            error,
+            rule: None,
+            confirm: false,
+        }
     }
 }
 
@@ -56,6 +70,7 @@ fn refused(rule: &str, message: String) -> Refused {
     Refused {
         error: Error::new(ErrorKind::PolicyDenied, message),
         rule: Some(rule.to_owned()),
+        confirm: false,
     }
 }
 
@@ -67,13 +82,22 @@ pub fn caller_id(caller: &Caller) -> CallerId<'_> {
     }
 }
 
+/// Who may be asked to confirm a request, and what stops the asking.
+pub struct Asker<'a> {
+    pub progress: &'a Reporter,
+    pub cancel: &'a CancellationToken,
+}
+
 /// What the policy says of `request` from `caller`; `host` is the one the
-/// dispatcher resolved from the request, if it names one.
+/// dispatcher resolved from the request, if it names one. A request a rule
+/// wants confirmed is put to the person through `asker` and waits for the
+/// answer.
 pub async fn check(
     daemon: &Daemon,
     caller: &Caller,
     host: Option<&Arc<Host>>,
     request: &Request,
+    asker: Asker<'_>,
 ) -> Result<Decision, Refused> {
     let policy = daemon.host_policy();
     let who = caller_id(caller);
@@ -87,13 +111,118 @@ pub async fn check(
         _ => return Ok(Decision::default()),
     };
     let rules = policy.host(&alias, &who);
+    let decided = match judge(request, host, &rules).await {
+        Err(Refused {
+            rule: Some(rule),
+            confirm: true,
+            ..
+        }) => {
+            return confirm(&alias, &rule, request, asker).await;
+        }
+        other => other?,
+    };
     // With no rule for the host, nothing decided: the audit says so.
-    let decided = judge(request, host, &rules).await?;
     Ok(if rules.has_rules() {
         decided
     } else {
         Decision::default()
     })
+}
+
+/// Put `request` to the person, for `rule`; allowed only when they say so.
+async fn confirm(
+    alias: &str,
+    rule: &str,
+    request: &Request,
+    asker: Asker<'_>,
+) -> Result<Decision, Refused> {
+    let confirmation = Confirmation {
+        host: alias.to_owned(),
+        tool: request.op_name().to_owned(),
+        what: describe(request),
+        rule: rule.to_owned(),
+    };
+    let answer = tokio::select! {
+        answer = asker.progress.confirm(confirmation, CONFIRM_WAIT) => answer,
+        () = asker.cancel.cancelled() => {
+            return Err(Error::new(ErrorKind::Cancelled, "cancelled while waiting for confirmation").into());
+        }
+    };
+    match answer {
+        Some(answer) if answer.allowed => Ok(Decision {
+            rule: Some(rule.to_owned()),
+            confirmed: true,
+        }),
+        Some(answer) => Err(refused(
+            rule,
+            format!(
+                "{} on {alias} needs the person's confirmation (rule {rule}), and it was not \
+                 given{}",
+                request.op_name(),
+                answer
+                    .note
+                    .map(|note| format!(": {note}"))
+                    .unwrap_or_default()
+            ),
+        )),
+        None => Err(refused(
+            rule,
+            format!(
+                "{} on {alias} needs the person's confirmation (rule {rule}), which cannot be \
+                 asked here (a call in a batch, or a client that cannot ask); make the call on \
+                 its own from an MCP client that supports elicitation",
+                request.op_name()
+            ),
+        )),
+    }
+}
+
+/// What a request would do, as the person is asked about it: its command
+/// line or its paths. Never file contents or stdin.
+fn describe(request: &Request) -> String {
+    match request {
+        Request::Exec(req) if req.sudo => match &req.sudo_user {
+            Some(user) => format!("sudo -u {user} {}", req.command),
+            None => format!("sudo {}", req.command),
+        },
+        Request::Exec(req) => req.command.clone(),
+        Request::ShellExec(req) => req.command.clone(),
+        Request::WriteFile(req) => format!("write {} bytes to {}", req.data.len(), req.path),
+        Request::Mkdir(req) => format!("make directory {}", req.path),
+        Request::Remove(req) => format!("remove {}", req.path),
+        Request::Rename(req) => format!("rename {} to {}", req.from, req.to),
+        Request::Transfer(req) => format!(
+            "{} {} {} {}",
+            if req.direction == Direction::Upload {
+                "upload"
+            } else {
+                "download"
+            },
+            req.local_path,
+            if req.direction == Direction::Upload {
+                "to"
+            } else {
+                "from"
+            },
+            req.remote_path
+        ),
+        Request::Sync(req) => format!(
+            "sync {} {} {}{}",
+            req.local_dir,
+            if req.direction == Direction::Upload {
+                "to"
+            } else {
+                "from"
+            },
+            req.remote_dir,
+            if req.delete {
+                " (deleting what is not in the source)"
+            } else {
+                ""
+            }
+        ),
+        other => other.op_name().to_owned(),
+    }
 }
 
 /// What the host's rules say of `request`.
@@ -188,17 +317,17 @@ fn command(rules: &HostPolicy<'_>, line: &str, sudo: bool) -> Result<Decision, R
     }
 }
 
-/// The refusal of a request that needs the person's confirmation, which
-/// this daemon cannot ask for.
+/// A request that needs the person's confirmation under `rule`: `check`
+/// asks for it.
 fn unconfirmed(alias: &str, rule: &str) -> Refused {
-    refused(
-        rule,
-        format!(
-            "this request on {alias} needs the person's confirmation (rule {rule}), and the \
-             client cannot ask for it; run it from a client that supports MCP elicitation, or \
-             remove the rule"
+    Refused {
+        error: Error::new(
+            ErrorKind::PolicyDenied,
+            format!("this request on {alias} needs confirmation (rule {rule})"),
         ),
-    )
+        rule: Some(rule.to_owned()),
+        confirm: true,
+    }
 }
 
 /// Judge the remote `paths` a file request names; `write` when it would
@@ -212,8 +341,8 @@ async fn paths(
     paths: &[&str],
     write: bool,
 ) -> Result<Decision, Refused> {
-    if write && rules.confirms_changes() {
-        return Err(unconfirmed(&rules.alias, &rules.rule));
+    if write && let Some(rule) = rules.confirm_rule() {
+        return Err(unconfirmed(&rules.alias, &rule));
     }
     for path in paths {
         let resolved = match host {

@@ -5,11 +5,12 @@
 //! to wait for a slow client is dropped rather than slowing the work down.
 //! The final `Done` is never dropped.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sshmcp_proto::{DaemonFrame, OutputStream, Progress};
-use tokio::sync::mpsc;
+use sshmcp_proto::{Confirmation, DaemonFrame, OutputStream, Progress};
+use tokio::sync::{mpsc, oneshot};
 
 /// Fewest milliseconds between two events of one request.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -17,9 +18,21 @@ const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// Most bytes of output one `Output` event carries: its latest bytes.
 const OUTPUT_SAMPLE: usize = 1024;
 
-/// Where one request's progress goes.
+/// The person's answer to a confirmation.
+#[derive(Debug)]
+pub struct Answer {
+    pub allowed: bool,
+    /// Why not, when the client said.
+    pub note: Option<String>,
+}
+
+/// The confirmations one connection is waiting for, by request id.
+pub type Confirms = Arc<Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
+
+/// Where one request's progress goes, and whom it may ask to confirm.
 pub struct Reporter {
     sink: Option<(u64, mpsc::Sender<DaemonFrame>)>,
+    confirms: Option<Confirms>,
     last: Mutex<Option<Instant>>,
     last_output: Mutex<Option<Instant>>,
 }
@@ -29,9 +42,43 @@ impl Reporter {
     pub fn new(id: u64, outgoing: mpsc::Sender<DaemonFrame>) -> Self {
         Reporter {
             sink: Some((id, outgoing)),
+            confirms: None,
             last: Mutex::new(None),
             last_output: Mutex::new(None),
         }
+    }
+
+    /// This reporter may ask its client to confirm, the answers arriving
+    /// through `confirms`.
+    pub fn with_confirms(mut self, confirms: Confirms) -> Self {
+        self.confirms = Some(confirms);
+        self
+    }
+
+    /// Ask the client to have the person confirm `confirmation`, waiting
+    /// up to `wait` for the answer. `None` when this request's client
+    /// cannot be asked (a batch's calls, a job's own work).
+    pub async fn confirm(&self, confirmation: Confirmation, wait: Duration) -> Option<Answer> {
+        let ((id, outgoing), confirms) = (self.sink.as_ref()?, self.confirms.as_ref()?);
+        let (tx, rx) = oneshot::channel();
+        lock(confirms).insert(*id, tx);
+        let asked = DaemonFrame::Confirm {
+            id: *id,
+            confirmation,
+        };
+        if outgoing.send(asked).await.is_err() {
+            lock(confirms).remove(id);
+            return None;
+        }
+        let answer = tokio::time::timeout(wait, rx).await;
+        lock(confirms).remove(id);
+        Some(match answer {
+            Ok(Ok(answer)) => answer,
+            _ => Answer {
+                allowed: false,
+                note: Some(format!("no answer within {} s", wait.as_secs())),
+            },
+        })
     }
 
     /// A reporter that sends nothing (a batch's calls: the batch reports
@@ -39,6 +86,7 @@ impl Reporter {
     pub fn silent() -> Self {
         Reporter {
             sink: None,
+            confirms: None,
             last: Mutex::new(None),
             last_output: Mutex::new(None),
         }
@@ -105,4 +153,8 @@ impl Reporter {
         };
         let _ = outgoing.try_send(DaemonFrame::Progress { id, progress });
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }

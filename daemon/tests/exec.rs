@@ -314,7 +314,7 @@ async fn cancelled_exec_leaves_the_connection_usable() {
                 assert_eq!(reply.expect_err("cancelled").kind, ErrorKind::Cancelled);
                 break;
             }
-            Event::Progress(_) | Event::Output { .. } => {}
+            Event::Progress(_) | Event::Output { .. } | Event::Confirm(_) => {}
         }
     }
     let out = exec_ok(&daemon, &client, exec_request("host1", "echo still here")).await;

@@ -308,7 +308,7 @@ async fn an_exec_waiting_for_its_job_sends_samples_of_its_output() {
     loop {
         match call.next_event().await.expect("daemon answers") {
             sshmcp_proto::client::Event::Output { data, .. } => samples.push(data),
-            sshmcp_proto::client::Event::Progress(_) => {}
+            sshmcp_proto::client::Event::Progress(_) | sshmcp_proto::client::Event::Confirm(_) => {}
             sshmcp_proto::client::Event::Done(reply) => {
                 let Ok(Response::Exec(out)) = reply else {
                     panic!("{reply:?}")

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{connect, exec, exec_request, request};
-use sshmcp_proto::client::DaemonClient;
+use sshmcp_proto::client::{DaemonClient, Event};
 use sshmcp_proto::{
     ClientInfo, Error, ErrorKind, ReadFileRequest, Request, Response, ShellOpenRequest,
     WriteFileRequest,
@@ -253,5 +253,67 @@ async fn many_clients_at_once_each_get_their_own_verdicts() {
     }
     for task in tasks {
         task.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmation_goes_to_the_client_and_its_answer_decides() {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(&fleet, "[policy.hosts.host1]\nconfirm = true\n");
+    let client = connect(daemon.socket()).await;
+    let home = test_user().scratch_dir();
+    let path = |name: &str| home.path().join(name).display().to_string();
+
+    // Allowed: the write goes through once the client says so.
+    let mut call = client.start(write(&path("yes"))).unwrap();
+    match call.next_event().await.unwrap() {
+        Event::Confirm(asked) => {
+            assert_eq!(
+                (asked.host.as_str(), asked.tool.as_str()),
+                ("host1", "write_file")
+            );
+            assert!(asked.what.contains(&path("yes")), "{asked:?}");
+            assert!(asked.rule.contains("confirm"), "{asked:?}");
+            call.confirm(true, None);
+        }
+        other => panic!("expected a confirmation: {other:?}"),
+    }
+    assert!(matches!(
+        call.reply().await.unwrap(),
+        Ok(Response::WriteFile(_))
+    ));
+    assert!(home.path().join("yes").exists());
+
+    // Refused, with the client's reason in the error.
+    let mut call = client.start(write(&path("no"))).unwrap();
+    assert!(matches!(
+        call.next_event().await.unwrap(),
+        Event::Confirm(_)
+    ));
+    call.confirm(false, Some("not today".into()));
+    let e = call.reply().await.unwrap().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::PolicyDenied, "{e:?}");
+    assert!(e.message.contains("not today"), "{}", e.message);
+    assert!(!home.path().join("no").exists());
+
+    // A client that cannot ask declines; reads are not asked about.
+    let e = denied(&client, write(&path("quiet"))).await;
+    assert!(e.message.contains("confirmation"), "{}", e.message);
+    assert!(matches!(
+        request(&client, read(&path("yes"))).await,
+        Ok(Response::ReadFile(_))
+    ));
+    // A call in a batch cannot be put to anyone.
+    let batch = Request::Batch(sshmcp_proto::BatchRequest {
+        calls: vec![write(&path("batched"))],
+        concurrency: None,
+        stop_on_error: false,
+    });
+    match request(&client, batch).await {
+        Ok(Response::Batch(replies)) => {
+            let e = replies[0].clone().unwrap().unwrap_err();
+            assert!(e.message.contains("batch"), "{}", e.message);
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -314,7 +314,7 @@ async fn started(s: &Setup, req: TransferRequest) -> sshmcp_proto::client::Call 
             .unwrap();
         match event {
             Event::Progress(p) if p.done > 0 => return call,
-            Event::Progress(_) | Event::Output { .. } => {}
+            Event::Progress(_) | Event::Output { .. } | Event::Confirm(_) => {}
             Event::Done(reply) => panic!("finished before it could be interrupted: {reply:?}"),
         }
     }

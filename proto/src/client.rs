@@ -14,8 +14,8 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 use crate::{
-    ClientFrame, ClientInfo, DaemonFrame, Error, FrameError, FrameReader, FrameWriter, Hello,
-    OutputStream, PROTO_VERSION, Progress, Reply, Request, Welcome, encode,
+    ClientFrame, ClientInfo, Confirmation, DaemonFrame, Error, FrameError, FrameReader,
+    FrameWriter, Hello, OutputStream, PROTO_VERSION, Progress, Reply, Request, Welcome, encode,
 };
 
 /// How long connecting and the Hello/Welcome exchange may take.
@@ -134,6 +134,9 @@ pub enum Event {
         /// The bytes, raw.
         data: Vec<u8>,
     },
+    /// The daemon asks for the person's confirmation before the request
+    /// runs: answer with [`Call::confirm`] (the reply waits for it).
+    Confirm(Confirmation),
     /// The final reply; nothing follows it.
     Done(Reply),
 }
@@ -323,12 +326,31 @@ impl Call {
         }
     }
 
-    /// Wait for the reply, skipping progress and output events.
+    /// Wait for the reply, skipping progress and output events and
+    /// declining any confirmation asked (nobody here can give one).
     pub async fn reply(mut self) -> Result<Reply, ClientError> {
         loop {
-            if let Event::Done(reply) = self.next_event().await? {
-                return Ok(reply);
+            match self.next_event().await? {
+                Event::Done(reply) => return Ok(reply),
+                Event::Confirm(_) => self.confirm(
+                    false,
+                    Some("this client cannot ask anyone for confirmation".into()),
+                ),
+                Event::Progress(_) | Event::Output { .. } => {}
             }
+        }
+    }
+
+    /// Answer the daemon's [`Event::Confirm`]: the person allowed the
+    /// request, or not (`note` says why).
+    pub fn confirm(&self, allowed: bool, note: Option<String>) {
+        let frame = ClientFrame::Confirmed {
+            id: self.id,
+            allowed,
+            note,
+        };
+        if let Ok(frame) = encode(&frame) {
+            let _ = self.outgoing.send(frame);
         }
     }
 
@@ -359,6 +381,7 @@ where
             DaemonFrame::Progress { id, progress } => (id, Event::Progress(progress)),
             DaemonFrame::Output { id, stream, data } => (id, Event::Output { stream, data }),
             DaemonFrame::Done { id, reply } => (id, Event::Done(reply)),
+            DaemonFrame::Confirm { id, confirmation } => (id, Event::Confirm(confirmation)),
             DaemonFrame::Goodbye(error) => {
                 reason = Some(error);
                 break;

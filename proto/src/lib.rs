@@ -147,6 +147,31 @@ pub enum ClientFrame {
         /// The request to abandon.
         id: u64,
     },
+    /// The answer to the daemon's [`DaemonFrame::Confirm`] for request
+    /// `id`. Unknown ids, and answers nobody asked for, are ignored.
+    Confirmed {
+        /// The request it is about.
+        id: u64,
+        /// The person allowed it.
+        allowed: bool,
+        /// Why not, when not (shown in the refusal; at most 300 bytes
+        /// are kept).
+        note: Option<String>,
+    },
+}
+
+/// What the daemon asks the person to confirm before a request runs
+/// (`confirm` rules in `[policy.hosts]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The host it would run on.
+    pub host: String,
+    /// The tool (op) asked for.
+    pub tool: String,
+    /// What it would do: the command line, or the paths.
+    pub what: String,
+    /// The rule that asks for confirmation.
+    pub rule: String,
 }
 
 /// Frames the daemon sends.
@@ -186,6 +211,16 @@ pub enum DaemonFrame {
     /// oversized frame, no `Hello` first, a version mismatch, a peer of
     /// another uid, too many clients.
     Goodbye(Error),
+    /// Request `id` needs the person's confirmation before it runs: answer
+    /// with [`ClientFrame::Confirmed`]. A client that cannot ask answers
+    /// `allowed: false`; one that does not answer in time is taken to
+    /// have declined.
+    Confirm {
+        /// The request it is about.
+        id: u64,
+        /// What to show the person.
+        confirmation: Confirmation,
+    },
 }
 
 /// Progress of a long request (`transfer`, `sync`).

@@ -51,6 +51,19 @@ pub struct ShellExecRequest {
     pub timeout_secs: Option<u64>,
     /// Bytes kept per stream, as `exec`'s `max_output_bytes`.
     pub max_output_bytes: Option<u64>,
+    /// Run the command through `sudo` inside the shell, as root or as
+    /// `sudo_user`, answering sudo's password prompt from the host's
+    /// `[sudo.hosts]` password command as `exec` does. It starts in the
+    /// shell's working directory, but as a fresh `sh -c` of the target
+    /// user: sudo resets the environment, so the shell's variables and
+    /// functions do not reach it, and what it changes (`cd`, variables)
+    /// does not reach the shell, which is as it was after the command.
+    #[serde(default)]
+    pub sudo: bool,
+    /// Whom `sudo` runs the command as (default root): a plain user name,
+    /// at most [`MAX_USER_BYTES`](crate::MAX_USER_BYTES). Needs `sudo`.
+    #[serde(default)]
+    pub sudo_user: Option<String>,
 }
 
 /// What a command in a shell left behind.
@@ -171,6 +184,40 @@ mod tests {
         );
         let err = exec("s1-2", "a\0b").unwrap_err();
         assert!(err.message.contains("NUL"), "{}", err.message);
+    }
+
+    #[test]
+    fn shell_exec_takes_sudo_user_only_with_sudo_and_only_plain_names() {
+        let sudo = |sudo: bool, user: &str| {
+            Request::ShellExec(ShellExecRequest {
+                shell_id: "s1-2".into(),
+                command: "id".into(),
+                sudo,
+                sudo_user: Some(user.into()),
+                ..Default::default()
+            })
+            .validate(DEFAULT_MAX_FRAME)
+        };
+        assert!(sudo(true, "postgres").is_ok());
+        let err = sudo(false, "postgres").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest);
+        assert!(err.message.contains("`sudo: true`"), "{}", err.message);
+        for user in ["#0", "-s", "Root", "a b", "it's"] {
+            let err = sudo(true, user).unwrap_err();
+            assert!(
+                err.message.contains("`sudo_user`"),
+                "{user}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_sudo_shell_exec_arrives_without_a_user_from_older_clients() {
+        let req: ShellExecRequest =
+            serde_json::from_str(r#"{"shell_id":"s1-2","command":"id","timeout_secs":null,"max_output_bytes":null}"#)
+                .unwrap();
+        assert!(!req.sudo && req.sudo_user.is_none());
     }
 
     #[test]

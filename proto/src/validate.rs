@@ -289,6 +289,9 @@ impl Request {
                         " (bytes per stream)",
                     )?;
                 }
+                if let Some(user) = &req.sudo_user {
+                    check_sudo_user(op, user, req.sudo)?;
+                }
             }
             Request::ShellClose(req) => check_shell_id(op, &req.shell_id)?,
             Request::JobOutput(req) => {
@@ -527,6 +530,22 @@ fn check_user(op: &str, user: &str) -> Result<(), Error> {
                 "`sudo_user` = {user:?} is not a user name; use a login name such as \
                  \"postgres\" (lowercase letters, digits, `_`, `.`, `-`, not starting with a \
                  digit, `.` or `-`, at most {MAX_USER_BYTES} characters)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `sudo_user`: a plain user name, and asked for together with `sudo`
+/// rather than implying it (running as someone else should be asked for
+/// in so many words).
+fn check_sudo_user(op: &str, user: &str, sudo: bool) -> Result<(), Error> {
+    check_user(op, user)?;
+    if !sudo {
+        return Err(bad(
+            op,
+            format_args!(
+                "`sudo_user` = {user:?} needs `sudo: true`; set both to run the command as {user}"
             ),
         ));
     }

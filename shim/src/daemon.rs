@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sshmcp_proto::client::{Call, ClientError, DaemonClient, Event};
-use sshmcp_proto::{ClientInfo, DEFAULT_MAX_FRAME, Error, ErrorKind, Progress, Reply, Request};
+use sshmcp_proto::{
+    ClientInfo, Confirmation, DEFAULT_MAX_FRAME, Error, ErrorKind, Progress, Reply, Request,
+};
 use tokio::sync::Mutex;
 
 /// How long a cancelled call waits for the daemon to confirm the cancel.
@@ -111,15 +113,35 @@ impl DaemonLink {
 /// `on_progress` runs on the path that reads the reply, so it must not
 /// wait: hand the event on (a channel, a watch) and return.
 pub async fn finish(
+    call: Call,
+    cancelled: impl Future<Output = ()>,
+    on_progress: impl FnMut(Progress),
+) -> Result<Reply, ClientError> {
+    let cannot = |_: Confirmation| -> Asked {
+        Box::pin(std::future::ready((
+            false,
+            Some("this call cannot ask anyone for confirmation".to_owned()),
+        )))
+    };
+    finish_asking(call, cancelled, on_progress, &cannot).await
+}
+
+/// The person's answer to a confirmation: allowed, and why not.
+pub type Asked = std::pin::Pin<Box<dyn Future<Output = (bool, Option<String>)> + Send>>;
+
+/// [`finish`], putting what the daemon wants confirmed to `ask`.
+pub async fn finish_asking(
     mut call: Call,
     cancelled: impl Future<Output = ()>,
     mut on_progress: impl FnMut(Progress),
+    ask: &(dyn Fn(Confirmation) -> Asked + Send + Sync),
 ) -> Result<Reply, ClientError> {
     tokio::select! {
-        reply = done(&mut call, &mut on_progress) => reply,
+        reply = done(&mut call, &mut on_progress, ask) => reply,
         () = cancelled => {
             call.cancel();
-            match tokio::time::timeout(CANCEL_GRACE, done(&mut call, &mut on_progress)).await {
+            let rest = done(&mut call, &mut on_progress, ask);
+            match tokio::time::timeout(CANCEL_GRACE, rest).await {
                 Ok(reply) => reply,
                 Err(_) => Ok(Err(Error::new(
                     ErrorKind::Cancelled,
@@ -136,11 +158,16 @@ pub async fn finish(
 async fn done(
     call: &mut Call,
     on_progress: &mut impl FnMut(Progress),
+    ask: &(dyn Fn(Confirmation) -> Asked + Send + Sync),
 ) -> Result<Reply, ClientError> {
     let mut seen = 0u64;
     loop {
         match call.next_event().await? {
             Event::Done(reply) => return Ok(reply),
+            Event::Confirm(confirmation) => {
+                let (allowed, note) = ask(confirmation).await;
+                call.confirm(allowed, note);
+            }
             Event::Progress(progress) => on_progress(progress),
             Event::Output { data, .. } => {
                 seen += data.len() as u64;

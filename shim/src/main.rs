@@ -6,6 +6,7 @@
 //! stdout carries only MCP; anything for a human goes to stderr.
 
 mod args;
+mod confirm;
 mod daemon;
 mod encoding;
 mod line_limit;

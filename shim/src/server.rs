@@ -168,16 +168,18 @@ impl SshMcp {
                 return Ok(Err(Error::new(ErrorKind::Cancelled, "the call was cancelled")));
             }
         };
+        let ask = crate::confirm::asker(context);
         let Some(token) = context.meta.get_progress_token() else {
-            return daemon::finish(call, self.abandoned(context), |_| {}).await;
+            return daemon::finish_asking(call, self.abandoned(context), |_| {}, &ask).await;
         };
         // Only the latest progress is kept: a client slow to read its
         // notifications sees fewer of them, and the reply waits at most for
         // the one notification being written when it arrives.
         let (latest, updates) = watch::channel(None);
-        let reply = daemon::finish(call, self.abandoned(context), move |progress| {
+        let on_progress = move |progress| {
             latest.send_replace(Some(progress));
-        });
+        };
+        let reply = daemon::finish_asking(call, self.abandoned(context), on_progress, &ask);
         let (reply, ()) =
             tokio::join!(reply, notify_progress(context.peer.clone(), token, updates));
         reply

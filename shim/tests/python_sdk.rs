@@ -181,3 +181,52 @@ fn a_long_exec_runs_as_a_task_for_the_sdk_client_declaring_the_tasks_extension()
     let out = run_scenario("tasks", Target::Socket(daemon.socket()), &daemon, &[]);
     assert!(out.contains("completed"), "{out}");
 }
+
+/// A daemon whose policy wants `echo` confirmed on host1.
+fn confirming() -> (Fleet, Daemon) {
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(
+        &fleet,
+        "[policy.hosts.host1]\nconfirm_commands = [[\"echo\"]]\n",
+    );
+    (fleet, daemon)
+}
+
+#[test]
+fn a_command_the_policy_wants_confirmed_runs_once_the_person_allows_it() {
+    let (_fleet, daemon) = confirming();
+    run_scenario(
+        "confirm-allow",
+        Target::Socket(daemon.socket()),
+        &daemon,
+        &[],
+    );
+}
+
+#[test]
+fn a_command_the_person_declines_or_denies_does_not_run() {
+    let (_fleet, daemon) = confirming();
+    run_scenario(
+        "confirm-declined",
+        Target::Socket(daemon.socket()),
+        &daemon,
+        &[],
+    );
+    run_scenario(
+        "confirm-deny",
+        Target::Socket(daemon.socket()),
+        &daemon,
+        &[],
+    );
+}
+
+#[test]
+fn a_client_without_elicitation_is_refused_saying_confirmation_was_required() {
+    let (_fleet, daemon) = confirming();
+    run_scenario(
+        "confirm-unsupported",
+        Target::Socket(daemon.socket()),
+        &daemon,
+        &[],
+    );
+}

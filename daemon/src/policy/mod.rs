@@ -681,6 +681,16 @@ impl HostPolicy<'_> {
         })
     }
 
+    /// The rule that wants changes to this host confirmed, if one does.
+    pub fn confirm_rule(&self) -> Option<String> {
+        self.confirms_changes()
+            .then(|| {
+                self.entry
+                    .map(|(key, _)| format!("policy.hosts.\"{key}\".confirm = true"))
+            })
+            .flatten()
+    }
+
     /// Whether requests that may change the host (file writes included)
     /// need the person's confirmation here.
     pub fn confirms_changes(&self) -> bool {

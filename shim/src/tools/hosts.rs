@@ -72,6 +72,7 @@ mod tests {
                 "alias": "web1", "hostname": "web1.example.com", "port": 22,
                 "user": "alice", "state": "circuit-open", "connections": 1,
                 "channels_busy": 2, "channels_idle": 8, "last_error": "refused",
+                "access": "full",
             }]})
         );
     }
@@ -89,9 +90,9 @@ mod tests {
             text::render(&result, Hosts::BLOCKS).unwrap(),
             "ssh_config=/home/alice/.ssh/config\n\
              hosts (2): alias hostname port user state connections channels_busy \
-             channels_idle last_error\n\
-             web1 web1.example.com 22 alice connected 1 2 8 -\n\
-             db db.example.com 22 alice circuit-open 1 2 8 \"connection refused\"\n"
+             channels_idle last_error access\n\
+             web1 web1.example.com 22 alice connected 1 2 8 - full\n\
+             db db.example.com 22 alice circuit-open 1 2 8 \"connection refused\" full\n"
         );
     }
 

@@ -254,6 +254,74 @@ def task_extension():
     return Tasks()
 
 
+# What the daemon's policy asks to confirm in the `confirm-*` scenarios
+# (the Rust side sets `confirm_commands = [["echo"]]` for the host).
+CONFIRMED_COMMAND = "echo confirmed by a person"
+
+
+def answering(action, decision=None):
+    """An elicitation callback that answers `action` (and, on accept, the
+    form's `decision`), keeping what it was asked."""
+    from mcp import types
+
+    asked = []
+
+    async def callback(context, params):
+        asked.append(params)
+        content = {"decision": decision} if decision is not None else None
+        return types.ElicitResult(action=action, content=content)
+
+    return callback, asked
+
+
+async def confirm_allow(session, asked, args):
+    result = await session.call_tool("exec", {"host": args.host, "command": CONFIRMED_COMMAND})
+    out = structured(result, "exec")
+    check(out["stdout"] == "confirmed by a person\n", f"stdout {out['stdout']!r}")
+    check(len(asked) == 1, f"asked {len(asked)} times")
+    params = asked[0]
+    message = params.message
+    check(CONFIRMED_COMMAND in message and args.host in message, f"the form says {message!r}")
+    schema = attr(params, "requested_schema", "requestedSchema")
+    schema = schema if isinstance(schema, dict) else schema.model_dump()
+    check(set(schema["properties"]) == {"decision"}, f"the form asks for {schema!r}")
+    check(schema["properties"]["decision"].get("enum") == ["allow", "deny"], f"choices {schema!r}")
+    # A command no rule asks about runs without a question.
+    plain = structured(await session.call_tool("exec", {"host": args.host, "command": "true"}), "exec")
+    check(plain["exit_code"] == 0 and len(asked) == 1, "a plain command asked too")
+
+
+async def confirm_refused(session, asked, args, reason):
+    result = await session.call_tool("exec", {"host": args.host, "command": CONFIRMED_COMMAND})
+    check(is_error(result), f"the command ran: {text(result)}")
+    message = text(result)
+    check("policy_denied" in message and "confirmation" in message, f"the error says {message!r}")
+    check(reason in message, f"the error does not say {reason!r}: {message!r}")
+
+
+async def confirm_declined(session, asked, args):
+    await confirm_refused(session, asked, args, "declined")
+    check(len(asked) == 1, f"asked {len(asked)} times")
+
+
+async def confirm_denied(session, asked, args):
+    await confirm_refused(session, asked, args, "chose deny")
+
+
+async def confirm_unsupported(session, asked, args):
+    await confirm_refused(session, asked, args, "does not support elicitation")
+
+
+# Scenarios on a session whose client answers elicitation (or, for
+# `confirm-unsupported`, declares none): the callback's action and choice.
+CONFIRM_SCENARIOS = {
+    "confirm-allow": (confirm_allow, ("accept", "allow")),
+    "confirm-deny": (confirm_denied, ("accept", "deny")),
+    "confirm-declined": (confirm_declined, ("decline", None)),
+    "confirm-unsupported": (confirm_unsupported, None),
+}
+
+
 # Scenarios on the SDK's `Client`, which speaks 2026-07-28 with a server
 # that offers it; `tasks` ones declare the tasks extension.
 MODERN_SCENARIOS = {
@@ -289,6 +357,14 @@ async def run(args):
             check(info is not None and info.name == "sshmcp", f"discover names the server {info!r}")
             await scenario(client, tasks, args)
         return
+    if args.scenario in CONFIRM_SCENARIOS:
+        scenario, answer = CONFIRM_SCENARIOS[args.scenario]
+        callback, asked = answering(*answer) if answer else (None, [])
+        async with stdio_client(server) as (read, write):
+            async with ClientSession(read, write, elicitation_callback=callback) as session:
+                await session.initialize()
+                await scenario(session, asked, args)
+        return
     async with stdio_client(server) as (read, write):
         async with ClientSession(read, write) as session:
             initialized = await session.initialize()
@@ -299,7 +375,10 @@ async def run(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=sorted(SCENARIOS.keys() | MODERN_SCENARIOS.keys()))
+    parser.add_argument(
+        "scenario",
+        choices=sorted(SCENARIOS.keys() | MODERN_SCENARIOS.keys() | CONFIRM_SCENARIOS.keys()),
+    )
     parser.add_argument("--shim", required=True, help="the sshmcp binary")
     parser.add_argument("--socket", help="pass --socket PATH to the shim")
     parser.add_argument("--host", default="host1", help="a host alias the daemon knows")
