@@ -570,6 +570,8 @@ fn describe(record: &mut Record, request: &Request) {
         Request::ShellExec(req) => {
             record.shell_id = field(&req.shell_id);
             record.command = Some(clip(&req.command, MAX_COMMAND));
+            record.sudo = req.sudo;
+            record.sudo_user = req.sudo_user.as_deref().and_then(field);
         }
         Request::ShellClose(req) => record.shell_id = field(&req.shell_id),
         Request::Batch(batch) => record.calls = Some(batch.calls.len() as u64),

@@ -239,7 +239,7 @@ async fn judge(
     };
     match request {
         Request::Exec(req) => command(rules, &req.command, req.sudo),
-        Request::ShellExec(req) => command(rules, &req.command, false),
+        Request::ShellExec(req) => command(rules, &req.command, req.sudo),
         // A shell has a terminal: a pager started by an allowed command
         // (`systemctl status`, `git log`) would read the next command as
         // its own input, and `!` in it runs anything. Shells are for hosts

@@ -28,6 +28,18 @@
 //! locally by the daemon, and is kept in memory for `[sudo] cache_secs`
 //! (wiped when dropped). It never appears in a command line, the
 //! environment, a log line, a result or an error; sudo does not echo it.
+//!
+//! In a persistent shell (`shell_exec` with `sudo`) the same conversation
+//! runs on a line typed into the shell (see [`shell_line`]), whose input
+//! is the shell's own: it cannot be closed, and what the daemon writes
+//! after a command is the shell's next command. So sudo never reads the
+//! shell's input. A reader in front of it takes exactly one line from the
+//! shell's input and passes it on to sudo's stdin, then ends, so sudo sees
+//! end of input after it: that line is the password when sudo asks, or an
+//! empty line once sudo has started the command or ended without asking.
+//! After it the shell's input is the shell's again. A note printed after
+//! sudo returns says it ended, for the refusals that come without a
+//! prompt. The shell has no terminal, so nothing echoes what it is sent.
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -102,13 +114,41 @@ impl Passwords {
         command: &str,
         user: Option<&str>,
     ) -> Result<Conversation, Error> {
-        let source = config.host(alias).map(|(key, host)| Source {
+        Conversation::new(
+            alias,
+            command,
+            user,
+            self.source(config, alias),
+            Place::Login,
+        )
+    }
+
+    /// As [`conversation`](Self::conversation), for a command typed into a
+    /// persistent shell: the line is [`shell_line`]'s.
+    pub fn shell_conversation(
+        self: &Arc<Self>,
+        config: &SudoSection,
+        alias: &str,
+        command: &str,
+        user: Option<&str>,
+    ) -> Result<Conversation, Error> {
+        Conversation::new(
+            alias,
+            command,
+            user,
+            self.source(config, alias),
+            Place::Shell,
+        )
+    }
+
+    /// Where `alias`'s password comes from, if `config` names a command.
+    fn source(self: &Arc<Self>, config: &SudoSection, alias: &str) -> Option<Source> {
+        config.host(alias).map(|(key, host)| Source {
             passwords: self.clone(),
             key: key.to_owned(),
             command: host.password_command.clone(),
             cache_secs: config.cache_secs,
-        });
-        Conversation::new(alias, command, user, source)
+        })
     }
 
     /// Forget every kept password (the config was reloaded: commands may
@@ -282,9 +322,21 @@ pub struct Conversation {
     marker: Vec<u8>,
     /// sudo's password prompt, when sudo may ask (`-S`).
     prompt: Option<Vec<u8>>,
+    /// In a shell, when sudo may ask: the line printed once sudo has
+    /// returned (see [`shell_line`]).
+    note: Option<Vec<u8>>,
     source: Option<Source>,
     heard: Mutex<Heard>,
     stage: watch::Sender<Stage>,
+}
+
+/// Where the line runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// As a channel's command, through the login's shell.
+    Login,
+    /// Typed into a persistent shell.
+    Shell,
 }
 
 /// What sudo has said so far, and what was answered.
@@ -302,6 +354,11 @@ struct Heard {
     /// Why no password could be sent.
     no_password: Option<Error>,
     exit_status: Option<u32>,
+    /// In a shell, once sudo started the command: its stderr held back
+    /// because it may be the start of the note.
+    after: Vec<u8>,
+    /// The note has passed.
+    noted: bool,
 }
 
 /// How far the exchange has come.
@@ -333,13 +390,21 @@ impl Conversation {
         command: &str,
         user: Option<&str>,
         source: Option<Source>,
+        place: Place,
     ) -> Result<Conversation, Error> {
         let nonce = nonce()?;
         let marker = format!("sshmcp-sudo-started:{nonce}\n").into_bytes();
         let prompt = source
             .as_ref()
             .map(|_| format!("[sshmcp-sudo-password:{nonce}]").into_bytes());
-        let line = command_line(command, user, &nonce, prompt.is_some());
+        let asks = prompt.is_some();
+        let (line, note) = match place {
+            Place::Login => (command_line(command, user, &nonce, asks), None),
+            Place::Shell => (
+                shell_line(command, user, &nonce, asks),
+                asks.then(|| format!("sshmcp-sudo-ended:{nonce}\n").into_bytes()),
+            ),
+        };
         Ok(Conversation {
             alias: alias.to_owned(),
             user: user.map(str::to_owned),
@@ -347,15 +412,31 @@ impl Conversation {
             line,
             marker,
             prompt,
+            note,
             source,
             heard: Mutex::new(Heard::default()),
             stage: watch::Sender::new(Stage::Waiting),
         })
     }
 
-    /// The command line to run on the channel in place of the command.
+    /// The command line to run on the channel (or to type into the
+    /// shell) in place of the command.
     pub fn line(&self) -> &str {
         &self.line
+    }
+
+    /// In a shell: the line reads one line of the shell's input before
+    /// the shell may be sent anything else. That line is the password
+    /// when [`next_input`](Self::next_input) gives one, else an empty line
+    /// once it says `Go` or `Stop`, or once the command is interrupted.
+    /// Without a password command sudo runs with `-n` and reads nothing.
+    pub fn takes_a_line(&self) -> bool {
+        self.note.is_some()
+    }
+
+    /// sudo started the command.
+    pub fn started(&self) -> bool {
+        self.stage() == Stage::Started
     }
 
     /// The command as `jobs` shows it: `sudo [-u USER] COMMAND`.
@@ -420,13 +501,17 @@ impl Conversation {
         }
     }
 
-    /// Take in what the command's channel wrote to stderr: `None` while it
-    /// is sudo's (held back and read), the command's part once the marker
-    /// has passed.
+    /// Take in what the command's channel (or, in a shell, the command
+    /// line) wrote to stderr: `None` while it is sudo's (held back and
+    /// read), the command's part once the marker has passed.
     pub fn stderr(&self, data: &[u8]) -> Option<Vec<u8>> {
         let mut heard = self.heard();
         if self.stage() == Stage::Started {
-            return Some(data.to_vec());
+            return self.commands(&mut heard, data);
+        }
+        if heard.noted {
+            // sudo has returned; what follows is the shell's.
+            return None;
         }
         heard.text.extend_from_slice(data);
         if let Some(prompt) = &self.prompt {
@@ -440,7 +525,15 @@ impl Conversation {
             let rest = heard.text.split_off(at + self.marker.len());
             heard.text = Vec::new();
             self.stage.send_replace(Stage::Started);
-            return (!rest.is_empty()).then_some(rest);
+            return self.commands(&mut heard, &rest);
+        }
+        if let Some(at) = self.note.as_ref().and_then(|note| find(&heard.text, note)) {
+            // sudo returned without starting the command.
+            heard.text.truncate(at);
+            heard.noted = true;
+            drop(heard);
+            self.ended();
+            return None;
         }
         if heard.text.len() > HEARD_MAX {
             let cut = heard.text.len() - HEARD_KEEP;
@@ -450,7 +543,38 @@ impl Conversation {
         None
     }
 
-    /// The channel reported the exit status of what ran on it.
+    /// The command's stderr once sudo has started it. In a shell, the
+    /// note that follows it is cut out, and bytes that may be its start
+    /// are held back until more comes or [`flush`](Self::flush).
+    fn commands(&self, heard: &mut Heard, data: &[u8]) -> Option<Vec<u8>> {
+        let Some(note) = self.note.as_ref().filter(|_| !heard.noted) else {
+            return (!data.is_empty()).then(|| data.to_vec());
+        };
+        heard.after.extend_from_slice(data);
+        let pass = match find(&heard.after, note) {
+            Some(at) => {
+                heard.noted = true;
+                let mut all = std::mem::take(&mut heard.after);
+                all.drain(at..at + note.len());
+                all
+            }
+            None => {
+                let keep = heard.after.len().min(note.len() - 1);
+                let pass = heard.after.len() - keep;
+                heard.after.drain(..pass).collect()
+            }
+        };
+        (!pass.is_empty()).then_some(pass)
+    }
+
+    /// The command's stderr held back as a possible start of the note,
+    /// once the stream has ended without it.
+    pub fn flush(&self) -> Vec<u8> {
+        std::mem::take(&mut self.heard().after)
+    }
+
+    /// The channel reported the exit status of what ran on it (in a
+    /// shell: the status of the line).
     pub fn exited(&self, status: u32) {
         self.heard().exit_status = Some(status);
         self.ended();
@@ -494,7 +618,7 @@ impl Conversation {
 
     /// The error for a sudo that neither started the command nor refused
     /// in time.
-    fn not_started(&self) -> Error {
+    pub fn not_started(&self) -> Error {
         let after = if self.heard().answered > 0 {
             " after the password was sent"
         } else {
@@ -697,24 +821,72 @@ const RELAY: &str = "c=; s=; g=; r=0; \
 /// left in between would die of a timeout's TERM, sshd would close the
 /// channel, and the KILL that should follow would never be sent.
 fn command_line(command: &str, user: Option<&str>, nonce: &str, asks: bool) -> String {
-    let mut line = String::from("exec sudo");
+    format!(
+        "exec {}",
+        sudo_words(command, user, nonce, asks, &START.replace("NONCE", nonce))
+    )
+}
+
+/// The line typed into a persistent shell. Its parts are subshells, so
+/// the shell's state is as it was after it, and each starts with `set
+/// +aeux`: no trace (`-x`) shows a word of it expanded, `-e` cannot skip
+/// the note, and nothing read is exported. Without a password command it
+/// is `( set +aeux; exec sudo -n ... )`, reading nothing. With one:
+///
+/// ```text
+/// ( set +aeux; IFS=; read -r p; case $p in ?*) printf '%s\n' "$p";; esac ) |
+/// ( set +aeux; trap : INT TERM; sudo -S -p PROMPT ...; s=$?;
+///   printf NOTE >&2; exit "$s" )
+/// ```
+///
+/// The reader takes one line of the shell's input (`read` takes a pipe's
+/// bytes one at a time, never past the line) and passes it to sudo's
+/// stdin if it is not empty (`printf` is a builtin: the password is in no
+/// command line), then ends, so sudo sees end of input after it and a
+/// wrong password is one attempt. The other part waits for sudo, however
+/// an INT or TERM meant for the command ends (so the shell does not go
+/// on while the command runs), then prints the note. `START` first makes
+/// `/dev/null` the command's stdin, as for any command in a shell. The
+/// prompt is written in two quoted pieces, so a shell tracing or echoing
+/// its input (`set -x`, `set -v`) never writes it whole, and `sudo` and
+/// the shell's words go through `command`, past functions of their names.
+fn shell_line(command: &str, user: Option<&str>, nonce: &str, asks: bool) -> String {
+    let start = format!("exec </dev/null; {}", START.replace("NONCE", nonce));
+    let sudo = sudo_words(command, user, nonce, asks, &start);
+    if !asks {
+        return format!("( \\command set +aeux; \\exec {sudo} )");
+    }
+    format!(
+        "( \\command set +aeux; IFS=; \\command read -r p; \
+         case $p in ?*) \\command printf '%s\\n' \"$p\";; esac ) | \
+         ( \\command set +aeux; \\command trap : INT TERM; \\command {sudo}; s=$?; \
+         \\command printf 'sshmcp-sudo-%s:%s\\n' ended {nonce} >&2; \\command exit \"$s\" )"
+    )
+}
+
+/// `sudo [-n | -S -p PROMPT] [-u USER] -- sh -c START sh RELAY COMMAND`.
+fn sudo_words(command: &str, user: Option<&str>, nonce: &str, asks: bool, start: &str) -> String {
+    let mut words = String::from("sudo");
     if asks {
-        line.push_str(" -S -p ");
-        line.push_str(&quote(&format!("[sshmcp-sudo-password:{nonce}]")));
+        // The prompt in two quoted pieces: one word to sudo, never whole
+        // in the line itself.
+        words.push_str(" -S -p ");
+        words.push_str(&quote("[sshmcp-sudo-pass"));
+        words.push_str(&quote(&format!("word:{nonce}]")));
     } else {
-        line.push_str(" -n");
+        words.push_str(" -n");
     }
     if let Some(user) = user {
-        line.push_str(" -u ");
-        line.push_str(&quote(user));
+        words.push_str(" -u ");
+        words.push_str(&quote(user));
     }
-    line.push_str(" -- sh -c ");
-    line.push_str(&quote(&START.replace("NONCE", nonce)));
-    line.push_str(" sh ");
-    line.push_str(&quote(RELAY));
-    line.push(' ');
-    line.push_str(&quote(command));
-    line
+    words.push_str(" -- sh -c ");
+    words.push_str(&quote(start));
+    words.push_str(" sh ");
+    words.push_str(&quote(RELAY));
+    words.push(' ');
+    words.push_str(&quote(command));
+    words
 }
 
 /// 16 bytes from the OS's CSPRNG, in hex.
@@ -752,7 +924,7 @@ mod tests {
             command: "printf 'pw\\n'".into(),
             cache_secs: 0,
         });
-        Conversation::new("web1", "echo 'hi'", None, source).unwrap()
+        Conversation::new("web1", "echo 'hi'", None, source, Place::Login).unwrap()
     }
 
     fn prompt(c: &Conversation) -> Vec<u8> {
@@ -770,8 +942,107 @@ mod tests {
         assert!(line.ends_with(r" 'echo '\''a b'\'''"), "{line}");
         let line = command_line("id", None, "abc", true);
         assert!(
-            line.starts_with("exec sudo -S -p '[sshmcp-sudo-password:abc]' -- sh -c "),
+            line.starts_with("exec sudo -S -p '[sshmcp-sudo-pass''word:abc]' -- sh -c "),
             "{line}"
+        );
+    }
+
+    fn in_shell(asks: bool) -> Conversation {
+        let source = asks.then(|| Source {
+            passwords: Arc::default(),
+            key: "web1".into(),
+            command: "printf 'pw\\n'".into(),
+            cache_secs: 0,
+        });
+        Conversation::new("web1", "echo 'hi'", None, source, Place::Shell).unwrap()
+    }
+
+    #[test]
+    fn a_shell_line_leaves_the_shell_as_it_was_and_writes_no_marker_whole() {
+        let c = in_shell(true);
+        let line = c.line();
+        assert!(
+            line.starts_with("( \\command set +aeux; IFS=; \\command read -r p;"),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                ") | ( \\command set +aeux; \\command trap : INT TERM; \\command sudo -S -p "
+            ),
+            "{line}"
+        );
+        assert!(line.ends_with(" \\command exit \"$s\" )"), "{line}");
+        assert!(
+            !line.contains("exec sudo"),
+            "the shell must outlive sudo: {line}"
+        );
+        for printed in [prompt(&c), c.marker.clone(), c.note.clone().unwrap()] {
+            let printed = String::from_utf8(printed).unwrap();
+            assert!(!line.contains(printed.trim_end()), "{printed} in {line}");
+        }
+        assert!(c.takes_a_line());
+        let c = in_shell(false);
+        assert!(
+            c.line()
+                .starts_with("( \\command set +aeux; \\exec sudo -n -- sh -c 'exec </dev/null; "),
+            "{}",
+            c.line()
+        );
+        assert!(!c.takes_a_line());
+    }
+
+    #[test]
+    fn in_a_shell_the_note_after_the_command_is_cut_from_its_stderr() {
+        let c = in_shell(true);
+        let note = c.note.clone().unwrap();
+        let mut got = Vec::new();
+        let mut take = |data: &[u8]| got.extend(c.stderr(data).unwrap_or_default());
+        let mut chunk = c.marker.clone();
+        chunk.extend_from_slice(b"err 1\n");
+        take(&chunk);
+        // The note split across chunks, with output on both sides.
+        let (a, b) = note.split_at(9);
+        let mut first = b"err 2\n".to_vec();
+        first.extend_from_slice(a);
+        take(&first);
+        let mut second = b.to_vec();
+        second.extend_from_slice(b"\n");
+        take(&second);
+        got.extend(c.flush());
+        assert_eq!(got, b"err 1\nerr 2\n\n");
+        // Once it has passed, a note-like text is output.
+        assert_eq!(c.stderr(&note), Some(note.clone()));
+        assert_eq!(verdict(Some(&c)), Ok(()));
+    }
+
+    #[test]
+    fn in_a_shell_bytes_held_as_a_possible_note_are_output_at_the_end() {
+        let c = in_shell(true);
+        let note = c.note.clone().unwrap();
+        c.stderr(&c.marker.clone());
+        let mut got = c.stderr(b"half a note: ").unwrap_or_default();
+        got.extend(c.stderr(&note[..note.len() - 2]).unwrap_or_default());
+        got.extend(c.flush());
+        let mut expected = b"half a note: ".to_vec();
+        expected.extend_from_slice(&note[..note.len() - 2]);
+        assert_eq!(got, expected);
+    }
+
+    #[tokio::test]
+    async fn in_a_shell_the_note_without_the_marker_ends_the_exchange() {
+        let c = in_shell(true);
+        let mut said = b"sh: 1: sudo: not found\n".to_vec();
+        said.extend(c.note.clone().unwrap());
+        said.extend_from_slice(b"\n");
+        assert_eq!(c.stderr(&said), None);
+        assert!(matches!(c.next_input().await, Input::Stop));
+        c.exited(127);
+        let err = verdict(Some(&c)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound, "{}", err.message);
+        assert!(
+            !err.message.contains("sshmcp-sudo-ended"),
+            "{}",
+            err.message
         );
     }
 

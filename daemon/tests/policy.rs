@@ -296,6 +296,20 @@ async fn a_confirmation_goes_to_the_client_and_its_answer_decides() {
     assert!(e.message.contains("not today"), "{}", e.message);
     assert!(!home.path().join("no").exists());
 
+    // The audit says who decided what: the allowed write as confirmed,
+    // the refused one as denied by the rule.
+    let log = daemon.dir().join("state/sshmcp/audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let writes: Vec<serde_json::Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|r: &serde_json::Value| r["tool"] == "write_file")
+        .collect();
+    assert_eq!(writes.len(), 2, "{text}");
+    assert_eq!(writes[0]["decision"], "confirmed", "{}", writes[0]);
+    assert_eq!(writes[1]["decision"], "deny", "{}", writes[1]);
+    assert_eq!(writes[1]["rule"], "policy.hosts.\"host1\".confirm = true");
+
     // A client that cannot ask declines; reads are not asked about.
     let e = denied(&client, write(&path("quiet"))).await;
     assert!(e.message.contains("confirmation"), "{}", e.message);

@@ -310,7 +310,9 @@ fn a_client_of_another_uid_is_refused_even_when_the_socket_is_open_to_all() {
 async fn a_client_past_max_clients_is_refused_with_a_goodbye() {
     let fleet = Fleet::start(1);
     let daemon = Daemon::start(&fleet, "[daemon]\nmax_clients = 1\n");
-    let first = connect(daemon.socket()).await;
+    // The test kit's readiness probe holds the one slot until the daemon
+    // has seen it close.
+    let first = common::connect_when_free(daemon.socket()).await;
     // A round trip proves the daemon counts `first` as served.
     assert!(matches!(
         common::request(&first, Request::Status).await,

@@ -48,7 +48,7 @@ fn exec_request(shell: &str, command: &str, timeout_secs: Option<u64>) -> Reques
         shell_id: shell.into(),
         command: command.into(),
         timeout_secs,
-        max_output_bytes: None,
+        ..Default::default()
     })
 }
 
@@ -325,7 +325,7 @@ async fn shells_run_their_commands_in_parallel() {
             shell_id: waiter.clone(),
             command: format!("while [ ! -e '{flag}' ]; do sleep 0.05; done; echo seen"),
             timeout_secs: Some(120),
-            max_output_bytes: None,
+            ..Default::default()
         }))
         .expect("send");
     eventually_busy(&client, &waiter).await;
@@ -397,7 +397,7 @@ async fn a_call_on_a_busy_shell_waits_its_turn_until_its_timeout() {
             shell_id: id.clone(),
             command: "while :; do sleep 1; done".into(),
             timeout_secs: Some(600),
-            max_output_bytes: None,
+            ..Default::default()
         }))
         .expect("send");
     eventually_busy(&client, &id).await;

@@ -1,7 +1,7 @@
-//! `exec` with `sudo` against a real sshd and the host's real sudo: the
-//! test account may become `sshmcp-nopw` without a password and root with
-//! one (see `sshmcp_testkit::test_sudo`). These tests need root to set that
-//! up, and skip otherwise, saying why.
+//! `exec` and `shell_exec` with `sudo` against a real sshd and the host's
+//! real sudo: the test account may become `sshmcp-nopw` without a password
+//! and root with one (see `sshmcp_testkit::test_sudo`). These tests need
+//! root to set that up, and skip otherwise, saying why.
 
 mod common;
 
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::{connect, exec, exec_err, exec_ok, exec_request, request};
 use sshmcp_proto::client::DaemonClient;
 use sshmcp_proto::{
-    ErrorKind, ExecRequest, JobOutput, JobOutputRequest, JobSignalRequest, JobState, Request,
-    Response,
+    Error, ErrorKind, ExecRequest, JobOutput, JobOutputRequest, JobSignalRequest, JobState,
+    Request, Response, ShellExecOutput, ShellExecRequest, ShellOpenRequest,
 };
 use sshmcp_testkit::{Daemon, Fleet, TestSudo, test_sudo, unique_digits};
 
@@ -485,4 +485,267 @@ fn proc_files() -> Vec<(String, &'static str, Vec<u8>)> {
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A shell on host1 that has changed to /tmp, and set a variable.
+async fn shell_in_tmp(client: &DaemonClient) -> String {
+    let req = ShellOpenRequest {
+        host: "host1".into(),
+        ..Default::default()
+    };
+    let shell = match request(client, Request::ShellOpen(req)).await {
+        Ok(Response::ShellOpened(opened)) => opened.shell_id,
+        other => panic!("shell_open: {other:?}"),
+    };
+    let out = in_shell(client, plain(&shell, "cd /tmp && STAGE=kept"))
+        .await
+        .expect("cd /tmp");
+    assert_eq!(out.cwd.as_deref(), Some("/tmp"), "{out:?}");
+    shell
+}
+
+/// `command` in `shell`, as typed at its prompt.
+fn plain(shell: &str, command: &str) -> ShellExecRequest {
+    ShellExecRequest {
+        shell_id: shell.into(),
+        command: command.into(),
+        ..Default::default()
+    }
+}
+
+/// `command` in `shell` through sudo, as `user` (root when `None`).
+fn sudo_in(shell: &str, command: &str, user: Option<&str>) -> ShellExecRequest {
+    ShellExecRequest {
+        sudo: true,
+        sudo_user: user.map(str::to_owned),
+        ..plain(shell, command)
+    }
+}
+
+async fn in_shell(client: &DaemonClient, req: ShellExecRequest) -> Result<ShellExecOutput, Error> {
+    match request(client, Request::ShellExec(req)).await {
+        Ok(Response::ShellExec(out)) => Ok(*out),
+        Ok(other) => panic!("shell_exec: {other:?}"),
+        Err(e) => Err(e),
+    }
+}
+
+/// The shell is where it was and keeps its variables.
+async fn assert_shell_kept(client: &DaemonClient, shell: &str) {
+    let out = in_shell(client, plain(shell, "pwd; echo \"$STAGE\""))
+        .await
+        .expect("the shell still runs commands");
+    assert_eq!(String::from_utf8_lossy(&out.output.stdout), "/tmp\nkept\n");
+    assert_eq!(out.cwd.as_deref(), Some("/tmp"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sudo_in_a_shell_runs_as_root_in_its_directory_without_its_variables() {
+    let Some(sudo) = sudo_or_skip() else { return };
+    let password = PasswordFile::new(sudo.password());
+    let (_fleet, daemon, client) = start(&password.config()).await;
+    let shell = shell_in_tmp(&client).await;
+    let out = in_shell(
+        &client,
+        sudo_in(
+            &shell,
+            "id -u; pwd; echo \"[$STAGE]\"; cd / && STAGE=root",
+            None,
+        ),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}\n{}", daemon.log()));
+    assert_eq!(String::from_utf8_lossy(&out.output.stdout), "0\n/tmp\n[]\n");
+    assert_eq!(String::from_utf8_lossy(&out.output.stderr), "");
+    assert_eq!(out.output.exit_code, Some(0));
+    assert_eq!(out.cwd.as_deref(), Some("/tmp"));
+    assert_shell_kept(&client, &shell).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passwordless_sudo_in_a_shell_runs_as_the_sudo_user() {
+    let Some(sudo) = sudo_or_skip() else { return };
+    let (_fleet, daemon, client) = start("").await;
+    let shell = shell_in_tmp(&client).await;
+    let out = in_shell(
+        &client,
+        sudo_in(&shell, "id -un; exit 3", Some(sudo.nopasswd_user())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}\n{}", daemon.log()));
+    assert_eq!(String::from_utf8_lossy(&out.output.stdout), "sshmcp-nopw\n");
+    assert_eq!(out.output.exit_code, Some(3), "{out:?}");
+    assert_eq!(out.closed, None, "`exit` ends the sudo'd sh, not the shell");
+    assert_shell_kept(&client, &shell).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_command_with_a_nopasswd_user_in_a_shell_is_not_run() {
+    let Some(sudo) = sudo_or_skip() else { return };
+    let password = PasswordFile::new(sudo.password());
+    let (_fleet, daemon, client) = start(&password.config()).await;
+    let shell = shell_in_tmp(&client).await;
+    let out = in_shell(
+        &client,
+        sudo_in(&shell, "id -un; cat", Some(sudo.nopasswd_user())),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:?}\n{}", daemon.log()));
+    assert_eq!(String::from_utf8_lossy(&out.output.stdout), "sshmcp-nopw\n");
+    assert_eq!(password.runs(), 0, "sudo did not ask");
+    assert_shell_kept(&client, &shell).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_in_a_shell_is_in_no_output_command_line_or_environment() {
+    let Some(sudo) = sudo_or_skip() else { return };
+    let password = PasswordFile::new(sudo.password());
+    let (_fleet, daemon, client) = start(&password.config()).await;
+    let shell = shell_in_tmp(&client).await;
+    // A shell that traces its commands must not trace the password either.
+    in_shell(&client, plain(&shell, "set -x"))
+        .await
+        .expect("set -x");
+    let marker = format!("3.{}", unique_digits());
+    let secret = sudo.password().as_bytes();
+    let scan = async {
+        let mut saw_the_command = false;
+        let until = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < until {
+            for (pid, file, bytes) in proc_files() {
+                assert!(
+                    find(&bytes, secret).is_none(),
+                    "the password is in /proc/{pid}/{file}"
+                );
+                saw_the_command |= file == "cmdline" && find(&bytes, marker.as_bytes()).is_some();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        saw_the_command
+    };
+    let command = format!("sleep {marker}; id -u; echo done >&2");
+    let (out, saw_the_command) =
+        tokio::join!(in_shell(&client, sudo_in(&shell, &command, None)), scan);
+    assert!(saw_the_command, "the scan never saw the sudo'd command run");
+    let out = out.unwrap_or_else(|e| panic!("{e:?}\n{}", daemon.log()));
+    assert_eq!(String::from_utf8_lossy(&out.output.stdout), "0\n");
+    let stderr = String::from_utf8_lossy(&out.output.stderr);
+    assert!(
+        stderr.starts_with("done\n"),
+        "sudo's prompt is not in stderr: {stderr}"
+    );
+    assert!(
+        find(&out.output.stdout, secret).is_none() && find(&out.output.stderr, secret).is_none()
+    );
+    let traced = in_shell(&client, plain(&shell, "set +x; echo after"))
+        .await
+        .expect("set +x");
+    assert!(find(&traced.output.stderr, secret).is_none(), "{traced:?}");
+    assert!(
+        !daemon.log().contains(sudo.password()),
+        "the password is in the daemon's log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_in_a_shell_fails_the_call_and_keeps_the_shell() {
+    if sudo_or_skip().is_none() {
+        return;
+    }
+    let password = PasswordFile::new("not-the-password");
+    let (_fleet, _daemon, client) = start(&password.config()).await;
+    let shell = shell_in_tmp(&client).await;
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let ran = scratch.path().join("ran");
+    let err = in_shell(
+        &client,
+        sudo_in(&shell, &format!("touch '{}'", ran.display()), None),
+    )
+    .await
+    .expect_err("a wrong password fails the call");
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err:?}");
+    assert!(
+        err.message.contains("refused the password") && err.message.contains("still open"),
+        "{}",
+        err.message
+    );
+    assert!(!err.message.contains("not-the-password"), "{}", err.message);
+    assert!(!ran.exists(), "the command ran");
+    assert_shell_kept(&client, &shell).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sudo_in_a_shell_without_a_password_command_names_the_config_to_add() {
+    if sudo_or_skip().is_none() {
+        return;
+    }
+    let (_fleet, _daemon, client) = start("").await;
+    let shell = shell_in_tmp(&client).await;
+    let err = in_shell(&client, sudo_in(&shell, "id -u", None))
+        .await
+        .expect_err("sudo needs a password");
+    assert_eq!(err.kind, ErrorKind::PermissionDenied, "{err:?}");
+    assert!(
+        err.message.contains("needs a password")
+            && err
+                .message
+                .contains("[sudo.hosts.\"host1\"] password_command"),
+        "{}",
+        err.message
+    );
+    assert_shell_kept(&client, &shell).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sudo_command_in_a_shell_past_its_timeout_is_stopped_and_the_shell_stays() {
+    let Some(sudo) = sudo_or_skip() else { return };
+    let password = PasswordFile::new(sudo.password());
+    let (_fleet, _daemon, client) = start(&password.config()).await;
+    let shell = shell_in_tmp(&client).await;
+    // It ignores INT: the TERM two seconds later, passed on by sudo's
+    // relay, stops it, and the shell waits for that.
+    let marker = format!("1000.{}", unique_digits());
+    let err = in_shell(
+        &client,
+        ShellExecRequest {
+            timeout_secs: Some(1),
+            ..sudo_in(&shell, &format!("trap '' INT; sleep {marker}; true"), None)
+        },
+    )
+    .await
+    .expect_err("the command runs past its timeout");
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err:?}");
+    assert!(
+        err.message.contains("INT, then TERM") && err.message.contains("still open"),
+        "{}",
+        err.message
+    );
+    gone(&marker).await;
+    assert_shell_kept(&client, &shell).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shell_sudo_still_waiting_for_its_password_at_the_timeout_keeps_the_shell() {
+    if sudo_or_skip().is_none() {
+        return;
+    }
+    let (_fleet, _daemon, client) =
+        start("[sudo.hosts.\"host1\"]\npassword_command = \"sleep 20; echo late\"\n").await;
+    let shell = shell_in_tmp(&client).await;
+    let err = in_shell(
+        &client,
+        ShellExecRequest {
+            timeout_secs: Some(2),
+            ..sudo_in(&shell, "id -u", None)
+        },
+    )
+    .await
+    .expect_err("sudo is still waiting");
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err:?}");
+    assert!(
+        err.message.contains("did not start the command") && err.message.contains("still open"),
+        "{}",
+        err.message
+    );
+    assert_shell_kept(&client, &shell).await;
 }

@@ -213,14 +213,6 @@ mod tests {
     }
 
     #[test]
-    fn a_sudo_shell_exec_arrives_without_a_user_from_older_clients() {
-        let req: ShellExecRequest =
-            serde_json::from_str(r#"{"shell_id":"s1-2","command":"id","timeout_secs":null,"max_output_bytes":null}"#)
-                .unwrap();
-        assert!(!req.sudo && req.sudo_user.is_none());
-    }
-
-    #[test]
     fn shells_are_an_admin_request_and_shell_open_targets_its_host() {
         assert!(Request::Shells { host: None }.is_admin());
         let open = Request::ShellOpen(ShellOpenRequest {

@@ -140,3 +140,24 @@ fn a_command_that_ends_the_shell_says_so_and_a_timeout_does_not() {
     );
     assert!(text(&result).contains("closed="), "{result}");
 }
+
+#[test]
+fn shell_output_is_cleaned_for_the_model_unless_raw_is_asked() {
+    let (_fleet, daemon, mcp) = setup();
+    let opened = structured(
+        &mcp.call_tool("shell_open", json!({ "host": "host1" })),
+        &daemon,
+    );
+    let id = opened["shell_id"].as_str().expect("a shell_id").to_string();
+    let colour = r"printf '\033[31mred\033[0m\n'";
+    let clean = run(&mcp, &daemon, &id, colour);
+    assert_eq!(clean["stdout"], "red\n", "{clean}");
+    let raw = structured(
+        &mcp.call_tool(
+            "shell_exec",
+            json!({ "shell_id": id, "command": colour, "raw": true }),
+        ),
+        &daemon,
+    );
+    assert_eq!(raw["stdout"], "\u{1b}[31mred\u{1b}[0m\n", "{raw}");
+}

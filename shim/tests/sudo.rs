@@ -1,4 +1,4 @@
-//! `exec` with `sudo` from where an MCP client stands: the real shim's
+//! `exec` and `shell_exec` with `sudo` from where an MCP client stands: the real shim's
 //! stdio, the real daemon behind it, a real sshd and the host's real sudo
 //! behind that. Needs root to give the test account sudo rights (see
 //! `sshmcp_testkit::test_sudo`); skips otherwise, saying why.
@@ -58,4 +58,43 @@ fn sudo_user_without_sudo_is_refused_saying_to_set_both() {
     );
     let text = error_text(&result);
     assert!(text.contains("`sudo: true`"), "{text}");
+}
+
+#[test]
+fn shell_exec_with_sudo_runs_the_command_as_root_in_the_shells_directory() {
+    let sudo = match test_sudo() {
+        Ok(sudo) => sudo,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let password = dir.path().join("password");
+    std::fs::write(&password, format!("{}\n", sudo.password())).expect("write the password");
+    let fleet = Fleet::start(1);
+    let daemon = Daemon::start(
+        &fleet,
+        &format!(
+            "[sudo.hosts.\"host1\"]\npassword_command = \"cat '{}'\"\n",
+            password.display()
+        ),
+    );
+    let mcp = McpClient::start(daemon.socket());
+    mcp.initialize();
+    let opened = mcp.call_tool("shell_open", json!({ "host": "host1", "cwd": "/tmp" }));
+    let shell = structured(&opened, &daemon)["shell_id"]
+        .as_str()
+        .expect("a shell_id")
+        .to_string();
+
+    let result = mcp.call_tool(
+        "shell_exec",
+        json!({ "shell_id": shell, "command": "id -u; pwd", "sudo": true }),
+    );
+    let out = structured(&result, &daemon);
+    assert_eq!(out["stdout"], "0\n/tmp\n", "{out}");
+    assert_eq!(out["stderr"], "", "{out}");
+    assert_eq!(out["cwd"], "/tmp", "{out}");
+    assert!(!result.to_string().contains(sudo.password()), "{result}");
 }

@@ -1,5 +1,5 @@
 //! `shell_exec`: run a command in a persistent shell, as if typed at its
-//! prompt.
+//! prompt; with `sudo`, through sudo inside the shell (see `sudo.rs`).
 
 use sshmcp_proto::{Error, ExecRequest, ShellExecOutput, ShellExecRequest};
 
@@ -17,8 +17,19 @@ impl Op for ShellExecRequest {
     async fn run(self, ctx: &Context<'_>) -> Result<ShellExecOutput, Error> {
         let shell = ctx.daemon.shells.get(&self.shell_id)?;
         let max = max_output(&self, ctx.daemon.config().daemon.max_frame);
+        let sudo = if self.sudo {
+            let config = ctx.daemon.config();
+            Some(ctx.daemon.sudo.shell_conversation(
+                &config.sudo,
+                &shell.host,
+                &self.command,
+                self.sudo_user.as_deref(),
+            )?)
+        } else {
+            None
+        };
         shell
-            .exec(self, max, ctx.started, ctx.cancel, ctx.progress)
+            .exec(self, sudo, max, ctx.started, ctx.cancel, ctx.progress)
             .await
     }
 }

@@ -33,6 +33,7 @@ use crate::config::ShellsSection;
 use crate::output::HeadTail;
 use crate::pool::Host;
 use crate::progress::Reporter;
+use crate::sudo::{self, Conversation};
 
 /// Most bytes of output kept from the command that sets a new shell up
 /// (its errors go into `shell_open`'s).
@@ -100,6 +101,9 @@ struct Status {
 /// A command for a shell's runner, and where its answer goes.
 struct Order {
     command: String,
+    /// The exchange with sudo when the command runs through it; its line
+    /// is what the shell runs.
+    sudo: Option<Conversation>,
     nonce: Nonce,
     max_output: u64,
     started: Instant,
@@ -158,6 +162,7 @@ impl Shells {
                 cancel,
                 closing: &CancellationToken::new(),
                 samples: None,
+                sudo: None,
             })
             .await;
         let cwd = match finished {
@@ -357,12 +362,14 @@ impl Registry {
 }
 
 impl Shell {
-    /// Run `req`'s command in this shell once it is this call's turn,
-    /// passing samples of its output to `progress`. `started` is when the
-    /// request arrived: its timeout counts from there, the wait included.
+    /// Run `req`'s command in this shell once it is this call's turn
+    /// (through `sudo`, its conversation, when given), passing samples of
+    /// its output to `progress`. `started` is when the request arrived:
+    /// its timeout counts from there, the wait included.
     pub async fn exec(
         &self,
         req: ShellExecRequest,
+        sudo: Option<Conversation>,
         max_output: u64,
         started: Instant,
         cancel: &CancellationToken,
@@ -393,6 +400,7 @@ impl Shell {
         let (samples, mut sampled) = mpsc::channel(4);
         let order = Order {
             command: req.command,
+            sudo,
             nonce: Nonce::new()?,
             max_output,
             started,
@@ -496,8 +504,21 @@ impl Shell {
         };
         match (end, stopped) {
             (End::Back { status, cwd }, None) => {
-                let output = exec_output(stdout, stderr, status, None, order.started);
                 lock(&self.status).cwd = cwd.clone();
+                if let Some(sudo) = &order.sudo {
+                    match status {
+                        Some(status) => sudo.exited(status),
+                        None => sudo.ended(),
+                    }
+                    if let Err(e) = sudo::verdict(Some(sudo)) {
+                        let message = format!(
+                            "{}. Shell {id} is still open, in {cwd}, as it was",
+                            e.message
+                        );
+                        return (Err(Error::new(e.kind, message)), None);
+                    }
+                }
+                let output = exec_output(stdout, stderr, status, None, order.started);
                 let answer = ShellExecOutput {
                     output,
                     cwd: Some(cwd),
@@ -507,6 +528,16 @@ impl Shell {
             }
             (End::Back { cwd, .. }, Some((stop, signals))) => {
                 lock(&self.status).cwd = cwd.clone();
+                if let Some(sudo) = order.sudo.as_ref().filter(|s| !s.started())
+                    && stop == Stop::Timeout
+                {
+                    let message = format!(
+                        "{}. Shell {id} on {host} is still open, in {cwd}, its variables and \
+                         functions kept",
+                        sudo.not_started().message
+                    );
+                    return (Err(Error::new(ErrorKind::Timeout, message)), None);
+                }
                 let (kind, what) = what(stop);
                 let hint = match stop {
                     Stop::Timeout => {
@@ -659,13 +690,17 @@ async fn serve(
     lock(&shell.status).busy = true;
     let finished = session
         .command(Command {
-            text: &order.command,
+            text: order
+                .sudo
+                .as_ref()
+                .map_or(order.command.as_str(), Conversation::line),
             nonce: &order.nonce,
             max_output: order.max_output,
             deadline: order.deadline,
             cancel: &order.cancel,
             closing: &shell.closing,
             samples: Some(&order.samples),
+            sudo: order.sudo.as_ref(),
         })
         .await;
     on_command(&shell.host);

@@ -36,7 +36,10 @@ pub struct Scanner {
     has_trailer: bool,
     phase: Phase,
     /// Bytes held back because they may be the beginning of a marker:
-    /// fewer than a marker's length once a chunk has been looked at.
+    /// fewer than a marker's length once a chunk has been looked at, and
+    /// in the output only what the marker could begin with. Output that
+    /// waits for an answer (a prompt on stderr, sudo's among them) must
+    /// not wait here for more.
     held: Vec<u8>,
     trailer: Vec<u8>,
 }
@@ -100,7 +103,7 @@ impl Scanner {
                         };
                     }
                     None => {
-                        let pass = self.held.len().saturating_sub(self.end.len() - 1);
+                        let pass = self.held.len() - begun(&self.held, &self.end);
                         output(&self.held[..pass]);
                         self.held.drain(..pass);
                         return;
@@ -141,6 +144,15 @@ impl Scanner {
 fn keep_some(trailer: &mut Vec<u8>, data: &[u8]) {
     let room = TRAILER_MOST.saturating_sub(trailer.len());
     trailer.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// How many of `data`'s last bytes are the beginning of `marker` (not
+/// all of it).
+fn begun(data: &[u8], marker: &[u8]) -> usize {
+    (1..marker.len().min(data.len() + 1))
+        .rev()
+        .find(|&n| data.ends_with(&marker[..n]))
+        .unwrap_or(0)
 }
 
 /// Where `needle` first occurs in `haystack`.
@@ -197,6 +209,14 @@ mod tests {
     }
 
     #[test]
+    fn output_that_cannot_begin_a_marker_is_passed_on_at_once() {
+        let (out, _, done) = scan(&[b"<s:42>\n[password:]"], true);
+        assert_eq!((out, done), (b"[password:]".to_vec(), false));
+        let (out, _, _) = scan(&[b"<s:42>\nx <e", b":"], true);
+        assert_eq!(out, b"x ");
+    }
+
+    #[test]
     fn nothing_before_the_start_is_kept_however_long() {
         let junk = vec![b'x'; 100_000];
         let mut scanner = Scanner::new(START.to_vec(), END.to_vec(), true);
@@ -228,7 +248,7 @@ mod tests {
         scanner.push(b"<s:42>\nbye <e:4", &mut |b: &[u8]| {
             out.extend_from_slice(b)
         });
-        assert_eq!(out, b"bye");
+        assert_eq!(out, b"bye ");
         scanner.flush(&mut |b: &[u8]| out.extend_from_slice(b));
         assert_eq!(out, b"bye <e:4");
     }

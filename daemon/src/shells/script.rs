@@ -11,6 +11,11 @@
 //! builtin abandons the rest of the input it has read, as at a prompt;
 //! input that was still on its way is read afterwards and runs.
 //!
+//! A command run through sudo (`sudo.rs`) is a line whose reader takes
+//! one line of the shell's input first (the password, or an empty line):
+//! its `eval` keeps the shell's input, and the trailer goes only after
+//! that line.
+//!
 //! Each marker carries a nonce from the OS's CSPRNG, new for every
 //! command, which the command cannot know: no output, not even a copy of a
 //! marker with another nonce, ends the command early. The input spells
@@ -71,13 +76,27 @@ impl Nonce {
     }
 }
 
+/// Where the command's standard input comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// `/dev/null`: any command.
+    Null,
+    /// The shell's own: a sudo line whose reader takes one line of it
+    /// (see `sudo::shell_line`), which redirects everything else itself.
+    Shell,
+}
+
 /// The first line of a command: start markers, then the command itself.
 /// Words are backslash-quoted so no alias can stand in for them.
-pub fn command_line(nonce: &Nonce, command: &str) -> String {
+pub fn command_line(nonce: &Nonce, command: &str, input: Input) -> String {
     let start = nonce.words(START);
+    let stdin = match input {
+        Input::Null => " </dev/null",
+        Input::Shell => "",
+    };
     format!(
         "\\trap - INT; \\command printf '%s%s\\n' {start}; \
-         \\command printf '%s%s\\n' {start} >&2; \\eval {} </dev/null\n",
+         \\command printf '%s%s\\n' {start} >&2; \\eval {}{stdin}\n",
         quote(command)
     )
 }
@@ -150,7 +169,7 @@ mod tests {
         let (a, b) = (nonce(), nonce());
         assert_ne!(a.hex, b.hex);
         assert_eq!(a.hex.len(), 32);
-        let input = command_line(&a, "echo hi") + &trailer_line(&a);
+        let input = command_line(&a, "echo hi", Input::Null) + &trailer_line(&a);
         let (start, end) = (a.start(), a.end());
         let contains = |needle: &[u8]| input.as_bytes().windows(needle.len()).any(|w| w == needle);
         assert!(!contains(&start[..start.len() - 1]), "{input}");
@@ -161,12 +180,14 @@ mod tests {
     #[test]
     fn a_command_is_one_quoted_word_whatever_it_holds() {
         assert_eq!(quote("it's"), r"'it'\''s'");
-        let line = command_line(&nonce(), "echo 'a'\necho $HOME; exit");
+        let line = command_line(&nonce(), "echo 'a'\necho $HOME; exit", Input::Null);
         let quoted = format!(
             "{}\n{}\n",
             r"\eval 'echo '\''a'\''", r"echo $HOME; exit' </dev/null"
         );
         assert!(line.ends_with(&quoted), "{line}");
+        let line = command_line(&nonce(), "x", Input::Shell);
+        assert!(line.ends_with("\\eval 'x'\n"), "{line}");
     }
 
     #[test]

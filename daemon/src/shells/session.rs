@@ -8,6 +8,7 @@
 //! (dropping a russh channel sends no CHANNEL_CLOSE, and leaked sessions
 //! eat the server's MaxSessions).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -19,12 +20,14 @@ use russh::{ChannelMsg, Sig};
 use sshmcp_proto::{Error, ErrorKind, OutputStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 use super::scan::Scanner;
 use super::script::{self, Nonce};
 use crate::command::signal_label;
 use crate::output::HeadTail;
 use crate::pool::{Host, Lease};
+use crate::sudo::{Conversation, Input};
 
 /// How long an interrupted command (or a hung-up shell) gets before the
 /// next, harder signal.
@@ -38,6 +41,16 @@ pub type Samples = mpsc::Sender<(OutputStream, Vec<u8>)>;
 
 /// A line on its way to the shell.
 type Sending<'a> = Pin<Box<dyn Future<Output = Result<(), russh::Error>> + Send + 'a>>;
+
+/// What sudo wants written next, once it says.
+type Asking<'a> = Pin<Box<dyn Future<Output = Input> + Send + 'a>>;
+
+/// A line for the shell's input.
+enum Line {
+    Plain(String),
+    /// The password sudo asked for, wiped once sent.
+    Secret(Zeroizing<Vec<u8>>),
+}
 
 /// One shell process on its session channel, with its pool slot.
 pub struct Session {
@@ -93,6 +106,8 @@ pub struct Command<'a> {
     pub closing: &'a CancellationToken,
     /// Where samples of its output go, if anywhere.
     pub samples: Option<&'a Samples>,
+    /// The exchange with sudo, when `text` is its line.
+    pub sudo: Option<&'a Conversation>,
 }
 
 /// How a command went.
@@ -191,14 +206,33 @@ impl Session {
     /// Run `command` in the shell to its end; at its deadline or cancel,
     /// interrupt it (INT, then TERM after [`SIGNAL_GRACE`]) and wait for
     /// the shell to come back.
+    ///
+    /// With sudo, what the shell writes to stderr between its markers goes
+    /// through the conversation first (sudo's part is held back). When the
+    /// line reads one line of the shell's input, that line (the password
+    /// when sudo asks, else an empty one) is written before the trailer,
+    /// which would otherwise be what it reads.
     pub async fn command(&mut self, command: Command<'_>) -> Finished {
         let mut stdout = HeadTail::new(command.max_output);
         let mut stderr = HeadTail::new(command.max_output);
         let nonce = command.nonce;
+        let sudo = command.sudo;
         let mut out = Scanner::new(nonce.start(), nonce.end(), true);
         let mut err = Scanner::new(nonce.start(), nonce.end(), false);
-        let mut outbox = VecDeque::from([script::command_line(nonce, command.text)]);
+        let input = match sudo {
+            Some(sudo) if sudo.takes_a_line() => script::Input::Shell,
+            _ => script::Input::Null,
+        };
+        let first = script::command_line(nonce, command.text, input);
+        let mut outbox = VecDeque::from([Line::Plain(first)]);
         let mut sending: Option<Sending<'_>> = None;
+        // The line sudo's reader takes is yet to be written.
+        let mut line_owed = input == script::Input::Shell;
+        let mut asking: Option<Asking<'_>> = match sudo {
+            Some(sudo) if line_owed => Some(Box::pin(sudo.next_input())),
+            _ => None,
+        };
+        let mut started = false;
         let mut trailer_sent = false;
         let mut stop: Option<Stop> = None;
         let mut signals = [(Sig::INT, "INT"), (Sig::TERM, "INT, then TERM")].into_iter();
@@ -225,10 +259,28 @@ impl Session {
                 let (status, cwd) = script::parse_trailer(out.trailer());
                 break End::Back { status, cwd };
             }
+            if stop.is_some() {
+                asking = None;
+                // Interrupted before sudo said what it wants: an empty
+                // line, which the reader takes if the INT left it running,
+                // and the shell reads as nothing if not. Only once the
+                // shell runs the line, or it would read it with the line.
+                if line_owed && out.started() {
+                    line_owed = false;
+                    outbox.push_back(Line::Plain("\n".into()));
+                }
+            }
+            // The shell runs the line now and has read nothing past it: the
+            // trailer waits in the pipe until the command is over, whichever
+            // way.
+            if out.started() && !line_owed && !trailer_sent {
+                trailer_sent = true;
+                outbox.push_back(Line::Plain(script::trailer_line(nonce)));
+            }
             if sending.is_none()
                 && let Some(line) = outbox.pop_front()
             {
-                sending = Some(Box::pin(writer.data_bytes(Bytes::from(line.into_bytes()))));
+                sending = Some(send(writer, line));
             }
             let wake = next_signal.unwrap_or(command.deadline);
             tokio::select! {
@@ -243,18 +295,24 @@ impl Session {
                         ));
                     }
                 }
+                asked = async { asking.as_mut().expect("guarded by the branch condition").await },
+                    if asking.is_some() =>
+                {
+                    asking = None;
+                    line_owed = false;
+                    outbox.push_back(match asked {
+                        Input::Password(line) => Line::Secret(line),
+                        Input::Go | Input::Stop => Line::Plain("\n".into()),
+                    });
+                }
                 msg = reader.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => {
                         out.push(&data, &mut |b: &[u8]| {
                             stdout.push(b);
                             sample(OutputStream::Stdout, b);
                         });
-                        // The shell runs the command now and has read
-                        // nothing past it: the trailer waits in the pipe
-                        // until the command is over, whichever way.
-                        if out.started() && !trailer_sent {
-                            trailer_sent = true;
-                            outbox.push_back(script::trailer_line(nonce));
+                        if out.started() && !started {
+                            started = true;
                             // A signal sent before the shell had read the
                             // command reached an idle shell: send it again.
                             if let Some((sig, _)) = &signalled {
@@ -264,8 +322,10 @@ impl Session {
                     }
                     Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
                         err.push(&data, &mut |b: &[u8]| {
-                            stderr.push(b);
-                            sample(OutputStream::Stderr, b);
+                            if let Some(b) = commands_stderr(sudo, b) {
+                                stderr.push(&b);
+                                sample(OutputStream::Stderr, &b);
+                            }
                         });
                     }
                     Some(msg) => {
@@ -284,14 +344,22 @@ impl Session {
                         if closed {
                             exit.closed = true;
                             out.flush(&mut |b: &[u8]| stdout.push(b));
-                            err.flush(&mut |b: &[u8]| stderr.push(b));
+                            err.flush(&mut |b: &[u8]| {
+                                if let Some(b) = commands_stderr(sudo, b) {
+                                    stderr.push(&b);
+                                }
+                            });
                             break End::ShellEnded;
                         }
                     }
                     None => {
                         exit.closed = true;
                         out.flush(&mut |b: &[u8]| stdout.push(b));
-                        err.flush(&mut |b: &[u8]| stderr.push(b));
+                        err.flush(&mut |b: &[u8]| {
+                            if let Some(b) = commands_stderr(sudo, b) {
+                                stderr.push(&b);
+                            }
+                        });
                         break End::ShellEnded;
                     }
                 },
@@ -315,6 +383,9 @@ impl Session {
                 () = command.closing.cancelled() => break End::Closing,
             }
         };
+        if let Some(sudo) = sudo {
+            stderr.push(&sudo.flush());
+        }
         Finished {
             stdout,
             stderr,
@@ -346,6 +417,23 @@ impl Session {
         }
         let _ = writer.close().await;
         drop(lease);
+    }
+}
+
+/// Start writing `line` to the shell.
+fn send(writer: &russh::ChannelWriteHalf<russh::client::Msg>, line: Line) -> Sending<'_> {
+    match line {
+        Line::Plain(text) => Box::pin(writer.data_bytes(Bytes::from(text.into_bytes()))),
+        Line::Secret(secret) => Box::pin(async move { writer.data(&secret[..]).await }),
+    }
+}
+
+/// What of `bytes`, stderr between the shell's markers, is the command's:
+/// all of it, or with sudo what the conversation passes on.
+fn commands_stderr<'b>(sudo: Option<&Conversation>, bytes: &'b [u8]) -> Option<Cow<'b, [u8]>> {
+    match sudo {
+        None => Some(Cow::Borrowed(bytes)),
+        Some(sudo) => sudo.stderr(bytes).map(Cow::Owned),
     }
 }
 

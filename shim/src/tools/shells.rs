@@ -76,6 +76,13 @@ pub struct ShellExecArgs {
     /// As exec's.
     #[schemars(extend("default" = ExecRequest::MCP_MAX_OUTPUT))]
     pub max_output_bytes: Option<Int<0, MAX_OUTPUT>>,
+    /// In the shell's cwd, without its variables.
+    #[serde(default)]
+    pub sudo: bool,
+    pub sudo_user: Option<String>,
+    /// Keep ANSI escapes.
+    #[serde(default)]
+    pub raw: bool,
 }
 
 /// The `shell_exec` tool's `structuredContent`: `exec`'s result, and where
@@ -114,9 +121,11 @@ impl Tool for ShellExec {
                 args.max_output_bytes
                     .map_or(ExecRequest::MCP_MAX_OUTPUT, |Int(bytes)| bytes),
             ),
+            sudo: args.sudo,
+            sudo_user: args.sudo_user,
         };
         let shown = Shown {
-            raw: false,
+            raw: args.raw,
             max_output: request.max_output_bytes.unwrap_or_default(),
         };
         Ok((Request::ShellExec(request), shown))
@@ -236,12 +245,32 @@ mod tests {
                 command: "make".into(),
                 timeout_secs: Some(600),
                 max_output_bytes: Some(ExecRequest::MCP_MAX_OUTPUT),
+                sudo: false,
+                sudo_user: None,
             })
         );
         let err =
             prepared::<ShellExec>(json!({ "shell_id": "s1-1", "command": "ls", "stdin": "x" }))
                 .unwrap_err();
         assert!(err.message.contains("`stdin`"), "{}", err.message);
+    }
+
+    #[test]
+    fn shell_exec_passes_sudo_through_and_wants_it_for_sudo_user() {
+        let request = prepared::<ShellExec>(json!({
+            "shell_id": "s1-1", "command": "id", "sudo": true, "sudo_user": "postgres",
+        }))
+        .unwrap();
+        let Request::ShellExec(req) = request else {
+            panic!("{request:?}")
+        };
+        assert!(req.sudo);
+        assert_eq!(req.sudo_user.as_deref(), Some("postgres"));
+        let err = prepared::<ShellExec>(json!({
+            "shell_id": "s1-1", "command": "id", "sudo_user": "postgres",
+        }))
+        .unwrap_err();
+        assert!(err.message.contains("`sudo: true`"), "{}", err.message);
     }
 
     #[test]
