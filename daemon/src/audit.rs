@@ -1213,9 +1213,4 @@ mod tests {
         assert!(cut.ends_with('…'));
         assert_eq!(clip("abcdef", 3), "abc…[6 bytes in all]");
     }
-
-    #[test]
-    fn the_state_directory_is_the_one_sshmcpctl_looks_in() {
-        assert_eq!(crate::jobs::state_dir(), format::state_dir());
-    }
 }

@@ -106,39 +106,18 @@ struct Source {
 impl Passwords {
     /// A conversation that runs `command` on `alias` as `user` (root when
     /// `None`), answering sudo's prompt with the password `config` names
-    /// for the host, if any.
+    /// for the host, if any. `place` says where the line runs: as a
+    /// channel's command, or typed into a persistent shell (the line is
+    /// then [`shell_line`]'s).
     pub fn conversation(
         self: &Arc<Self>,
         config: &SudoSection,
         alias: &str,
         command: &str,
         user: Option<&str>,
+        place: Place,
     ) -> Result<Conversation, Error> {
-        Conversation::new(
-            alias,
-            command,
-            user,
-            self.source(config, alias),
-            Place::Login,
-        )
-    }
-
-    /// As [`conversation`](Self::conversation), for a command typed into a
-    /// persistent shell: the line is [`shell_line`]'s.
-    pub fn shell_conversation(
-        self: &Arc<Self>,
-        config: &SudoSection,
-        alias: &str,
-        command: &str,
-        user: Option<&str>,
-    ) -> Result<Conversation, Error> {
-        Conversation::new(
-            alias,
-            command,
-            user,
-            self.source(config, alias),
-            Place::Shell,
-        )
+        Conversation::new(alias, command, user, self.source(config, alias), place)
     }
 
     /// Where `alias`'s password comes from, if `config` names a command.
@@ -332,7 +311,7 @@ pub struct Conversation {
 
 /// Where the line runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
+pub enum Place {
     /// As a channel's command, through the login's shell.
     Login,
     /// Typed into a persistent shell.

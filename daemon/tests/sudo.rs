@@ -242,6 +242,25 @@ async fn with_cache_secs_0_the_password_command_runs_every_time() {
     assert_eq!(password.runs(), 2);
 }
 
+/// For 3 s, check every process's argv and environment for `secret`
+/// (panicking if one holds it); answers whether a command line holding
+/// `marker` was seen meanwhile.
+async fn scan_proc(secret: &[u8], marker: &[u8]) -> bool {
+    let mut saw_the_command = false;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for (pid, file, bytes) in proc_files() {
+            assert!(
+                find(&bytes, secret).is_none(),
+                "the password is in /proc/{pid}/{file}"
+            );
+            saw_the_command |= file == "cmdline" && find(&bytes, marker).is_some();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    saw_the_command
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_password_is_in_no_result_log_command_line_or_environment() {
     let Some(sudo) = sudo_or_skip() else { return };
@@ -249,21 +268,7 @@ async fn the_password_is_in_no_result_log_command_line_or_environment() {
     let (_fleet, daemon, client) = start(&password.config()).await;
     let marker = format!("3.{}", unique_digits());
     let secret = sudo.password().as_bytes();
-    let scan = async {
-        let mut saw_the_command = false;
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            for (pid, file, bytes) in proc_files() {
-                assert!(
-                    find(&bytes, secret).is_none(),
-                    "the password is in /proc/{pid}/{file}"
-                );
-                saw_the_command |= file == "cmdline" && find(&bytes, marker.as_bytes()).is_some();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        saw_the_command
-    };
+    let scan = scan_proc(secret, marker.as_bytes());
     let command = format!("sleep {marker}; id -u");
     let (out, saw_the_command) = tokio::join!(exec(&client, sudo_exec(&command, None)), scan);
     assert!(saw_the_command, "the scan never saw the sudo'd command run");
@@ -608,21 +613,7 @@ async fn the_password_in_a_shell_is_in_no_output_command_line_or_environment() {
         .expect("set -x");
     let marker = format!("3.{}", unique_digits());
     let secret = sudo.password().as_bytes();
-    let scan = async {
-        let mut saw_the_command = false;
-        let until = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < until {
-            for (pid, file, bytes) in proc_files() {
-                assert!(
-                    find(&bytes, secret).is_none(),
-                    "the password is in /proc/{pid}/{file}"
-                );
-                saw_the_command |= file == "cmdline" && find(&bytes, marker.as_bytes()).is_some();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        saw_the_command
-    };
+    let scan = scan_proc(secret, marker.as_bytes());
     let command = format!("sleep {marker}; id -u; echo done >&2");
     let (out, saw_the_command) =
         tokio::join!(in_shell(&client, sudo_in(&shell, &command, None)), scan);

@@ -292,6 +292,22 @@ macro_rules! help {
     };
 }
 
+/// Year, month and day of `days` after 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, for days on or after the epoch): for the ISO times
+/// the shim shows and the audit log writes, without a date crate.
+pub fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
 /// What a client can ask of the daemon. The docs of the requests
 /// `sshmcpctl` sends are its subcommands' help too (see [`help!`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,15 +4,25 @@
 //! `sshmcp_testkit::test_sudo`); skips otherwise, saying why.
 
 use serde_json::json;
-use sshmcp_testkit::{Daemon, Fleet, McpClient, error_text, structured, test_sudo};
+use sshmcp_testkit::{Daemon, Fleet, McpClient, TestSudo, error_text, structured, test_sudo};
 
-#[test]
-fn exec_with_sudo_runs_the_command_as_root_with_the_configured_password() {
+/// A daemon whose `[sudo.hosts]` give host1 the test account's password
+/// (from a file the password command reads), and a shim past its
+/// handshake; `None`, saying why, when sudo cannot be set up here.
+struct PasswordSetup {
+    sudo: &'static TestSudo,
+    _dir: tempfile::TempDir,
+    _fleet: Fleet,
+    daemon: Daemon,
+    mcp: McpClient,
+}
+
+fn with_password() -> Option<PasswordSetup> {
     let sudo = match test_sudo() {
         Ok(sudo) => sudo,
         Err(why) => {
             eprintln!("skipping: {why}");
-            return;
+            return None;
         }
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -28,6 +38,27 @@ fn exec_with_sudo_runs_the_command_as_root_with_the_configured_password() {
     );
     let mcp = McpClient::start(daemon.socket());
     mcp.initialize();
+    Some(PasswordSetup {
+        sudo,
+        _dir: dir,
+        _fleet: fleet,
+        daemon,
+        mcp,
+    })
+}
+
+#[test]
+fn exec_with_sudo_runs_the_command_as_root_with_the_configured_password() {
+    let Some(PasswordSetup {
+        sudo,
+        _dir,
+        _fleet,
+        daemon,
+        mcp,
+    }) = with_password()
+    else {
+        return;
+    };
 
     let result = mcp.call_tool(
         "exec",
@@ -62,26 +93,16 @@ fn sudo_user_without_sudo_is_refused_saying_to_set_both() {
 
 #[test]
 fn shell_exec_with_sudo_runs_the_command_as_root_in_the_shells_directory() {
-    let sudo = match test_sudo() {
-        Ok(sudo) => sudo,
-        Err(why) => {
-            eprintln!("skipping: {why}");
-            return;
-        }
+    let Some(PasswordSetup {
+        sudo,
+        _dir,
+        _fleet,
+        daemon,
+        mcp,
+    }) = with_password()
+    else {
+        return;
     };
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let password = dir.path().join("password");
-    std::fs::write(&password, format!("{}\n", sudo.password())).expect("write the password");
-    let fleet = Fleet::start(1);
-    let daemon = Daemon::start(
-        &fleet,
-        &format!(
-            "[sudo.hosts.\"host1\"]\npassword_command = \"cat '{}'\"\n",
-            password.display()
-        ),
-    );
-    let mcp = McpClient::start(daemon.socket());
-    mcp.initialize();
     let opened = mcp.call_tool("shell_open", json!({ "host": "host1", "cwd": "/tmp" }));
     let shell = structured(&opened, &daemon)["shell_id"]
         .as_str()

@@ -65,20 +65,9 @@ struct Records {
     jobs: Vec<Record>,
 }
 
-/// The daemon's own state directory: systemd's `$STATE_DIRECTORY`, else
-/// `$XDG_STATE_HOME/sshmcp`, else `~/.local/state/sshmcp`.
-pub fn state_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("STATE_DIRECTORY")
-        && let Some(first) = std::env::split_paths(&dir).next()
-    {
-        return Some(first);
-    }
-    let base = match std::env::var_os("XDG_STATE_HOME") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME")?).join(".local/state"),
-    };
-    Some(base.join("sshmcp"))
-}
+/// The daemon's own state directory (shared with the audit log, whose
+/// verifier in `sshmcpctl` finds it the same way).
+pub use sshmcp_proto::audit::state_dir;
 
 /// The records of detached jobs, in `jobs.toml` in the state directory:
 /// written whole (to a temporary file, then renamed) whenever one starts or

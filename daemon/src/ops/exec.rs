@@ -11,7 +11,7 @@ use sshmcp_proto::{Error, ErrorKind, ExecOutput, ExecRequest, JobStarted, OnTime
 use super::{Context, Op};
 use crate::command::{self, Command};
 use crate::jobs::Job;
-use crate::sudo::Conversation;
+use crate::sudo::{Conversation, Place};
 
 impl Op for ExecRequest {
     type Output = ExecOutput;
@@ -187,7 +187,13 @@ fn conversation(ctx: &Context<'_>, req: &ExecRequest) -> Result<Option<Conversat
     let config = ctx.daemon.config();
     ctx.daemon
         .sudo
-        .conversation(&config.sudo, alias, &req.command, req.sudo_user.as_deref())
+        .conversation(
+            &config.sudo,
+            alias,
+            &req.command,
+            req.sudo_user.as_deref(),
+            Place::Login,
+        )
         .map(Some)
 }
 

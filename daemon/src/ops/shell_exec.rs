@@ -4,6 +4,7 @@
 use sshmcp_proto::{Error, ExecRequest, ShellExecOutput, ShellExecRequest};
 
 use super::{Context, Op};
+use crate::sudo::Place;
 
 impl Op for ShellExecRequest {
     type Output = ShellExecOutput;
@@ -19,11 +20,12 @@ impl Op for ShellExecRequest {
         let max = max_output(&self, ctx.daemon.config().daemon.max_frame);
         let sudo = if self.sudo {
             let config = ctx.daemon.config();
-            Some(ctx.daemon.sudo.shell_conversation(
+            Some(ctx.daemon.sudo.conversation(
                 &config.sudo,
                 &shell.host,
                 &self.command,
                 self.sudo_user.as_deref(),
+                Place::Shell,
             )?)
         } else {
             None

@@ -55,7 +55,7 @@ pub fn parse_mode(argument: &str, text: &str) -> Result<u32, Error> {
 /// Seconds since the Unix epoch as an ISO 8601 UTC time,
 /// `2024-05-01T12:34:56Z`.
 pub fn iso_time(secs: u64) -> String {
-    let (year, month, day) = civil_date(secs / 86_400);
+    let (year, month, day) = sshmcp_proto::civil_date(secs / 86_400);
     let rem = secs % 86_400;
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
@@ -63,21 +63,6 @@ pub fn iso_time(secs: u64) -> String {
         rem / 60 % 60,
         rem % 60
     )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`, for days on or after the epoch).
-fn civil_date(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 /// A remote path as the SFTP server wants it. SFTP servers resolve relative
