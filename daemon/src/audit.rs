@@ -490,11 +490,10 @@ fn describe(record: &mut Record, request: &Request) {
             record.command = Some(clip(&req.command, MAX_COMMAND));
             record.sudo = req.sudo;
             record.sudo_user = req.sudo_user.as_deref().and_then(field);
-            for (on, flag) in [(req.background, "background"), (req.detach, "detach")] {
-                if on {
-                    flags.push(flag);
-                }
-            }
+            flags.extend(flags_on([
+                (req.background, "background"),
+                (req.detach, "detach"),
+            ]));
         }
         Request::Stat(req) => record.path = field(&req.path),
         Request::ListDir(req) => {
@@ -506,11 +505,10 @@ fn describe(record: &mut Record, request: &Request) {
         Request::ReadFile(req) => record.path = field(&req.path),
         Request::WriteFile(req) => {
             record.path = field(&req.path);
-            for (on, flag) in [(req.append, "append"), (req.create_dirs, "create_dirs")] {
-                if on {
-                    flags.push(flag);
-                }
-            }
+            flags.extend(flags_on([
+                (req.append, "append"),
+                (req.create_dirs, "create_dirs"),
+            ]));
         }
         Request::Mkdir(req) => {
             record.path = field(&req.path);
@@ -535,29 +533,21 @@ fn describe(record: &mut Record, request: &Request) {
             record.direction = Some(req.direction.as_str().into());
             record.local_path = field(&req.local_path);
             record.remote_path = field(&req.remote_path);
-            for (on, flag) in [
+            flags.extend(flags_on([
                 (req.recursive, "recursive"),
                 (req.resume, "resume"),
                 (req.follow_symlinks, "follow_symlinks"),
-            ] {
-                if on {
-                    flags.push(flag);
-                }
-            }
+            ]));
         }
         Request::Sync(req) => {
             record.direction = Some(req.direction.as_str().into());
             record.local_path = field(&req.local_dir);
             record.remote_path = field(&req.remote_dir);
-            for (on, flag) in [
+            flags.extend(flags_on([
                 (req.delete, "delete"),
                 (req.dry_run, "dry_run"),
                 (req.checksum, "checksum"),
-            ] {
-                if on {
-                    flags.push(flag);
-                }
-            }
+            ]));
         }
         Request::JobSignal(req) => {
             record.job_id = field(&req.job_id);
@@ -588,6 +578,15 @@ fn describe(record: &mut Record, request: &Request) {
         | Request::Shells { .. } => {}
     }
     record.flags = flags.into_iter().map(str::to_owned).collect();
+}
+
+/// The names of the flags that are on.
+fn flags_on<const N: usize>(
+    flags: [(bool, &'static str); N],
+) -> impl Iterator<Item = &'static str> {
+    flags
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
 }
 
 /// What the reply says that the record keeps: exit status, bytes moved,

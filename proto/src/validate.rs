@@ -116,16 +116,7 @@ impl Request {
                     ));
                 }
                 if let Some(user) = &req.sudo_user {
-                    check_user(op, user)?;
-                    if !req.sudo {
-                        return Err(bad(
-                            op,
-                            format_args!(
-                                "`sudo_user` = {user:?} needs `sudo: true`; set both to run the \
-                                 command as {user}"
-                            ),
-                        ));
-                    }
+                    check_sudo_user(op, user, req.sudo)?;
                 }
                 if let Some(bytes) = req.max_output_bytes {
                     let most = max_output_per_stream(max_frame);

@@ -99,6 +99,7 @@ impl Tool for Exec {
             input,
             "Copy large input to the host with `transfer` and redirect from it",
         )?;
+        let shown = Shown::asked(args.raw, args.max_output_bytes);
         let request = ExecRequest {
             stop_after_secs: None,
             background: args.background,
@@ -109,16 +110,9 @@ impl Tool for Exec {
             command: args.command,
             stdin,
             timeout_secs: args.timeout_secs.map(|Int(secs)| secs),
-            max_output_bytes: Some(
-                args.max_output_bytes
-                    .map_or(ExecRequest::MCP_MAX_OUTPUT, |Int(bytes)| bytes),
-            ),
+            max_output_bytes: Some(shown.max_output),
             sudo: args.sudo,
             sudo_user: args.sudo_user,
-        };
-        let shown = Shown {
-            raw: args.raw,
-            max_output: request.max_output_bytes.unwrap_or_default(),
         };
         Ok((Request::Exec(request), shown))
     }
@@ -151,6 +145,17 @@ pub struct Shown {
     pub raw: bool,
     /// The `max_output_bytes` sent, for the marker's advice.
     pub max_output: u64,
+}
+
+impl Shown {
+    /// As an MCP call asks: `raw`, and its `max_output_bytes` or the MCP
+    /// default, which is also what the daemon is asked to keep.
+    pub fn asked(raw: bool, max_output_bytes: Option<Int<0, MAX_OUTPUT>>) -> Shown {
+        Shown {
+            raw,
+            max_output: max_output_bytes.map_or(ExecRequest::MCP_MAX_OUTPUT, |Int(bytes)| bytes),
+        }
+    }
 }
 
 impl Default for Shown {

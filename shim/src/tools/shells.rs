@@ -113,20 +113,14 @@ impl Tool for ShellExec {
     type Asked = Shown;
 
     fn request(args: ShellExecArgs) -> Result<(Request, Shown), Error> {
+        let shown = Shown::asked(args.raw, args.max_output_bytes);
         let request = ShellExecRequest {
             shell_id: args.shell_id,
             command: args.command,
             timeout_secs: args.timeout_secs.map(|Int(secs)| secs),
-            max_output_bytes: Some(
-                args.max_output_bytes
-                    .map_or(ExecRequest::MCP_MAX_OUTPUT, |Int(bytes)| bytes),
-            ),
+            max_output_bytes: Some(shown.max_output),
             sudo: args.sudo,
             sudo_user: args.sudo_user,
-        };
-        let shown = Shown {
-            raw: args.raw,
-            max_output: request.max_output_bytes.unwrap_or_default(),
         };
         Ok((Request::ShellExec(request), shown))
     }
