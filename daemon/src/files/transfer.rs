@@ -56,10 +56,12 @@ pub struct Moved {
 }
 
 /// A temporary file that must go if the transfer is abandoned.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Temp {
     Local(PathBuf),
-    Remote(String),
+    /// A file on the host, with the session it is created through: a
+    /// removal sent on that session is handled after the creating open,
+    /// even when the open's reply has not come back yet.
+    Remote(String, Sftp),
 }
 
 /// Shared state of one transfer or sync: counters for progress and the
@@ -75,7 +77,8 @@ pub struct Engine<'a> {
     total: AtomicU64,
     files_done: AtomicU64,
     files_total: AtomicU64,
-    temps: Mutex<Vec<Temp>>,
+    temps: Mutex<Vec<(u64, Temp)>>,
+    next_temp: AtomicU64,
 }
 
 impl<'a> Engine<'a> {
@@ -90,6 +93,7 @@ impl<'a> Engine<'a> {
             files_done: AtomicU64::new(0),
             files_total: AtomicU64::new(0),
             temps: Mutex::new(Vec::new()),
+            next_temp: AtomicU64::new(0),
         }
     }
 
@@ -146,38 +150,36 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn hold(&self, temp: Temp) {
+    /// Note a temporary file for [`Self::discard_temps`], before the
+    /// request that creates it is sent; the number releases it.
+    fn hold(&self, temp: Temp) -> u64 {
+        let id = self.next_temp.fetch_add(1, Ordering::Relaxed);
         self.temps
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(temp);
+            .push((id, temp));
+        id
     }
 
-    fn release(&self, temp: &Temp) {
-        self.temps
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|t| t != temp);
+    /// The temporary file `id`, no longer the engine's to discard; `None`
+    /// when a cancel discarded it already.
+    fn release(&self, id: u64) -> Option<Temp> {
+        let mut temps = self.temps.lock().unwrap_or_else(|p| p.into_inner());
+        let at = temps.iter().position(|(held, _)| *held == id)?;
+        Some(temps.swap_remove(at).1)
     }
 
     /// Remove every temporary file still in flight (after a cancel).
     pub async fn discard_temps(&self) {
         let temps = std::mem::take(&mut *self.temps.lock().unwrap_or_else(|p| p.into_inner()));
-        if temps.is_empty() {
-            return;
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let sftp = self.host.sftp(deadline).await.ok();
-        for temp in temps {
+        for (_, temp) in temps {
             match temp {
                 Temp::Local(path) => {
                     let _ = std::fs::remove_file(path);
                 }
-                Temp::Remote(path) => {
-                    if let Some(sftp) = &sftp {
-                        let remove = sftp.raw().remove(path);
-                        let _ = tokio::time::timeout(Duration::from_secs(5), remove).await;
-                    }
+                Temp::Remote(path, sftp) => {
+                    let remove = sftp.raw().remove(path);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), remove).await;
                 }
             }
         }
@@ -244,9 +246,16 @@ impl<'a> Engine<'a> {
         }
         let mut attrs = FileAttributes::empty();
         attrs.permissions = Some(0o600);
-        let handle = remote.open("upload", &temp, flags, attrs).await?;
-        let held = Temp::Remote(temp.clone());
-        self.hold(held.clone());
+        // Held before the open is sent: a cancel while it is in flight
+        // still removes what it creates.
+        let held = self.hold(Temp::Remote(temp.clone(), sftp.share()));
+        let handle = match remote.open("upload", &temp, flags, attrs).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                self.release(held);
+                return Err(e);
+            }
+        };
         self.advance(0);
         let mut chunks = local::read_chunks(
             job.local.clone(),
@@ -278,7 +287,7 @@ impl<'a> Engine<'a> {
             (Err(e), _) => Err(e),
             (Ok(_), Err(e)) => Err(remote.write_error(&job.remote, e).await),
         };
-        self.release(&held);
+        let held = self.release(held);
         match result {
             Ok(bytes) => {
                 self.files_done.fetch_add(1, Ordering::Relaxed);
@@ -287,7 +296,7 @@ impl<'a> Engine<'a> {
                     resumed: start,
                 })
             }
-            Err(e) => Err(self.failed(e, held, &remote, temp_mode, &job.remote).await),
+            Err(e) => Err(self.failed(e, held, temp_mode, &job.remote).await),
         }
     }
 
@@ -313,8 +322,7 @@ impl<'a> Engine<'a> {
             )
             .await?;
         let writer = Writer::open(temp.clone(), start, PIPELINE_DEPTH)?;
-        let held = Temp::Local(temp.clone());
-        self.hold(held.clone());
+        let held = self.hold(Temp::Local(temp.clone()));
         self.advance(0);
         let read = remote
             .read_range(
@@ -339,7 +347,7 @@ impl<'a> Engine<'a> {
                 .map(|()| bytes),
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         };
-        self.release(&held);
+        let held = self.release(held);
         match result {
             Ok(bytes) => {
                 self.files_done.fetch_add(1, Ordering::Relaxed);
@@ -348,20 +356,13 @@ impl<'a> Engine<'a> {
                     resumed: start,
                 })
             }
-            Err(e) => Err(self.failed(e, held, &remote, temp_mode, &job.remote).await),
+            Err(e) => Err(self.failed(e, held, temp_mode, &job.remote).await),
         }
     }
 
     /// Clean up after a failed file: a broken connection keeps the partial
     /// file for `resume`; anything else removes it.
-    async fn failed(
-        &self,
-        error: Error,
-        temp: Temp,
-        remote: &Remote<'_>,
-        mode: TempMode,
-        shown: &str,
-    ) -> Error {
+    async fn failed(&self, error: Error, temp: Option<Temp>, mode: TempMode, shown: &str) -> Error {
         let connection = matches!(error.kind, ErrorKind::Unreachable | ErrorKind::Timeout);
         if connection && matches!(mode, TempMode::Partial { .. }) {
             return Error {
@@ -373,13 +374,14 @@ impl<'a> Engine<'a> {
             };
         }
         match temp {
-            Temp::Local(path) => {
+            Some(Temp::Local(path)) => {
                 let _ = std::fs::remove_file(path);
             }
-            Temp::Remote(path) if !connection => {
-                let _ = remote.sftp.raw().remove(path).await;
+            Some(Temp::Remote(path, sftp)) if !connection => {
+                let remove = sftp.raw().remove(path);
+                let _ = tokio::time::timeout(Duration::from_secs(5), remove).await;
             }
-            Temp::Remote(_) => {}
+            Some(Temp::Remote(..)) | None => {}
         }
         error
     }
