@@ -191,6 +191,63 @@ async fn an_exec_that_edits_a_file_shows_at_once() {
     assert_ne!(before, after);
 }
 
+/// Run `command` through the daemon as a plain exec (no `cd` first).
+async fn run(h: &ScratchHost, command: &str) {
+    let out = common::exec_ok(&h.daemon, &h.client, common::exec_request("host1", command)).await;
+    assert_eq!(out.exit_code, Some(0), "{command}: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exec_drops_only_what_its_parse_names() {
+    // Reads are served unconfirmed for a minute: only the drops refresh them.
+    let h = host("[cache]\nread_file_fresh_ms = 60000\n").await;
+    let (f, g, d) = (h.r("f"), h.r("g"), h.r("d"));
+    put(&f, "f\n");
+    put(&g, "g\n");
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    put(&format!("{d}/x"), "x\n");
+    std::os::unix::fs::symlink(&d, h.r("ld")).unwrap();
+    let via_link = h.r("ld/x");
+    let backup = h.r("g.bak");
+    for _ in 0..2 {
+        read(&h, &f).await;
+        read(&h, &g).await;
+        read(&h, &via_link).await;
+        let _ = stat(&h, &backup).await;
+    }
+    // The missing backup is cached as missing.
+    let hits = cache_stats(&h).await.hits;
+    assert!(not_found(&stat(&h, &backup).await.0));
+    assert_eq!(cache_stats(&h).await.hits, hits + 1, "the miss is cached");
+
+    // Changes nothing: everything stays cached.
+    run(&h, &format!("grep -c f {f} {g} || true")).await;
+    assert!(read(&h, &f).await.1);
+    assert!(read(&h, &g).await.1);
+
+    // Appends to f: f is read anew, g is still served.
+    run(&h, &format!("echo more >> {f}")).await;
+    assert_eq!(read(&h, &f).await, ("f\nmore\n".into(), false));
+    assert!(read(&h, &g).await.1);
+
+    // Edits g in place with a backup: both show.
+    run(&h, &format!("sed -i.bak s/g/G/ {g}")).await;
+    assert_eq!(read(&h, &g).await, ("G\n".into(), false));
+    assert!(!not_found(&stat(&h, &backup).await.0), "the backup shows");
+    assert!(read(&h, &f).await.1);
+
+    // A write named through the real directory drops what was read
+    // through the symlink.
+    run(&h, &format!("tee -a {d}/x < {f} > /dev/null")).await;
+    assert_eq!(read(&h, &via_link).await, ("x\nf\nmore\n".into(), false));
+    let stats = cache_stats(&h).await;
+    assert!(
+        stats.invalidations.iter().any(|c| c.name == "exec"),
+        "{stats:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn renaming_a_directory_shows_in_both_listings() {
     let h = host("").await;
@@ -463,10 +520,20 @@ async fn a_cached_exec_is_served_until_something_changes() {
     let (second, age) = open(run(Some(60)).await);
     assert!(age.is_some());
     assert_eq!(first, second, "the same answer, from the cache");
-    // Without cache_secs it runs (and counts as a change).
+    // Without cache_secs it runs; the parser shows it changes nothing, so
+    // the cached answer stays.
     let (third, age) = open(run(None).await);
     assert!(age.is_none());
     assert_ne!(first, third);
+    assert!(open(run(Some(60)).await).1.is_some());
+    // An exec the parser cannot vouch for may change anything: it retires
+    // cached ones.
+    let any = common::exec_request("host1", "sh -c true");
+    assert!(
+        open(request(&h.client, Request::Exec(any)).await)
+            .1
+            .is_none()
+    );
     let (fourth, age) = open(run(Some(60)).await);
     assert!(age.is_none(), "an uncached exec retires cached ones");
     assert_ne!(first, fourth);

@@ -1396,8 +1396,8 @@ fn script(mix: &Mix, spell: &Spell, len: usize, seed: u64) -> Vec<Step> {
                 };
                 format!("echo 'event {version}' >> {}", spell.any(&mut rng, file))
             } else {
-                // Read-only, but without `cache_secs`: a change as far as
-                // the cache knows.
+                // Read-only, without `cache_secs`: the parser shows it
+                // changes nothing.
                 format!(
                     "grep -c key {} || true",
                     spell.abs(REPLAY_FILES[pick_file(&mut rng)])

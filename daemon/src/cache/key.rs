@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use sshmcp_proto::{ExecRequest, Request};
 
+use crate::policy::{Effect, effect};
+
 /// The op a cached answer belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -164,7 +166,14 @@ pub fn classify(request: &Request) -> Class {
             },
             Some(*secs),
         ),
-        Request::Exec(_) => Class::ChangeAll { reason: "exec" },
+        // What the parser shows a command to change (nothing, or named
+        // files) is all it drops; through sudo it is anything.
+        Request::Exec(r) => match effect(&r.command) {
+            _ if r.sudo => Class::ChangeAll { reason: "exec" },
+            Effect::Nothing => Class::Other,
+            Effect::Paths(paths) => change("exec", &paths.iter().collect::<Vec<_>>()),
+            Effect::Anything => Class::ChangeAll { reason: "exec" },
+        },
         Request::WriteFile(r) => change("write_file", &[&r.path]),
         Request::Mkdir(r) => change("mkdir", &[&r.path]),
         Request::Remove(r) => change("remove", &[&r.path]),

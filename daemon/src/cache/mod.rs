@@ -11,9 +11,12 @@
 //! the server resolves it (`realpath`, asked while the op runs), so a
 //! home-relative spelling or a symlinked directory cannot hide an entry;
 //! it drops every cached `exec` of the host too. An `exec` without
-//! `cache_secs` (or a job) may change anything, so it moves the host's
-//! epoch: every older entry is fetched anew before it is served again (a
-//! `stat` of size and mtime would miss a rewrite that keeps both).
+//! `cache_secs` is read by the policy's parser: one it shows to change
+//! nothing drops nothing, one whose writes it can name (`sed -i`, `tee`,
+//! `>>`, ...) is a change to those paths, and any other (or a job) may
+//! change anything, so it moves the host's epoch: every older entry is
+//! fetched anew before it is served (a `stat` of size and mtime would miss
+//! a rewrite that keeps both).
 //! A fetch that was in flight while a change landed does not store its
 //! answer (the host's generation moved under it). A change whose op was
 //! abandoned half way moves the epoch as well.

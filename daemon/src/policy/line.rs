@@ -45,6 +45,10 @@ pub(super) struct Line {
     /// Redirections other than the harmless ones (`2>/dev/null`, `2>&1`,
     /// `>&2`, `</dev/null`), as written.
     pub redirects: Vec<String>,
+    /// The files those redirections write (`> out`, `>> log`, `<>`), or
+    /// `None` for one whose target is not a literal file name (`>&3`, a
+    /// glob).
+    pub written: Vec<Option<String>>,
 }
 
 /// One simple command.
@@ -271,6 +275,21 @@ fn redirection(redirect: &IoRedirect, out: &mut Line) -> Result<(), String> {
             };
             if !harmless {
                 out.redirects.push(redirect.to_string().trim().to_owned());
+                let written = match (kind, target) {
+                    (IoFileRedirectKind::Read, IoFileRedirectTarget::Filename(_)) => None,
+                    (
+                        IoFileRedirectKind::Write
+                        | IoFileRedirectKind::Append
+                        | IoFileRedirectKind::Clobber
+                        | IoFileRedirectKind::ReadAndWrite,
+                        IoFileRedirectTarget::Filename(word),
+                    ) => match argument(&word.value)? {
+                        (path, false) => Some(Some(path)),
+                        (_, true) => Some(None),
+                    },
+                    _ => Some(None),
+                };
+                out.written.extend(written);
             }
             Ok(())
         }

@@ -30,6 +30,7 @@
 //! Nothing here does I/O: the dispatcher resolves the caller and, for
 //! paths, the real remote path, and asks.
 
+mod effect;
 mod line;
 mod programs;
 mod sed;
@@ -39,6 +40,8 @@ mod tests;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+pub use effect::{Effect, effect};
 
 use crate::config::{PolicySection, glob_matches};
 use programs::{Class, Name};

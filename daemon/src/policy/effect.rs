@@ -1,0 +1,309 @@
+//! What a command line may change on the host, for the response cache: an
+//! uncached `exec` that the parser shows to change nothing, or only some
+//! named files, need not make the cache forget everything it knows of the
+//! host.
+//!
+//! The reading is the policy's own (brush-parser, literal words only), and
+//! it errs the same way: whatever it cannot prove is [`Effect::Anything`].
+//! Besides the built-in read-only set, the commands whose writes it names
+//! are few and common in agents' edits: `sed -i`, `tee`, `touch`, `mkdir`,
+//! `rm`, and output redirections (`>`, `>>`) to literal paths. Their paths
+//! are as written: relative ones are below the login directory, where the
+//! exec runs, unless the line also moves with `cd` (then it is anything).
+
+use super::{Node, line, sed};
+
+/// What running a command line may change on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Nothing: every command is of the built-in read-only set.
+    Nothing,
+    /// These paths (and whatever is below them), as written.
+    Paths(Vec<String>),
+    /// Anything: the line is more than the parser can vouch for.
+    Anything,
+}
+
+/// What `line` may change when run, as the remote login shell will read it.
+pub fn effect(line: &str) -> Effect {
+    let Ok(parsed) = line::parse(line) else {
+        return Effect::Anything;
+    };
+    let mut paths = Vec::new();
+    for written in &parsed.written {
+        match written {
+            Some(path) => paths.push(path.clone()),
+            None => return Effect::Anything,
+        }
+    }
+    let mut moves = false;
+    for command in &parsed.commands {
+        let node = Node::command(command);
+        if node.read_only(&[]).is_ok() {
+            moves |= matches!(node.name.as_str(), "cd" | "pushd" | "popd");
+            continue;
+        }
+        if !node.trusted || command.glob.is_some() {
+            return Effect::Anything;
+        }
+        match writes(&node.name, node.words.get(1..).unwrap_or_default()) {
+            Some(files) => paths.extend(files),
+            None => return Effect::Anything,
+        }
+    }
+    // `~` is the home only where the shell expanded it; which one a word
+    // held is gone after quote removal.
+    let unclear = |path: &String| path.is_empty() || path.starts_with('~');
+    let relative = |path: &String| !path.starts_with('/');
+    match paths.as_slice() {
+        [] => Effect::Nothing,
+        _ if paths.iter().any(unclear) => Effect::Anything,
+        _ if moves && paths.iter().any(relative) => Effect::Anything,
+        _ => Effect::Paths(paths),
+    }
+}
+
+/// The paths `name` run with `args` writes, when it is one of the writers
+/// read here and every option is understood.
+fn writes(name: &str, args: &[String]) -> Option<Vec<String>> {
+    match name {
+        "tee" => operands(args, "aip", "", &["append", "ignore-interrupts"], &[]),
+        "touch" => operands(
+            args,
+            "acfhm",
+            "dtr",
+            &["no-create", "no-dereference"],
+            &["date", "reference", "time"],
+        ),
+        "mkdir" => operands(args, "pv", "m", &["parents", "verbose"], &["mode"]),
+        "rm" => operands(
+            args,
+            "dfiIrRv",
+            "",
+            &[
+                "dir",
+                "force",
+                "recursive",
+                "verbose",
+                "one-file-system",
+                "preserve-root",
+                "no-preserve-root",
+            ],
+            &[],
+        ),
+        "sed" => sed_in_place(args),
+        _ => None,
+    }
+}
+
+/// The operands of a command whose short options are the letters of
+/// `flags` (clustered) and of `valued` (taking a value, attached or next),
+/// and whose long options are `long_flags` and `long_valued` (`--name=V`
+/// or `--name V`), spelled in full. Anything else is not understood.
+fn operands(
+    args: &[String],
+    flags: &str,
+    valued: &str,
+    long_flags: &[&str],
+    long_valued: &[&str],
+) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            out.extend(rest.cloned());
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            match long.split_once('=') {
+                Some((name, _)) if long_valued.contains(&name) => {}
+                None if long_flags.contains(&long) => {}
+                None if long_valued.contains(&long) => {
+                    rest.next()?;
+                }
+                _ => return None,
+            }
+            continue;
+        }
+        let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) else {
+            out.push(arg.clone());
+            continue;
+        };
+        for (at, c) in cluster.char_indices() {
+            if valued.contains(c) {
+                if at + 1 == cluster.len() {
+                    rest.next()?;
+                }
+                break;
+            }
+            if !flags.contains(c) {
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The files `sed -i` rewrites (with their backups), when its script is
+/// one that writes nothing else.
+fn sed_in_place(args: &[String]) -> Option<Vec<String>> {
+    let mut suffix: Option<String> = None;
+    let mut scripts = Vec::new();
+    let mut operands = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            operands.extend(rest.cloned());
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            match long.split_once('=') {
+                Some(("in-place", s)) => suffix = Some(s.to_owned()),
+                Some(("expression", script)) => scripts.push(script.to_owned()),
+                Some(("line-length", _)) => {}
+                None if long == "in-place" => suffix = Some(String::new()),
+                None if long == "expression" => scripts.push(rest.next()?.clone()),
+                None if long == "line-length" => {
+                    rest.next()?;
+                }
+                None if [
+                    "quiet",
+                    "silent",
+                    "regexp-extended",
+                    "separate",
+                    "unbuffered",
+                    "null-data",
+                    "posix",
+                    "follow-symlinks",
+                ]
+                .contains(&long) => {}
+                _ => return None,
+            }
+            continue;
+        }
+        let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) else {
+            operands.push(arg.clone());
+            continue;
+        };
+        for (at, c) in cluster.char_indices() {
+            let attached = &cluster[at + 1..];
+            match c {
+                'n' | 'r' | 'E' | 's' | 'u' | 'z' => {}
+                // `-i` takes the rest of its cluster as the backup suffix
+                // (`-ie` is suffix `e`, not `-i -e`).
+                'i' => {
+                    suffix = Some(attached.to_owned());
+                    break;
+                }
+                'e' | 'l' => {
+                    let value = match attached {
+                        "" => rest.next()?.clone(),
+                        _ => attached.to_owned(),
+                    };
+                    if c == 'e' {
+                        scripts.push(value);
+                    }
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    let suffix = suffix?;
+    if scripts.is_empty() {
+        if operands.is_empty() {
+            return None;
+        }
+        scripts.push(operands.remove(0));
+    }
+    if scripts.iter().any(|script| sed::check(script).is_err())
+        || suffix.contains(['*', '/'])
+        || operands.is_empty()
+    {
+        return None;
+    }
+    let backups: Vec<String> = match suffix.as_str() {
+        "" => Vec::new(),
+        _ => operands.iter().map(|f| format!("{f}{suffix}")).collect(),
+    };
+    operands.extend(backups);
+    Some(operands)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(line: &str) -> Vec<String> {
+        match effect(line) {
+            Effect::Paths(paths) => paths,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn read_only_lines_change_nothing() {
+        for line in [
+            "grep -c key /srv/app/a.conf || true",
+            "cat /etc/os-release",
+            "ls -la /var/log | head -n 5",
+            "cd /srv && git status",
+            "sed -n 1,5p notes.txt",
+            "cat x 2>/dev/null",
+            "wc -c < /etc/hosts",
+        ] {
+            assert_eq!(effect(line), Effect::Nothing, "{line}");
+        }
+    }
+
+    #[test]
+    fn named_writes_are_their_paths() {
+        assert_eq!(
+            paths("sed -i 's/^mode = .*/mode = v2/' /srv/a.conf"),
+            ["/srv/a.conf"]
+        );
+        assert_eq!(
+            paths("sed -i.bak -e s/a/b/ x y"),
+            ["x", "y", "x.bak", "y.bak"]
+        );
+        // `-ie` is the suffix `e`; the script is the first operand.
+        assert_eq!(paths("sed -ie s/a/b/ f"), ["f", "fe"]);
+        assert_eq!(
+            paths("echo 'event 3' >> /srv/logs/app.log"),
+            ["/srv/logs/app.log"]
+        );
+        assert_eq!(paths("grep x a | tee -a out.txt"), ["out.txt"]);
+        assert_eq!(
+            paths("mkdir -p /srv/d/sub && touch /srv/d/sub/f"),
+            ["/srv/d/sub", "/srv/d/sub/f"]
+        );
+        assert_eq!(paths("rm -rf -- /srv/old"), ["/srv/old"]);
+        assert_eq!(paths("touch -d yesterday f"), ["f"]);
+        assert_eq!(paths("cd /srv && echo x > /srv/abs"), ["/srv/abs"]);
+    }
+
+    #[test]
+    fn what_cannot_be_named_is_anything() {
+        for line in [
+            "rm -rf /srv/*.log",
+            "sed -i s/a/b/w/tmp/x f",
+            "sed -i --in=.bak s/a/b/ f",
+            "sed -i s/a/b/",
+            "sed -f script.sed -i f",
+            "cp a b",
+            "echo x > ~/f",
+            "cd /srv && echo x > rel",
+            "echo $(id) > f",
+            "env rm -f x",
+            "./rm x",
+            "python3 -c 'open(\"x\",\"w\")'",
+            "echo x >&3",
+            "tee --output-error=warn f",
+            "touch --dat=now f",
+            "mkdir -Z d",
+            "git pull",
+        ] {
+            assert_eq!(effect(line), Effect::Anything, "{line}");
+        }
+    }
+}
