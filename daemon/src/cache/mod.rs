@@ -10,7 +10,9 @@
 //! the changed path, above it or below it, compared both as written and as
 //! the server resolves it (`realpath`, asked while the op runs), so a
 //! home-relative spelling or a symlinked directory cannot hide an entry;
-//! it drops every cached `exec` of the host too. An `exec` without
+//! it drops the host's cached `exec`s too: those whose inputs it touches
+//! when the parser could name them (`cat FILE`, `ls DIR`, `wc -l < FILE`,
+//! kept as written and as resolved), every one otherwise. An `exec` without
 //! `cache_secs` is read by the policy's parser: one it shows to change
 //! nothing drops nothing, one whose writes it can name (`sed -i`, `tee`,
 //! `>>`, ...) is a change to those paths, and any other (or a job) may
@@ -174,6 +176,10 @@ struct Entry {
     reply: Reply,
     /// The path as the server resolved it (absolute), when it could.
     resolved: Option<String>,
+    /// For an `exec`: the paths its output depends on, as written and as
+    /// resolved, when the parser could name them all (else any change to
+    /// the host drops it).
+    inputs: Option<Vec<String>>,
     /// When the host gave the answer, on the cache's clock (ms).
     fetched_ms: u64,
     /// When the answer was last known good: fetched or confirmed (ms).
@@ -430,16 +436,22 @@ impl Cache {
         let generation = state.generation.load(Ordering::Acquire);
         let epoch = state.epoch.load(Ordering::Acquire);
         let fetched_ms = self.now_ms();
-        let (reply, resolved, file) = match key.what.path() {
-            None => (run(request).await, None, None),
-            Some(path) if kind == Kind::ReadFile => {
+        let mut inputs = None;
+        let (reply, resolved, file) = match (&key.what, key.what.path()) {
+            (key::What::Exec { command, .. }, _) => {
+                let reply;
+                (reply, inputs) = tokio::join!(run(request), exec_inputs(host, command));
+                (reply, None, None)
+            }
+            (_, None) => (run(request).await, None, None),
+            (_, Some(path)) if kind == Kind::ReadFile => {
                 // The file's signature is taken before the read, so a change
                 // racing the read can only make the entry look older.
                 let (file, resolved) =
                     tokio::join!(file_signature(host, path), resolve(host, path));
                 (run(request).await, resolved, file)
             }
-            Some(path) => {
+            (_, Some(path)) => {
                 let (reply, resolved) = tokio::join!(run(request), resolve(host, path));
                 (reply, resolved, None)
             }
@@ -459,6 +471,7 @@ impl Cache {
             bytes: ENTRY_OVERHEAD + key.what.bytes() as u64 + reply_bytes(&reply),
             reply: reply.clone(),
             resolved,
+            inputs,
             fetched_ms,
             checked_ms: AtomicU64::new(fetched_ms),
             epoch: AtomicU64::new(epoch),
@@ -599,7 +612,13 @@ impl Cache {
         self.remove_where(|key, entry| {
             &*key.alias == alias
                 && match key.what.path() {
-                    None => true,
+                    // An exec whose inputs are known goes only when one of
+                    // them changed.
+                    None => entry.inputs.as_ref().is_none_or(|inputs| {
+                        inputs
+                            .iter()
+                            .any(|input| scope.iter().any(|changed| key::related(changed, input)))
+                    }),
                     Some(path) => scope.iter().any(|changed| {
                         key::related(changed, path)
                             || entry
@@ -834,6 +853,21 @@ async fn resolve(host: &Arc<Host>, path: &str) -> Option<String> {
         .await
         .ok()
         .flatten()
+}
+
+/// The paths a cached `exec` of `command` reads, as written and as the
+/// server resolves them, when the parser can name them all.
+async fn exec_inputs(host: &Arc<Host>, command: &str) -> Option<Vec<String>> {
+    let written: Vec<String> = crate::policy::reads(command)?
+        .iter()
+        .map(|path| key::normalize(path))
+        .collect();
+    let resolved =
+        futures_util::future::join_all(written.iter().map(|path| resolve_existing(host, path)))
+            .await;
+    // One that cannot be resolved could be anywhere.
+    let resolved: Vec<String> = resolved.into_iter().collect::<Option<_>>()?;
+    Some(written.into_iter().chain(resolved).collect())
 }
 
 /// Where the server would put `path`: its `realpath`, or, when it does

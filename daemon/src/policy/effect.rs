@@ -63,6 +63,92 @@ pub fn effect(line: &str) -> Effect {
     }
 }
 
+/// Commands whose output depends only on their operands (files, or
+/// strings taken for files at no harm) and their input, with the short
+/// option letters and long options that would make them reach further
+/// (follow links inside a tree, read a list of names from a file).
+const READERS: [(&str, &str, &[&str]); 16] = [
+    ("cat", "", &[]),
+    ("head", "", &[]),
+    ("tail", "fF", &["follow", "retry"]),
+    ("wc", "", &["files0-from"]),
+    ("ls", "L", &["dereference"]),
+    (
+        "grep",
+        "frRd",
+        &[
+            "file",
+            "recursive",
+            "dereference-recursive",
+            "directories",
+            "exclude-from",
+        ],
+    ),
+    ("md5sum", "c", &["check"]),
+    ("sha1sum", "c", &["check"]),
+    ("sha256sum", "c", &["check"]),
+    ("sha512sum", "c", &["check"]),
+    ("cut", "", &[]),
+    ("nl", "", &[]),
+    ("stat", "", &[]),
+    ("echo", "", &[]),
+    ("true", "", &[]),
+    ("false", "", &[]),
+];
+
+/// The paths a read-only `line`'s output depends on, when the parser can
+/// name them all: the operands of commands from [`READERS`] and the files
+/// of `<` redirections, as written (relative ones below the login
+/// directory). Every word that is not an option counts, so a pattern or a
+/// count is taken for a path too: that only drops an answer more often.
+/// `None` when anything could reach past them (another command, a glob,
+/// `cd`, `~`, a following option).
+pub fn reads(line: &str) -> Option<Vec<String>> {
+    let parsed = line::parse(line).ok()?;
+    if !parsed.written.is_empty() {
+        return None;
+    }
+    let mut paths = parsed.read.iter().cloned().collect::<Option<Vec<_>>>()?;
+    for command in &parsed.commands {
+        let node = Node::command(command);
+        if command.glob.is_some()
+            || !node.trusted
+            || !node.children.is_empty()
+            || node.read_only(&[]).is_err()
+        {
+            return None;
+        }
+        let (_, letters, longs) = READERS.iter().find(|(name, ..)| *name == node.name)?;
+        let mut operands = 0;
+        for word in node.words.iter().skip(1) {
+            if let Some(long) = word.strip_prefix("--") {
+                let (name, value) = long.split_once('=').unwrap_or((long, ""));
+                if longs.contains(&name) {
+                    return None;
+                }
+                if !value.is_empty() {
+                    paths.push(value.to_owned());
+                }
+            } else if let Some(cluster) = word.strip_prefix('-').filter(|c| !c.is_empty()) {
+                if cluster.chars().any(|c| letters.contains(c)) {
+                    return None;
+                }
+            } else {
+                operands += 1;
+                paths.push(word.clone());
+            }
+        }
+        // `ls` alone lists where it runs.
+        if node.name == "ls" && operands == 0 {
+            paths.push(".".to_owned());
+        }
+    }
+    if paths.iter().any(|p| p.is_empty() || p.starts_with('~')) {
+        return None;
+    }
+    Some(paths)
+}
+
 /// The paths `name` run with `args` writes, when it is one of the writers
 /// read here and every option is understood.
 fn writes(name: &str, args: &[String]) -> Option<Vec<String>> {
@@ -280,6 +366,37 @@ mod tests {
         assert_eq!(paths("rm -rf -- /srv/old"), ["/srv/old"]);
         assert_eq!(paths("touch -d yesterday f"), ["f"]);
         assert_eq!(paths("cd /srv && echo x > /srv/abs"), ["/srv/abs"]);
+    }
+
+    #[test]
+    fn what_a_read_only_line_reads_is_named_when_it_can_be() {
+        let reads = |line: &str| reads(line).unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(reads("cat /etc/os-release"), ["/etc/os-release"]);
+        assert_eq!(reads("wc -c < /srv/b.conf"), ["/srv/b.conf"]);
+        assert_eq!(reads("head -n 3 src/main.rs"), ["3", "src/main.rs"]);
+        assert_eq!(reads("ls -la"), ["."]);
+        assert_eq!(
+            reads("grep -c --max-count=9 key a b | wc -l"),
+            ["9", "key", "a", "b"]
+        );
+        for line in [
+            "cat *.conf",
+            "cd /srv && cat a",
+            "cat ~/a",
+            "ls -L /srv",
+            "grep -r key /srv",
+            "grep -f pats a",
+            "tail -f log",
+            "sha256sum -c sums",
+            "wc --files0-from=list",
+            "uname -a",
+            "ps aux",
+            "timeout 5 cat a",
+            "cat a > b",
+            "cat $(echo a)",
+        ] {
+            assert_eq!(super::reads(line), None, "{line}");
+        }
     }
 
     #[test]

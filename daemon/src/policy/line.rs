@@ -49,6 +49,9 @@ pub(super) struct Line {
     /// `None` for one whose target is not a literal file name (`>&3`, a
     /// glob).
     pub written: Vec<Option<String>>,
+    /// The files `<` redirections read, or `None` for one whose target is
+    /// not a literal file name.
+    pub read: Vec<Option<String>>,
 }
 
 /// One simple command.
@@ -276,7 +279,11 @@ fn redirection(redirect: &IoRedirect, out: &mut Line) -> Result<(), String> {
             if !harmless {
                 out.redirects.push(redirect.to_string().trim().to_owned());
                 let written = match (kind, target) {
-                    (IoFileRedirectKind::Read, IoFileRedirectTarget::Filename(_)) => None,
+                    (IoFileRedirectKind::Read, IoFileRedirectTarget::Filename(word)) => {
+                        let (path, glob) = argument(&word.value)?;
+                        out.read.push((!glob).then_some(path));
+                        None
+                    }
                     (
                         IoFileRedirectKind::Write
                         | IoFileRedirectKind::Append

@@ -41,7 +41,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use effect::{Effect, effect};
+pub use effect::{Effect, effect, reads};
 
 use crate::config::{PolicySection, glob_matches};
 use programs::{Class, Name};
