@@ -13,7 +13,7 @@
 //! runs the replay alone. Exits non-zero when the replay saw a stale
 //! answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -505,6 +505,7 @@ fn main() -> ExitCode {
             "cacheable reads",
             "hit rate (counters)",
             "hit rate (answers)",
+            "ceiling (unchanged answers)",
             "stale",
         ],
         &replays
@@ -516,6 +517,7 @@ fn main() -> ExitCode {
                     replay.reads.to_string(),
                     format!("{:.1}%", replay.stats_rate() * 100.0),
                     format!("{:.1}%", replay.answer_rate() * 100.0),
+                    format!("{:.1}%", replay.ceiling() * 100.0),
                     replay.stale.len().to_string(),
                 ]
             })
@@ -1504,6 +1506,11 @@ struct Replay {
     reads: usize,
     /// Reads answered from the cache (`Response::Cached`).
     cached_answers: usize,
+    /// Reads whose answer was the same as the last answer to the same
+    /// call: what a cache that forgot an answer exactly when it changed
+    /// could have served. No cache that stays correct without asking the
+    /// host serves more (short of storing what it writes).
+    unchanged: usize,
     /// Per step kind: calls, answers from the cache, latency.
     by_kind: BTreeMap<&'static str, (usize, usize, Samples)>,
     stale: Vec<String>,
@@ -1525,6 +1532,10 @@ impl Replay {
 
     fn answer_rate(&self) -> f64 {
         self.cached_answers as f64 / (self.reads as f64).max(1.0)
+    }
+
+    fn ceiling(&self) -> f64 {
+        self.unchanged as f64 / (self.reads as f64).max(1.0)
     }
 
     fn print(&self) {
@@ -1581,6 +1592,15 @@ impl Replay {
             self.answer_rate() * 100.0,
             self.cached_answers,
             self.reads
+        );
+        println!(
+            "ceiling: {} of the {} reads ({:.1}%) had the same answer as the last time the \
+             same call was made; a cache that forgot an answer exactly when it changed would \
+             serve those and no more. This one served {:.0}% of them.",
+            self.unchanged,
+            self.reads,
+            self.ceiling() * 100.0,
+            self.cached_answers as f64 * 100.0 / (self.unchanged as f64).max(1.0)
         );
         println!("\nreads not answered from the cache, by what came before them:\n");
         let rows: Vec<Vec<String>> = self
@@ -1640,6 +1660,7 @@ async fn replay(
         before: cache_stats(client).await,
         ..Replay::default()
     };
+    let mut last: HashMap<String, String> = HashMap::new();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(300) + think * len as u32;
     for (i, step) in steps.iter().enumerate() {
@@ -1669,6 +1690,10 @@ async fn replay(
         out.misses.note(i, step, cached, home);
         if step.is_read() {
             out.reads += 1;
+            let answer = answer_of(&reply);
+            let key = step.describe();
+            out.unchanged += usize::from(last.get(&key) == Some(&answer));
+            last.insert(key, answer);
             out.cached_answers += usize::from(cached);
             if let Err(why) = verify(step, &reply, home) {
                 let source = match age_ms {
@@ -1836,6 +1861,15 @@ fn local(home: &Path, remote: &str) -> PathBuf {
 }
 
 /// Compare the daemon's answer to `step` with the files as they are now.
+/// What a read answered, for comparing two answers to the same call: what
+/// it says, not how long it took.
+fn answer_of(reply: &Reply) -> String {
+    match reply {
+        Ok(Response::Exec(out)) => format!("{:?} {:?} {:?}", out.exit_code, out.stdout, out.stderr),
+        other => format!("{other:?}"),
+    }
+}
+
 fn verify(step: &Step, reply: &Reply, home: &Path) -> Result<(), String> {
     match step {
         Step::Read { path } => {
