@@ -295,6 +295,48 @@ async fn a_cached_exec_whose_inputs_are_named_goes_only_when_they_change() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn each_client_reads_its_own_exec_writes_while_others_read_and_write() {
+    // Reads are served unconfirmed for a minute: only the drops refresh them.
+    let h = Arc::new(host("[cache]\nread_file_fresh_ms = 60000\n").await);
+    let shared = h.r("shared.log");
+    put(&shared, "");
+    let clients: Vec<_> = (0..6)
+        .map(|c| {
+            let h = h.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let client = common::connect(h.daemon.socket()).await;
+                let own = h.r(&format!("own{c}"));
+                put(&own, "v0\n");
+                for round in 1..=8 {
+                    let line = format!("c{c} r{round}");
+                    let edit =
+                        format!("echo '{line}' >> {shared} && sed -i 's/^v.*/v{round}/' {own}");
+                    let out =
+                        common::exec_ok(&h.daemon, &client, common::exec_request("host1", &edit))
+                            .await;
+                    assert_eq!(out.exit_code, Some(0), "{out:?}");
+                    for (path, want) in [(&shared, line.clone()), (&own, format!("v{round}"))] {
+                        let reply = request(&client, read_request(path, None)).await;
+                        let data = match open(reply) {
+                            (Ok(Response::ReadFile(c)), _) => String::from_utf8(c.data).unwrap(),
+                            other => panic!("{other:?}"),
+                        };
+                        assert!(
+                            data.lines().any(|l| l == want),
+                            "client {c} round {round}: {path} lacks {want:?}: {data:?}"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn renaming_a_directory_shows_in_both_listings() {
     let h = host("").await;
     let (d, e) = (h.r("d"), h.r("e"));
