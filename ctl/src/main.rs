@@ -403,6 +403,7 @@ mod tests {
             detached: false,
             job_id: "j1".into(),
             host: "web1".into(),
+            kind: sshmcp_proto::JobKind::Command,
             command: "sleep 100".into(),
             state: sshmcp_proto::JobState::Running,
             started: 1_700_000_000,
@@ -419,7 +420,8 @@ mod tests {
                 .ok()
                 .as_deref(),
             Some(
-                "[{\"job_id\":\"j1\",\"host\":\"web1\",\"command\":\"sleep 100\",\
+                "[{\"job_id\":\"j1\",\"host\":\"web1\",\"kind\":\"command\",\
+                 \"command\":\"sleep 100\",\
                  \"state\":\"running\",\"started\":1700000000,\"runtime_ms\":65000,\
                  \"bytes\":2048,\"exit_code\":null,\"detached\":false}]\n"
             )

@@ -869,6 +869,7 @@ v6     deploy@[2001:db8::1]:22  cold          full        0     0     0  -
             detached: false,
             job_id: id.into(),
             host: "web1".into(),
+            kind: sshmcp_proto::JobKind::Command,
             command: command.into(),
             state,
             started: 1_700_000_000,
@@ -884,6 +885,7 @@ v6     deploy@[2001:db8::1]:22  cold          full        0     0     0  -
             job("j-1", JobState::Exited, "make -j2 all", Some(2)),
             JobInfo {
                 host: "db.internal".into(),
+                kind: sshmcp_proto::JobKind::Command,
                 runtime_ms: 900,
                 bytes: 0,
                 ..job("j-22", JobState::Running, "tail -f /var/log/syslog", None)

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use russh::{ChannelMsg, Sig};
 use sshmcp_proto::{
-    Error, ErrorKind, ExecOutput, JobInfo, JobOutput, JobOutputRequest, JobResult, JobState,
-    OutputStream,
+    Error, ErrorKind, ExecOutput, JobInfo, JobKind, JobOutput, JobOutputRequest, JobResult,
+    JobState, OutputStream,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,7 @@ pub struct Jobs {
 pub struct Job {
     pub id: String,
     pub host: String,
+    kind: JobKind,
     command: String,
     started_unix: u64,
     started: Instant,
@@ -186,6 +187,7 @@ impl Jobs {
         key: u64,
         id: String,
         host: String,
+        kind: JobKind,
         command: &str,
         started_unix: u64,
         signals: mpsc::Sender<Sig>,
@@ -198,6 +200,7 @@ impl Jobs {
         let job = Arc::new(Job {
             id,
             host,
+            kind,
             command: command.chars().take(COMMAND_SHOWN).collect(),
             started_unix,
             started: Instant::now(),
@@ -268,6 +271,7 @@ impl Jobs {
             key,
             record.id,
             record.host,
+            JobKind::Command,
             &record.command,
             record.started_unix,
             signals,
@@ -341,6 +345,7 @@ impl Jobs {
             n,
             format!("j{}-{n}", self.prefix),
             alias,
+            JobKind::Command,
             &shown,
             detached::now_unix(),
             signals,
@@ -454,6 +459,7 @@ impl Job {
             detached: self.detached.is_some(),
             job_id: self.id.clone(),
             host: self.host.clone(),
+            kind: self.kind,
             command: self.command.clone(),
             state: inner.state,
             started: self.started_unix,

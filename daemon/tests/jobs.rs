@@ -76,6 +76,7 @@ async fn a_background_job_is_read_while_it_runs_by_long_polling() {
                 ("host1", JobState::Exited)
             );
             assert!(info.command.starts_with("for i in 1 2 3"));
+            assert_eq!(info.kind, sshmcp_proto::JobKind::Command);
             assert_eq!(info.bytes, 33);
         }
         other => panic!("jobs: {other:?}"),

@@ -614,6 +614,7 @@ async fn a_transfer_with_job_after_secs_runs_on_as_a_job_past_its_client() {
         other => panic!("{other:?}"),
     };
     let listed = jobs.iter().find(|j| j.job_id == job).expect("listed");
+    assert_eq!(listed.kind, sshmcp_proto::JobKind::Transfer);
     assert!(
         listed
             .command

@@ -132,6 +132,32 @@ pub struct JobSignalRequest {
     pub signal: String,
 }
 
+/// What a job runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// A command: an `exec` with `background`, `detach`, or one that ran
+    /// past its timeout with `on_timeout: "background"`.
+    #[default]
+    Command,
+    /// A `transfer` that ran past its `job_after_secs`.
+    Transfer,
+    /// A `sync` that ran past its `job_after_secs`.
+    Sync,
+}
+
+impl JobKind {
+    /// The kind in a word, as tools name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Command => "command",
+            JobKind::Transfer => "transfer",
+            JobKind::Sync => "sync",
+        }
+    }
+}
+
 /// One job, as `jobs` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
@@ -140,7 +166,10 @@ pub struct JobInfo {
     pub job_id: String,
     /// The host alias it runs on.
     pub host: String,
-    /// The command line (cut short).
+    /// What it runs.
+    pub kind: JobKind,
+    /// The command line (cut short); for an operation, the operation as
+    /// `transfer LOCAL -> host:REMOTE`.
     pub command: String,
     /// Where it is in its life.
     pub state: JobState,

@@ -64,8 +64,8 @@ pub use files::{
 };
 pub use framed::{FrameError, FrameReader, FrameWriter};
 pub use jobs::{
-    JobInfo, JobOutput, JobOutputRequest, JobResult, JobSignalRequest, JobStarted, JobState,
-    MAX_JOB_WAIT_SECS, OnTimeout,
+    JobInfo, JobKind, JobOutput, JobOutputRequest, JobResult, JobSignalRequest, JobStarted,
+    JobState, MAX_JOB_WAIT_SECS, OnTimeout,
 };
 pub use shells::{
     MAX_SHELL_ENV, ShellCloseRequest, ShellExecOutput, ShellExecRequest, ShellInfo,
@@ -82,7 +82,7 @@ pub use validate::{
 };
 
 /// Bumped whenever a frame's layout changes; both ends must agree.
-pub const PROTO_VERSION: u32 = 5;
+pub const PROTO_VERSION: u32 = 6;
 
 /// Default `[daemon] max_frame`, the upper bound on one frame's payload, and
 /// the limit clients assume. More data than fits takes several requests

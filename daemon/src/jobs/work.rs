@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use russh::Sig;
 use sshmcp_proto::{
-    DaemonFrame, Direction, Error, ErrorKind, JobResult, JobState, SyncRequest, TransferRequest,
+    DaemonFrame, Direction, Error, ErrorKind, JobKind, JobResult, JobState, SyncRequest,
+    TransferRequest,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,13 @@ pub enum Work {
 }
 
 impl Work {
+    fn kind(&self) -> JobKind {
+        match self {
+            Work::Transfer(_) => JobKind::Transfer,
+            Work::Sync(_) => JobKind::Sync,
+        }
+    }
+
     /// The operation as `jobs` shows it, in place of a command line.
     fn shown(&self) -> String {
         let arrow = |direction: Direction| match direction {
@@ -94,6 +102,7 @@ impl Jobs {
             n,
             format!("j{}-{n}", self.prefix),
             alias,
+            work.kind(),
             &work.shown(),
             detached::now_unix(),
             signals,
@@ -116,9 +125,9 @@ impl Job {
             .clone()
     }
 
-    /// What the job runs, in a word: its operation, or `command`.
-    pub fn kind(&self) -> &str {
-        self.command.split(' ').next().unwrap_or("command")
+    /// What the job runs.
+    pub fn kind(&self) -> JobKind {
+        self.kind
     }
 }
 

@@ -35,7 +35,7 @@ pub async fn run(ctx: &Context<'_>, work: Work, after_secs: u64) -> Result<Respo
         jobs.forget(&job);
         return Err(Error::new(
             ErrorKind::Cancelled,
-            format!("{} on {} was cancelled", job.kind(), job.host),
+            format!("{} on {} was cancelled", job.kind().as_str(), job.host),
         ));
     }
     let reason = format!(

@@ -540,6 +540,7 @@ mod tests {
             detached: false,
             job_id: id.into(),
             host: "web1".into(),
+            kind: sshmcp_proto::JobKind::Command,
             command: command.into(),
             state,
             started: 1_700_000_000,
@@ -562,16 +563,18 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&result).unwrap()["jobs"][1],
             json!({
-                "job_id": "j2", "host": "web1", "command": "sleep 100", "state": "running",
+                "job_id": "j2", "host": "web1", "kind": "command", "command": "sleep 100",
+                "state": "running",
                 "started": 1_700_000_000, "runtime_ms": 2500, "bytes": 42, "exit_code": null,
                 "detached": false,
             })
         );
         assert_eq!(
             text::render(&result, Jobs::BLOCKS).unwrap(),
-            "jobs (2): job_id host command state started runtime_ms bytes exit_code detached\n\
-             j1 web1 \"make -j2\" exited 1700000000 2500 42 0 false\n\
-             j2 web1 \"sleep 100\" running 1700000000 2500 42 - false\n"
+            "jobs (2): job_id host kind command state started runtime_ms bytes exit_code \
+             detached\n\
+             j1 web1 command \"make -j2\" exited 1700000000 2500 42 0 false\n\
+             j2 web1 command \"sleep 100\" running 1700000000 2500 42 - false\n"
         );
         let none = Jobs::answer((), Response::Jobs(vec![])).unwrap();
         assert_eq!(text::render(&none, Jobs::BLOCKS).unwrap(), "jobs=[]\n");

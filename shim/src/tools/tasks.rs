@@ -43,8 +43,8 @@ use rmcp::service::RequestContext;
 use rmcp::task_manager::DEFAULT_POLL_INTERVAL_MS;
 use rmcp::{ErrorData, RoleServer};
 use sshmcp_proto::{
-    Error, ErrorKind, ExecOutput, ExecRequest, JobInfo, JobOutput, JobOutputRequest, JobResult,
-    JobSignalRequest, JobState, MAX_TIMEOUT_SECS, OnTimeout, Request, Response,
+    Error, ErrorKind, ExecOutput, ExecRequest, JobInfo, JobKind, JobOutput, JobOutputRequest,
+    JobResult, JobSignalRequest, JobState, MAX_TIMEOUT_SECS, OnTimeout, Request, Response,
 };
 
 use super::attrs::iso_time;
@@ -299,7 +299,7 @@ impl SshMcp {
         let info = job_info(daemon, id).await?;
         let created = iso_time(info.started);
         if info.state == JobState::Running {
-            let status = if is_operation(&info) {
+            let status = if info.kind != JobKind::Command {
                 let latest = latest_line(daemon, id).await?;
                 format!("{}: {latest}", info.command)
             } else {
@@ -409,14 +409,6 @@ fn operation_result(result: JobResult) -> CallToolResult {
         }
         JobResult::Failed(error) => Err(error),
     })
-}
-
-/// Whether job `info` runs an operation of the daemon (its `command`
-/// names it) rather than a command.
-fn is_operation(info: &JobInfo) -> bool {
-    ["transfer ", "sync "]
-        .iter()
-        .any(|op| info.command.starts_with(op))
 }
 
 /// The newest progress line of an operation's job, from the end of its
