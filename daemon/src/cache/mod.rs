@@ -357,58 +357,46 @@ impl Cache {
         let kind = key.what.kind();
         let state = self.host(&key.alias);
         let store = self.current();
-        if max_age_secs == Some(0) && kind != Kind::Exec {
-            // Straight to the host; what it says replaces the entry.
-            let guard = None;
-            return self
-                .fetch(
-                    host,
-                    settings,
-                    &state,
-                    &store,
-                    key,
-                    max_age_secs,
-                    guard,
-                    request,
-                    run,
-                )
-                .await;
-        }
-        loop {
-            match store.get_value_or_guard_async(&key).await {
-                Ok(entry) => match self.judge(settings, &state, &entry, kind, max_age_secs) {
-                    Verdict::Serve => return self.hit(&state, kind, &entry),
-                    Verdict::Confirm => {
-                        let epoch = state.epoch.load(Ordering::Acquire);
-                        if self.confirm(host, &key, &entry).await {
-                            entry.checked_ms.store(self.now_ms(), Ordering::Release);
-                            entry.epoch.fetch_max(epoch, Ordering::AcqRel);
-                            self.revalidations.fetch_add(1, Ordering::Relaxed);
-                            return self.hit(&state, kind, &entry);
+        // `max_age_secs: 0` goes straight to the host, and what it says
+        // replaces the entry; otherwise a miss holds the key's guard, so
+        // identical misses wait for this one's answer.
+        let guard = if max_age_secs == Some(0) && kind != Kind::Exec {
+            None
+        } else {
+            loop {
+                match store.get_value_or_guard_async(&key).await {
+                    Ok(entry) => match self.judge(settings, &state, &entry, kind, max_age_secs) {
+                        Verdict::Serve => return self.hit(&state, kind, &entry),
+                        Verdict::Confirm => {
+                            let epoch = state.epoch.load(Ordering::Acquire);
+                            if self.confirm(host, &key, &entry).await {
+                                entry.checked_ms.store(self.now_ms(), Ordering::Release);
+                                entry.epoch.fetch_max(epoch, Ordering::AcqRel);
+                                self.revalidations.fetch_add(1, Ordering::Relaxed);
+                                return self.hit(&state, kind, &entry);
+                            }
+                            store.remove_if(&key, |e| Arc::ptr_eq(e, &entry));
                         }
-                        store.remove_if(&key, |e| Arc::ptr_eq(e, &entry));
-                    }
-                    Verdict::Refetch => {
-                        store.remove_if(&key, |e| Arc::ptr_eq(e, &entry));
-                    }
-                },
-                Err(guard) => {
-                    return self
-                        .fetch(
-                            host,
-                            settings,
-                            &state,
-                            &store,
-                            key,
-                            max_age_secs,
-                            Some(guard),
-                            request,
-                            run,
-                        )
-                        .await;
+                        Verdict::Refetch => {
+                            store.remove_if(&key, |e| Arc::ptr_eq(e, &entry));
+                        }
+                    },
+                    Err(guard) => break Some(guard),
                 }
             }
-        }
+        };
+        self.fetch(
+            host,
+            settings,
+            &state,
+            &store,
+            key,
+            max_age_secs,
+            guard,
+            request,
+            run,
+        )
+        .await
     }
 
     /// A miss: ask the host (with whatever the entry needs asked on the
