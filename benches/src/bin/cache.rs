@@ -1507,9 +1507,11 @@ struct Replay {
     /// Reads answered from the cache (`Response::Cached`).
     cached_answers: usize,
     /// Reads whose answer was the same as the last answer to the same
-    /// call: what a cache that forgot an answer exactly when it changed
-    /// could have served. No cache that stays correct without asking the
-    /// host serves more (short of storing what it writes).
+    /// call, spelled the same way: what a cache keyed by the call as
+    /// written that forgot an answer exactly when it changed could have
+    /// served. Short of storing what it writes, or of folding spellings
+    /// of a path into one (as this one folds `//` and `/./`), no cache
+    /// that stays correct without asking the host serves more.
     unchanged: usize,
     /// Per step kind: calls, answers from the cache, latency.
     by_kind: BTreeMap<&'static str, (usize, usize, Samples)>,
@@ -1595,8 +1597,9 @@ impl Replay {
         );
         println!(
             "ceiling: {} of the {} reads ({:.1}%) had the same answer as the last time the \
-             same call was made; a cache that forgot an answer exactly when it changed would \
-             serve those and no more. This one served {:.0}% of them.",
+             same call, spelled the same way, was made; a cache keyed by calls as written that \
+             forgot an answer exactly when it changed would serve those and no more. This one \
+             served {:.0}% of them.",
             self.unchanged,
             self.reads,
             self.ceiling() * 100.0,
