@@ -81,6 +81,20 @@ impl PasswordFile {
     }
 }
 
+/// The test sudo, a password file holding its password, and a daemon
+/// whose `password_command` reads that file; `None` (the test skips)
+/// where the test sudo is not set up.
+async fn with_password() -> Option<(
+    &'static TestSudo,
+    PasswordFile,
+    (Fleet, Daemon, DaemonClient),
+)> {
+    let sudo = sudo_or_skip()?;
+    let password = PasswordFile::new(sudo.password());
+    let started = start(&password.config()).await;
+    Some((sudo, password, started))
+}
+
 async fn start(config: &str) -> (Fleet, Daemon, DaemonClient) {
     let fleet = Fleet::start(1);
     let daemon = Daemon::start(&fleet, config);
@@ -143,9 +157,9 @@ async fn the_commands_own_sudo_like_complaint_is_its_output_not_an_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_password_command_lets_sudo_run_the_command_as_root() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((_sudo, _password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let out = exec_ok(&daemon, &client, sudo_exec("id -u; echo done >&2", None)).await;
     assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n");
     assert_eq!(
@@ -157,9 +171,9 @@ async fn a_password_command_lets_sudo_run_the_command_as_root() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sudo_passes_the_callers_stdin_to_the_command() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((_sudo, _password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let out = exec_ok(
         &daemon,
         &client,
@@ -215,9 +229,9 @@ async fn after_a_wrong_password_the_fixed_password_command_is_used() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_sudo_execs_run_the_password_command_once() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((_sudo, password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let calls = (0..8).map(|i| exec(&client, sudo_exec(&format!("echo {i}; id -u"), None)));
     let outs = futures_util::future::join_all(calls).await;
     for (i, out) in outs.into_iter().enumerate() {
@@ -263,9 +277,9 @@ async fn scan_proc(secret: &[u8], marker: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_password_is_in_no_result_log_command_line_or_environment() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((sudo, _password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let marker = format!("3.{}", unique_digits());
     let secret = sudo.password().as_bytes();
     let scan = scan_proc(secret, marker.as_bytes());
@@ -285,9 +299,9 @@ async fn the_password_is_in_no_result_log_command_line_or_environment() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sudo_command_past_its_timeout_is_stopped() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, _daemon, client) = start(&password.config()).await;
+    let Some((_sudo, _password, (_fleet, _daemon, client))) = with_password().await else {
+        return;
+    };
     // Two processes: sudo passes the TERM on to one, the relay to both.
     let marker = format!("1000.{}", unique_digits());
     let err = exec_err(
@@ -324,9 +338,9 @@ async fn a_sudo_command_that_ignores_term_is_killed_at_its_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn job_signal_stops_a_sudo_job_and_its_processes() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((_sudo, _password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let marker = format!("1000.{}", unique_digits());
     let out = exec_ok(
         &daemon,
@@ -353,9 +367,9 @@ async fn job_signal_stops_a_sudo_job_and_its_processes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_background_sudo_job_runs_and_is_read_with_job_output() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((_sudo, _password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let out = exec_ok(
         &daemon,
         &client,
@@ -546,9 +560,9 @@ async fn assert_shell_kept(client: &DaemonClient, shell: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sudo_in_a_shell_runs_as_root_in_its_directory_without_its_variables() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((_sudo, _password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let shell = shell_in_tmp(&client).await;
     let out = in_shell(
         &client,
@@ -586,9 +600,9 @@ async fn passwordless_sudo_in_a_shell_runs_as_the_sudo_user() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_password_command_with_a_nopasswd_user_in_a_shell_is_not_run() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((sudo, password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let shell = shell_in_tmp(&client).await;
     let out = in_shell(
         &client,
@@ -603,9 +617,9 @@ async fn a_password_command_with_a_nopasswd_user_in_a_shell_is_not_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_password_in_a_shell_is_in_no_output_command_line_or_environment() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, daemon, client) = start(&password.config()).await;
+    let Some((sudo, _password, (_fleet, daemon, client))) = with_password().await else {
+        return;
+    };
     let shell = shell_in_tmp(&client).await;
     // A shell that traces its commands must not trace the password either.
     in_shell(&client, plain(&shell, "set -x"))
@@ -689,9 +703,9 @@ async fn sudo_in_a_shell_without_a_password_command_names_the_config_to_add() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sudo_command_in_a_shell_past_its_timeout_is_stopped_and_the_shell_stays() {
-    let Some(sudo) = sudo_or_skip() else { return };
-    let password = PasswordFile::new(sudo.password());
-    let (_fleet, _daemon, client) = start(&password.config()).await;
+    let Some((_sudo, _password, (_fleet, _daemon, client))) = with_password().await else {
+        return;
+    };
     let shell = shell_in_tmp(&client).await;
     // It ignores INT: the TERM two seconds later, passed on by sudo's
     // relay, stops it, and the shell waits for that.
