@@ -425,21 +425,21 @@ impl Cache {
         let epoch = state.epoch.load(Ordering::Acquire);
         let fetched_ms = self.now_ms();
         let mut inputs = None;
-        let (reply, resolved, file) = match (&key.what, key.what.path()) {
-            (key::What::Exec { command, .. }, _) => {
+        let (reply, resolved, file) = match key.what.path() {
+            // Only an exec names no path.
+            None => {
                 let reply;
-                (reply, inputs) = tokio::join!(run(request), exec_inputs(host, command));
+                (reply, inputs) = tokio::join!(run(request), exec_inputs(host, &key.what));
                 (reply, None, None)
             }
-            (_, None) => (run(request).await, None, None),
-            (_, Some(path)) if kind == Kind::ReadFile => {
+            Some(path) if kind == Kind::ReadFile => {
                 // The file's signature is taken before the read, so a change
                 // racing the read can only make the entry look older.
                 let (file, resolved) =
                     tokio::join!(file_signature(host, path), resolve(host, path));
                 (run(request).await, resolved, file)
             }
-            (_, Some(path)) => {
+            Some(path) => {
                 let (reply, resolved) = tokio::join!(run(request), resolve(host, path));
                 (reply, resolved, None)
             }
@@ -843,9 +843,12 @@ async fn resolve(host: &Arc<Host>, path: &str) -> Option<String> {
         .flatten()
 }
 
-/// The paths a cached `exec` of `command` reads, as written and as the
-/// server resolves them, when the parser can name them all.
-async fn exec_inputs(host: &Arc<Host>, command: &str) -> Option<Vec<String>> {
+/// The paths a cached `exec` reads, as written and as the server resolves
+/// them, when the parser can name them all.
+async fn exec_inputs(host: &Arc<Host>, what: &key::What) -> Option<Vec<String>> {
+    let key::What::Exec { command, .. } = what else {
+        return None;
+    };
     let written: Vec<String> = crate::policy::reads(command)?
         .iter()
         .map(|path| key::normalize(path))
