@@ -896,14 +896,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    fn conversation(asks: bool) -> Conversation {
+    /// A conversation for `echo 'hi'` run in `place`, with a password
+    /// command when `asks`.
+    fn conversation_in(place: Place, asks: bool) -> Conversation {
         let source = asks.then(|| Source {
             passwords: Arc::default(),
             key: "web1".into(),
             command: "printf 'pw\\n'".into(),
             cache_secs: 0,
         });
-        Conversation::new("web1", "echo 'hi'", None, source, Place::Login).unwrap()
+        Conversation::new("web1", "echo 'hi'", None, source, place).unwrap()
+    }
+
+    fn conversation(asks: bool) -> Conversation {
+        conversation_in(Place::Login, asks)
     }
 
     fn prompt(c: &Conversation) -> Vec<u8> {
@@ -927,13 +933,7 @@ mod tests {
     }
 
     fn in_shell(asks: bool) -> Conversation {
-        let source = asks.then(|| Source {
-            passwords: Arc::default(),
-            key: "web1".into(),
-            command: "printf 'pw\\n'".into(),
-            cache_secs: 0,
-        });
-        Conversation::new("web1", "echo 'hi'", None, source, Place::Shell).unwrap()
+        conversation_in(Place::Shell, asks)
     }
 
     #[test]
