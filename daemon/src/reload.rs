@@ -105,7 +105,11 @@ fn apply(daemon: &Daemon) -> Result<String, String> {
     for alias in changed.iter().chain(&removed) {
         daemon.cache.clear(Some(alias), "reload");
     }
-    daemon.cache.configure(&new.cache, daemon.memory.limit());
+    daemon.cache.configure(
+        &new.cache,
+        daemon.memory.limit(),
+        sshmcp_proto::max_read_per_reply(new.daemon.max_frame),
+    );
     daemon.jobs.configure(&new.jobs);
     daemon.shells.configure(&new.shells);
     daemon.audit.configure(&new.audit);

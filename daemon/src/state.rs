@@ -123,7 +123,11 @@ impl Daemon {
         registry: Arc<Registry>,
         memory: Arc<Memory>,
     ) -> Arc<Daemon> {
-        let cache = Arc::new(Cache::new(&config.cache, memory.limit()));
+        let cache = Arc::new(Cache::new(
+            &config.cache,
+            memory.limit(),
+            sshmcp_proto::max_read_per_reply(config.daemon.max_frame),
+        ));
         let host_rates = HostRates::new(&config.limits);
         let audit = AuditLog::new(&config.audit, crate::jobs::state_dir().as_deref());
         audit.record_start();

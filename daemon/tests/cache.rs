@@ -159,13 +159,222 @@ async fn a_write_through_the_daemon_shows_at_once() {
         "the second read is a hit"
     );
     write(&h, &f, "new content").await;
-    assert_eq!(read(&h, &f).await, ("new content".into(), false));
+    // What the write left is what the next read gets, without asking.
     assert_eq!(read(&h, &f).await, ("new content".into(), true));
+    assert_eq!(std::fs::read_to_string(&f).expect("read"), "new content");
     let stats = cache_stats(&h).await;
     assert!(
         stats.invalidations.iter().any(|c| c.name == "write_file"),
         "{stats:?}"
     );
+}
+
+async fn read_part(h: &ScratchHost, path: &str, offset: u64, length: u64) -> (Reply, bool) {
+    let (reply, age) = open(
+        request(
+            &h.client,
+            Request::ReadFile(ReadFileRequest {
+                host: "host1".into(),
+                path: path.into(),
+                offset,
+                length: Some(length),
+                max_age_secs: None,
+            }),
+        )
+        .await,
+    );
+    (reply, age.is_some())
+}
+
+fn content(reply: &Reply) -> (String, u64, u64, bool) {
+    match reply {
+        Ok(Response::ReadFile(c)) => (
+            String::from_utf8(c.data.clone()).expect("UTF-8"),
+            c.offset,
+            c.size,
+            c.truncated,
+        ),
+        other => panic!("not a file's content: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_write_leaves_is_read_back_until_it_could_have_changed() {
+    let h = host(FAST).await;
+    let f = h.r("f");
+    write(&h, &f, "0123456789").await;
+    assert_eq!(read(&h, &f).await, ("0123456789".into(), true));
+    // Pages of it (the shim reads 16 KiB at a time) are cut from it as the
+    // host would cut them.
+    let (part, cached) = read_part(&h, &f, 2, 3).await;
+    assert!(cached);
+    assert_eq!(content(&part), ("234".into(), 2, 10, true));
+    let (tail, cached) = read_part(&h, &f, 7, 16384).await;
+    assert!(cached);
+    assert_eq!(content(&tail), ("789".into(), 7, 10, false));
+    let (past, cached) = read_part(&h, &f, 20, 5).await;
+    assert!(cached);
+    assert_eq!(content(&past), (String::new(), 20, 10, false));
+    for (offset, length) in [(2, 3), (7, 16384), (20, 5)] {
+        let from_host = request(
+            &h.client,
+            Request::ReadFile(ReadFileRequest {
+                host: "host1".into(),
+                path: f.clone(),
+                offset,
+                length: Some(length),
+                max_age_secs: Some(0),
+            }),
+        )
+        .await;
+        let (cached, _) = read_part(&h, &f, offset, length).await;
+        assert_eq!(content(&cached), content(&from_host), "{offset}+{length}");
+    }
+    // Its mtime is this second's: past read_file_fresh_ms a change made
+    // elsewhere (at the same size, in the same second) shows.
+    std::fs::write(&f, "9876543210").expect("write");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(read(&h, &f).await, ("9876543210".into(), false));
+    // An append is not kept: the file holds more than it wrote.
+    ok(
+        &h,
+        Request::WriteFile(WriteFileRequest {
+            host: "host1".into(),
+            path: f.clone(),
+            data: b"+".to_vec(),
+            mode: None,
+            append: true,
+            create_dirs: false,
+        }),
+    )
+    .await;
+    assert_eq!(read(&h, &f).await, ("9876543210+".into(), false));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writes_of_one_file_keep_only_what_is_there() {
+    let h = Arc::new(host("").await);
+    let f = h.r("f");
+    put(&f, "start");
+    for round in 0..12 {
+        let writers: Vec<_> = (0..6)
+            .map(|i| {
+                let (h, f) = (h.clone(), f.clone());
+                tokio::spawn(async move {
+                    let client = common::connect(h.daemon.socket()).await;
+                    let req = Request::WriteFile(WriteFileRequest {
+                        host: "host1".into(),
+                        path: f,
+                        data: format!("round {round} writer {i}").into_bytes(),
+                        mode: None,
+                        append: false,
+                        create_dirs: false,
+                    });
+                    request(&client, req).await.expect("write");
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        let on_disk = std::fs::read_to_string(&f).expect("read");
+        assert_eq!(read(&h, &f).await.0, on_disk, "round {round}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_drops_only_the_answers_it_can_reach() {
+    let h = host("").await;
+    let (d, sub, f, g) = (h.r("d"), h.r("d/sub"), h.r("d/sub/f"), h.r("d/g"));
+    std::fs::create_dir_all(&sub).expect("mkdir");
+    put(&f, "f");
+    put(&g, "g");
+    for dir in [&d, &sub] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let warm = || async {
+        for path in [&d, &sub, &f] {
+            assert!(stat(&h, path).await.0.is_ok());
+        }
+        for dir in [&d, &sub] {
+            assert!(list(&h, dir).await.0.is_ok());
+        }
+        read(&h, &g).await;
+    };
+    warm().await;
+    let (d_before, _) = stat(&h, &d).await;
+    write(&h, &f, "f, longer").await;
+    // The file's directory changed (a new file was renamed into it), and
+    // so did the listing above it, which shows that directory's mtime.
+    assert!(!stat(&h, &f).await.1);
+    assert!(!stat(&h, &sub).await.1);
+    assert!(!list(&h, &sub).await.1);
+    assert!(!list(&h, &d).await.1);
+    // The directory above it and a file beside it did not.
+    let (d_after, cached) = stat(&h, &d).await;
+    assert!(cached, "stat of the grandparent was dropped");
+    assert_eq!(d_after, d_before);
+    let (d_truth, _) = open(
+        request(
+            &h.client,
+            Request::Stat(StatRequest {
+                host: "host1".into(),
+                path: d.clone(),
+                max_age_secs: Some(0),
+                ..Default::default()
+            }),
+        )
+        .await,
+    );
+    assert_eq!(d_after, d_truth);
+    assert!(read(&h, &g).await.1);
+    // A change that may make missing parents reaches every answer above.
+    warm().await;
+    ok(
+        &h,
+        Request::Mkdir(MkdirRequest {
+            host: "host1".into(),
+            path: h.r("d/sub/x/y/z"),
+            parents: true,
+            mode: None,
+        }),
+    )
+    .await;
+    assert!(!stat(&h, &d).await.1);
+    let (sub_listing, cached) = list(&h, &sub).await;
+    assert!(!cached);
+    assert!(
+        names(&sub_listing)
+            .iter()
+            .any(|n| n.rsplit('/').next() == Some("x"))
+    );
+    warm().await;
+    run(&h, &format!("mkdir -p {}", h.r("d/sub/p/q"))).await;
+    assert!(!stat(&h, &d).await.1);
+    assert!(read(&h, &g).await.1);
+    // A file removed through the daemon is cached as missing.
+    ok(
+        &h,
+        Request::Remove(RemoveRequest {
+            host: "host1".into(),
+            path: g.clone(),
+            recursive: false,
+        }),
+    )
+    .await;
+    assert!(not_found(&stat(&h, &g).await.0));
+    let evictions = cache_stats(&h).await.evictions;
+    let (again, _) = stat(&h, &g).await;
+    match again {
+        Err(e) if e.kind == ErrorKind::NotFound => assert!(
+            e.message.contains("answered from the cache"),
+            "a second stat of a removed file asked the host: {e:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Answers replaced or dropped are not counted as evicted.
+    assert_eq!(cache_stats(&h).await.evictions, evictions);
+    assert_eq!(evictions, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,15 +629,54 @@ async fn another_spelling_of_a_path_is_forgotten_too() {
         assert!(read(&h, path).await.1, "{path} is cached");
     }
     write(&h, &f, "two!").await;
-    for path in [&via_link, &relative] {
-        assert_eq!(read(&h, path).await, ("two!".into(), false), "{path}");
-    }
+    assert_eq!(read(&h, &via_link).await, ("two!".into(), false));
+    // Spelled from the home, it may share the write's own answer.
+    assert_eq!(read(&h, &relative).await.0, "two!");
     // A missing path cached under one spelling appears under it once
     // created under another.
     let missing = format!("{relative}.new");
     assert!(not_found(&stat(&h, &missing).await.0));
     write(&h, &format!("{f}.new"), "here").await;
     assert!(stat(&h, &missing).await.0.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn home_relative_and_absolute_spellings_share_one_answer() {
+    let h = host("").await;
+    let f = h.r("f");
+    put(&f, "one");
+    let home = sshmcp_testkit::test_user().home().to_path_buf();
+    let relative = Path::new(&f)
+        .strip_prefix(&home)
+        .expect("the scratch directory is in the home")
+        .display()
+        .to_string();
+    // The first relative call has the daemon learn the home on the side.
+    read(&h, &relative).await;
+    let mut shared = false;
+    for _ in 0..100 {
+        read(&h, &f).await;
+        if read(&h, &relative).await.1 && stat(&h, &relative).await.0.is_ok() {
+            shared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(shared, "{relative} never shared {f}'s answer");
+    let (by_abs, abs_cached) = stat(&h, &f).await;
+    assert!(
+        abs_cached,
+        "a stat spelled relative did not serve the absolute one"
+    );
+    // A change under either spelling reaches both.
+    write(&h, &relative, "two").await;
+    assert_eq!(read(&h, &f).await, ("two".into(), true));
+    let (after, cached) = stat(&h, &f).await;
+    assert!(!cached);
+    assert_ne!(after, by_abs);
+    run(&h, &format!("echo three > {relative}")).await;
+    assert_eq!(read(&h, &f).await, ("three\n".into(), false));
+    assert_eq!(read(&h, &relative).await, ("three\n".into(), true));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1681,6 +1681,8 @@ async fn replay(
         out.calls += 1;
         let (reply, cached, age_ms) = match reply {
             Ok(Response::Cached(c)) => (Ok(*c.response), true, Some(c.age_ms)),
+            // A cached "not found" says so in its message.
+            Err(e) if e.message.contains("answered from the cache") => (Err(e), true, None),
             other => (other, false, None),
         };
         let entry = out
@@ -1869,6 +1871,15 @@ fn local(home: &Path, remote: &str) -> PathBuf {
 fn answer_of(reply: &Reply) -> String {
     match reply {
         Ok(Response::Exec(out)) => format!("{:?} {:?} {:?}", out.exit_code, out.stdout, out.stderr),
+        // Less the note a cached error carries.
+        Err(e) => format!(
+            "{:?} {}",
+            e.kind,
+            e.message
+                .split(" (answered from the cache")
+                .next()
+                .unwrap_or_default()
+        ),
         other => format!("{other:?}"),
     }
 }

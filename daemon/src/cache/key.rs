@@ -87,6 +87,37 @@ impl What {
         }
     }
 
+    /// The same question with a relative path (below the login directory)
+    /// spelled from `home`, so both spellings of a file share one answer.
+    pub fn rebased(self, home: &str) -> What {
+        let at = |path: String| rebase(&path, home).unwrap_or(path);
+        match self {
+            What::Stat { path, follow } => What::Stat {
+                path: at(path),
+                follow,
+            },
+            What::ListDir {
+                path,
+                recursive,
+                max_entries,
+            } => What::ListDir {
+                path: at(path),
+                recursive,
+                max_entries,
+            },
+            What::ReadFile {
+                path,
+                offset,
+                length,
+            } => What::ReadFile {
+                path: at(path),
+                offset,
+                length,
+            },
+            exec @ What::Exec { .. } => exec,
+        }
+    }
+
     /// Bytes the key itself takes.
     pub fn bytes(&self) -> usize {
         match self {
@@ -106,10 +137,15 @@ pub enum Class {
         what: What,
         max_age_secs: Option<u64>,
     },
-    /// A change to the given remote paths and everything below them.
+    /// A change to the given remote paths and everything below them; `deep`
+    /// when it may also make missing parents. `content` is what a
+    /// `write_file` leaves in its file, when it replaces one small enough
+    /// to keep.
     Change {
         reason: &'static str,
         paths: Vec<String>,
+        deep: bool,
+        content: Option<Content>,
     },
     /// A command that may change anything on the host.
     ChangeAll { reason: &'static str },
@@ -117,13 +153,28 @@ pub enum Class {
     Other,
 }
 
+/// A file's whole content as a `write_file` left it.
+pub struct Content {
+    /// The path as the write asked for it.
+    pub path: String,
+    /// The path the answer is kept under.
+    pub key_path: String,
+    pub data: Vec<u8>,
+}
+
+/// The most a `write_file` may write for the cache to keep what it wrote
+/// (a read right after it is answered without asking the host).
+pub const WRITE_THROUGH_MAX: usize = 256 * 1024;
+
 /// How `request` relates to the cache.
 pub fn classify(request: &Request) -> Class {
     use sshmcp_proto::Direction::Upload;
     let read = |what, max_age_secs| Class::Read { what, max_age_secs };
-    let change = |reason, paths: &[&String]| Class::Change {
+    let change = |reason, paths: &[&String], deep| Class::Change {
         reason,
         paths: paths.iter().map(|p| normalize(p)).collect(),
+        deep,
+        content: None,
     };
     match request {
         Request::Stat(r) if cacheable_path(&r.path) => read(
@@ -171,16 +222,49 @@ pub fn classify(request: &Request) -> Class {
         Request::Exec(r) => match effect(&r.command) {
             _ if r.sudo => Class::ChangeAll { reason: "exec" },
             Effect::Nothing => Class::Other,
-            Effect::Paths(paths) => change("exec", &paths.iter().collect::<Vec<_>>()),
+            Effect::Paths { paths, deep } => {
+                change("exec", &paths.iter().collect::<Vec<_>>(), deep)
+            }
             Effect::Anything => Class::ChangeAll { reason: "exec" },
         },
-        Request::WriteFile(r) => change("write_file", &[&r.path]),
-        Request::Mkdir(r) => change("mkdir", &[&r.path]),
-        Request::Remove(r) => change("remove", &[&r.path]),
-        Request::Rename(r) => change("rename", &[&r.from, &r.to]),
-        Request::Transfer(r) if r.direction == Upload => change("transfer", &[&r.remote_path]),
-        Request::Sync(r) if r.direction == Upload && !r.dry_run => change("sync", &[&r.remote_dir]),
+        Request::WriteFile(r) => match change("write_file", &[&r.path], r.create_dirs) {
+            Class::Change {
+                reason,
+                paths,
+                deep,
+                content: None,
+            } if !r.append && r.data.len() <= WRITE_THROUGH_MAX => Class::Change {
+                reason,
+                paths,
+                deep,
+                content: Some(Content {
+                    path: r.path.clone(),
+                    key_path: normalize(&r.path),
+                    data: r.data.clone(),
+                }),
+            },
+            other => other,
+        },
+        Request::Mkdir(r) => change("mkdir", &[&r.path], r.parents),
+        Request::Remove(r) => change("remove", &[&r.path], false),
+        Request::Rename(r) => change("rename", &[&r.from, &r.to], false),
+        // What an upload makes above its target is not known here.
+        Request::Transfer(r) if r.direction == Upload => {
+            change("transfer", &[&r.remote_path], true)
+        }
+        Request::Sync(r) if r.direction == Upload && !r.dry_run => {
+            change("sync", &[&r.remote_dir], true)
+        }
         _ => Class::Other,
+    }
+}
+
+/// `path` (normalized), when relative, as below `home` (absolute).
+pub fn rebase(path: &str, home: &str) -> Option<String> {
+    match path {
+        _ if path.starts_with('/') => None,
+        "." => Some(normalize(home)),
+        _ => Some(normalize(&format!("{home}/{path}"))),
     }
 }
 
@@ -213,6 +297,71 @@ pub fn normalize(path: &str) -> String {
 /// directory's stat its mtime, a removed tree takes its files with it).
 pub fn related(a: &str, b: &str) -> bool {
     below_or_same(a, b) || below_or_same(b, a)
+}
+
+/// How far above itself a cached answer sees a change: a file's bytes
+/// only its own (and a removed or renamed tree above it, which is always
+/// seen); a `stat` of a directory its entries (made or removed ones move
+/// its mtime); a listing its entries' entries too (an entry's mtime is in
+/// the listing); a recursive listing or a command anything below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Itself,
+    Children,
+    Grandchildren,
+    All,
+}
+
+impl Reach {
+    /// How many names below itself an answer sees.
+    fn levels(self) -> usize {
+        match self {
+            Reach::Itself => 0,
+            Reach::Children => 1,
+            Reach::Grandchildren => 2,
+            Reach::All => usize::MAX,
+        }
+    }
+
+    /// How far an answer of this `what` sees.
+    pub fn of(what: &What) -> Reach {
+        match what {
+            What::ReadFile { .. } => Reach::Itself,
+            What::Stat { .. } => Reach::Children,
+            What::ListDir {
+                recursive: false, ..
+            } => Reach::Grandchildren,
+            What::ListDir {
+                recursive: true, ..
+            }
+            | What::Exec { .. } => Reach::All,
+        }
+    }
+}
+
+/// Whether a change to `changed` may change an answer about `path` that
+/// sees `reach` below itself: `changed` is the path or above it, or lies
+/// within its reach below. A `deep` change may also have made missing
+/// directories above `changed`, so any answer above it may differ.
+pub fn touches(changed: &str, path: &str, reach: Reach, deep: bool) -> bool {
+    below_or_same(changed, path)
+        || depth_below(path, changed).is_some_and(|depth| deep || depth <= reach.levels())
+}
+
+/// How many names `path` goes below `root`, when it is `root` or inside it.
+fn depth_below(root: &str, path: &str) -> Option<usize> {
+    if !below_or_same(root, path) {
+        return None;
+    }
+    let rest = match root {
+        "/" | "." => path,
+        _ => &path[root.len()..],
+    };
+    Some(
+        rest.split('/')
+            .filter(|name| !name.is_empty() && (root != "." || *name != "."))
+            .count(),
+    )
 }
 
 /// `path` is `root` or inside it.
@@ -252,6 +401,55 @@ mod tests {
         assert!(related("/", "/x"));
         assert!(related(".", "notes"));
         assert!(!related(".", "/etc"));
+    }
+
+    #[test]
+    fn a_change_reaches_answers_above_it_only_as_far_as_they_see() {
+        let f = "/srv/d/sub/f";
+        // The file itself, and a tree above it removed or renamed.
+        assert!(touches(f, f, Reach::Itself, false));
+        assert!(touches("/srv/d", f, Reach::Itself, false));
+        assert!(!touches("/srv/d/sub/g", f, Reach::Itself, false));
+        // Its directory's mtime and entries; the listing above shows that
+        // directory's mtime; nothing further up.
+        assert!(touches(f, "/srv/d/sub", Reach::Children, false));
+        assert!(!touches(f, "/srv/d", Reach::Children, false));
+        assert!(touches(f, "/srv/d", Reach::Grandchildren, false));
+        assert!(!touches(f, "/srv", Reach::Grandchildren, false));
+        assert!(touches(f, "/", Reach::All, false));
+        // A change that may make missing parents reaches everything above.
+        assert!(touches(f, "/srv", Reach::Children, true));
+        assert!(touches(f, "/", Reach::Itself, true));
+        assert!(!touches(f, "/srv/other", Reach::All, true));
+        // Relative paths are below the home, `.`.
+        assert!(touches("notes.txt", ".", Reach::Children, false));
+        assert!(!touches("a/b/c", ".", Reach::Grandchildren, false));
+        assert!(touches("a/b", ".", Reach::Grandchildren, false));
+        assert!(!touches("a/b", "/", Reach::All, true));
+    }
+
+    #[test]
+    fn relative_paths_are_rebased_below_the_home() {
+        assert_eq!(
+            rebase("notes.txt", "/home/u").as_deref(),
+            Some("/home/u/notes.txt")
+        );
+        assert_eq!(rebase(".", "/home/u").as_deref(), Some("/home/u"));
+        assert_eq!(rebase("a/../b", "/").as_deref(), Some("/a/../b"));
+        assert_eq!(rebase("/etc/hosts", "/home/u"), None);
+        let what = What::ListDir {
+            path: "src".into(),
+            recursive: true,
+            max_entries: Some(5),
+        };
+        assert_eq!(
+            what.rebased("/srv"),
+            What::ListDir {
+                path: "/srv/src".into(),
+                recursive: true,
+                max_entries: Some(5),
+            }
+        );
     }
 
     #[test]

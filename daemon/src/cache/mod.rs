@@ -49,7 +49,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quick_cache::Lifecycle;
 use quick_cache::sync::Cache as Store;
 use sshmcp_proto::{
-    CacheScope, CacheStats, Cached, Count, ErrorKind, FileKind, Reply, Request, Response,
+    CacheScope, CacheStats, Cached, Count, ErrorKind, FileContent, FileKind, ReadFileRequest,
+    Reply, Request, Response,
 };
 
 use crate::config::CacheSection;
@@ -58,7 +59,7 @@ use crate::pool::Host;
 use crate::pool::sftp::SESSION_WAIT;
 
 pub use key::Kind;
-use key::{Class, Key};
+use key::{Class, Content, Key, Reach, What};
 
 /// Bytes an entry costs beyond its answer and key (the entry, the store's
 /// slot, the answer's own fields).
@@ -98,11 +99,14 @@ struct Settings {
     read_file_ttl: Duration,
     read_file_fresh: Duration,
     exec_max_ttl: Duration,
+    /// The most one `read_file` reply carries (from `max_frame`).
+    max_read: u64,
 }
 
 impl Settings {
-    fn from(section: &CacheSection, memory_limit: u64) -> Self {
+    fn from(section: &CacheSection, memory_limit: u64, max_read: u64) -> Self {
         Settings {
+            max_read,
             enabled: section.enabled,
             hold_back: false,
             max_bytes: section.max_bytes.0.min(memory_limit / 8),
@@ -208,6 +212,10 @@ struct HostCache {
     generation: AtomicU64,
     /// Moves when anything on the host may have changed (an `exec`).
     epoch: AtomicU64,
+    /// Changes running on the host now.
+    changes_running: AtomicU64,
+    /// Whose login directory relative paths are below, and where it is.
+    home: Mutex<Option<(String, String)>>,
     /// Held to move `generation` and drop entries, and to store an answer:
     /// a change and a store never interleave.
     changing: Mutex<()>,
@@ -224,14 +232,19 @@ enum Verdict {
 
 impl Default for Cache {
     fn default() -> Self {
-        Cache::new(&CacheSection::default(), u64::MAX)
+        Cache::new(
+            &CacheSection::default(),
+            u64::MAX,
+            sshmcp_proto::max_read_per_reply(sshmcp_proto::DEFAULT_MAX_FRAME),
+        )
     }
 }
 
 impl Cache {
-    /// A cache configured by `[cache]`, its budget within `memory_limit`.
-    pub fn new(section: &CacheSection, memory_limit: u64) -> Self {
-        let settings = Settings::from(section, memory_limit);
+    /// A cache configured by `[cache]`, its budget within `memory_limit`;
+    /// `max_read` is the most one `read_file` reply carries.
+    pub fn new(section: &CacheSection, memory_limit: u64, max_read: u64) -> Self {
+        let settings = Settings::from(section, memory_limit, max_read);
         let evictions = Arc::new(AtomicU64::new(0));
         Cache {
             store: RwLock::new(Arc::new(settings.store(evictions.clone()))),
@@ -248,8 +261,8 @@ impl Cache {
 
     /// Apply a reloaded `[cache]`: TTLs at once; a new size bound starts
     /// an empty store.
-    pub fn configure(&self, section: &CacheSection, memory_limit: u64) {
-        let new = Settings::from(section, memory_limit);
+    pub fn configure(&self, section: &CacheSection, memory_limit: u64, max_read: u64) {
+        let new = Settings::from(section, memory_limit, max_read);
         let mut settings = self.settings.write().unwrap_or_else(|p| p.into_inner());
         if (new.max_bytes, new.max_entries, new.enabled)
             != (settings.max_bytes, settings.max_entries, settings.enabled)
@@ -322,17 +335,48 @@ impl Cache {
         match key::classify(&request) {
             Class::Read { .. } if live => run(request).await,
             Class::Read { what, max_age_secs } => {
-                let key = Key {
-                    alias: Arc::from(host.resolved.alias.as_str()),
-                    identity: Arc::from(identity(host).as_str()),
-                    what,
+                let relative = what.path().is_some_and(|p| !p.starts_with('/'));
+                let what = match self.home(host, relative) {
+                    Some(home) => what.rebased(&home),
+                    None => what,
                 };
+                // A home of `/` puts `proc/...` in a kernel view.
+                if what.path().is_some_and(|p| !key::cacheable_path(p)) {
+                    return run(request).await;
+                }
+                let key = key_of(host, what);
                 self.read(host, &settings, key, max_age_secs, request, run)
                     .await
             }
-            Class::Change { reason, paths } => self.change(host, reason, paths, run(request)).await,
+            Class::Change {
+                reason,
+                mut paths,
+                deep,
+                content,
+            } => {
+                // Answers about relative paths are kept under the home
+                // (once it is known), so the change names both spellings.
+                let home = self.home(host, false);
+                if let Some(home) = &home {
+                    let rebased: Vec<String> =
+                        paths.iter().filter_map(|p| key::rebase(p, home)).collect();
+                    paths.extend(rebased);
+                }
+                // What a write leaves is kept only where a read would be.
+                let content = content
+                    .filter(|c| !live && !hold_back && c.data.len() as u64 <= settings.max_read)
+                    .map(|c| Content {
+                        key_path: home
+                            .as_deref()
+                            .and_then(|home| key::rebase(&c.key_path, home))
+                            .unwrap_or(c.key_path),
+                        ..c
+                    });
+                self.change(host, &settings, reason, paths, deep, content, run(request))
+                    .await
+            }
             Class::ChangeAll { reason } => {
-                let moved = Moved::new(self, host, reason);
+                let moved = Moved::new(self, &host.resolved.alias, reason);
                 let reply = run(request).await;
                 moved.finish();
                 reply
@@ -362,6 +406,9 @@ impl Cache {
         // identical misses wait for this one's answer.
         let guard = if max_age_secs == Some(0) && kind != Kind::Exec {
             None
+        } else if let Some(part) = self.part_of_whole(settings, &state, &store, &key, max_age_secs)
+        {
+            return part;
         } else {
             loop {
                 match store.get_value_or_guard_async(&key).await {
@@ -472,7 +519,11 @@ impl Cache {
                 Some(guard) => {
                     let _ = guard.insert(entry);
                 }
-                None => store.insert(key, entry),
+                None => {
+                    // Not a replacement: the store would count it evicted.
+                    store.remove(&key);
+                    store.insert(key, entry);
+                }
             }
         }
         reply
@@ -544,29 +595,124 @@ impl Cache {
         matches!(file_signature(host, path).await, Some(Some(now)) if now.size == sig.size && now.mtime == sig.mtime && !now.racy)
     }
 
+    /// The login directory of `host`'s login, below which relative paths
+    /// are, once the server has been asked; `learn` asks it (`realpath .`)
+    /// on the side when it has not been, for the calls after this one.
+    fn home(&self, host: &Arc<Host>, learn: bool) -> Option<String> {
+        let state = self.host(&host.resolved.alias);
+        let who = identity(host);
+        if let Some((whose, home)) = &*state.home.lock().unwrap_or_else(|p| p.into_inner())
+            && *whose == who
+        {
+            return Some(home.clone());
+        }
+        if learn {
+            let host = host.clone();
+            tokio::spawn(async move {
+                if let Some(home) = resolve(&host, ".").await.filter(|h| h.starts_with('/')) {
+                    *state.home.lock().unwrap_or_else(|p| p.into_inner()) = Some((who, home));
+                }
+            });
+        }
+        None
+    }
+
+    /// A `read_file` of part of a file (the shim's pages), answered from a
+    /// kept read of the whole file when that one may be served as it is.
+    fn part_of_whole(
+        &self,
+        settings: &Settings,
+        state: &HostCache,
+        store: &EntryStore,
+        key: &Key,
+        max_age_secs: Option<u64>,
+    ) -> Option<Reply> {
+        let What::ReadFile {
+            path,
+            offset,
+            length,
+        } = &key.what
+        else {
+            return None;
+        };
+        if *offset == 0 && length.is_none() {
+            return None;
+        }
+        let whole = Key {
+            what: What::ReadFile {
+                path: path.clone(),
+                offset: 0,
+                length: None,
+            },
+            ..key.clone()
+        };
+        let entry = store.get(&whole)?;
+        let Ok(Response::ReadFile(content)) = &entry.reply else {
+            return None;
+        };
+        let judged = self.judge(settings, state, &entry, Kind::ReadFile, max_age_secs);
+        if content.truncated || !matches!(judged, Verdict::Serve) {
+            return None;
+        }
+        // As the op cuts it: from `offset`, at most `length`, never past
+        // the end.
+        let start = (*offset).min(content.size);
+        let end = offset
+            .saturating_add(length.unwrap_or(ReadFileRequest::DEFAULT_MAX_READ))
+            .min(content.size)
+            .max(start);
+        let part = FileContent {
+            path: content.path.clone(),
+            data: content.data[start as usize..end as usize].to_vec(),
+            offset: *offset,
+            size: content.size,
+            truncated: end < content.size,
+        };
+        Some(self.answer(state, Kind::ReadFile, &entry, Ok(Response::ReadFile(part))))
+    }
+
     fn hit(&self, state: &HostCache, kind: Kind, entry: &Entry) -> Reply {
+        self.answer(state, kind, entry, entry.reply.clone())
+    }
+
+    /// `reply`, from `entry`, as a hit.
+    fn answer(&self, state: &HostCache, kind: Kind, entry: &Entry, reply: Reply) -> Reply {
         state.hits[kind.index()].fetch_add(1, Ordering::Relaxed);
         self.hits.fetch_add(1, Ordering::Relaxed);
         let age_ms = self
             .now_ms()
             .saturating_sub(entry.checked_ms.load(Ordering::Acquire));
-        entry.reply.clone().map(|response| {
-            Response::Cached(Cached {
+        match reply {
+            Ok(response) => Ok(Response::Cached(Cached {
                 age_ms,
                 response: Box::new(response),
-            })
-        })
+            })),
+            // An error has no `cached` flag: its message says it.
+            Err(mut e) => {
+                e.message = format!(
+                    "{} (answered from the cache, {age_ms} ms old; max_age_secs: 0 asks the host)",
+                    e.message
+                );
+                Err(e)
+            }
+        }
     }
 
-    /// Run a change to `paths` on `host`, then drop what it touched.
+    /// Run a change to `paths` on `host`, then drop what it touched. What a
+    /// write left in its file (`content`) is kept as that file's read when
+    /// no other change on the host ran alongside it.
+    #[allow(clippy::too_many_arguments)]
     async fn change(
         &self,
         host: &Arc<Host>,
+        settings: &Settings,
         reason: &'static str,
         paths: Vec<String>,
+        deep: bool,
+        content: Option<Content>,
         work: impl Future<Output = Reply>,
     ) -> Reply {
-        let moved = Moved::new(self, host, reason);
+        let moved = Moved::new(self, &host.resolved.alias, reason);
         // Where the server puts each path, asked while the change runs:
         // the path itself (through a symlink), and its directory (which
         // still resolves when the path is gone).
@@ -580,23 +726,75 @@ impl Cache {
         }));
         let (reply, resolved) = tokio::join!(work, resolving);
         let mut scope = Vec::new();
+        let mut first = None;
         for (path, (itself, via_dir)) in paths.iter().zip(resolved) {
             if itself.is_none() && via_dir.is_none() {
                 // Neither existed before the change (a new directory tree):
                 // resolve what exists now, or its nearest ancestor.
                 scope.extend(resolve_existing(host, path).await);
             }
+            first = first.or_else(|| itself.clone().or_else(|| via_dir.clone()));
             scope.extend(itself);
             scope.extend(via_dir);
         }
         scope.extend(paths);
-        moved.forget(scope);
+        let written = match (&reply, content) {
+            (Ok(Response::WriteFile(_)), Some(content)) => {
+                let what = What::ReadFile {
+                    path: content.key_path.clone(),
+                    offset: 0,
+                    length: None,
+                };
+                Some((key_of(host, what), self.written(settings, content, first)))
+            }
+            _ => None,
+        };
+        moved.forget(scope, deep, written);
         reply
     }
 
-    /// Drop the host's entries related to any of `scope`, and every cached
-    /// exec of the host; returns how many went.
-    fn drop_related(&self, alias: &str, scope: &[String]) -> u64 {
+    /// The entry a read of the whole file would make right after a write
+    /// of `content`: its mtime is this second's, so past
+    /// `read_file_fresh_ms` it is read anew rather than confirmed.
+    fn written(
+        &self,
+        settings: &Settings,
+        content: Content,
+        resolved: Option<String>,
+    ) -> Arc<Entry> {
+        let size = content.data.len() as u64;
+        // The key holds the path once more.
+        let key_bytes = content.path.len() as u64;
+        let reply: Reply = Ok(Response::ReadFile(FileContent {
+            path: content.path,
+            data: content.data,
+            offset: 0,
+            size,
+            truncated: false,
+        }));
+        let now = self.now_ms();
+        let entry = Entry {
+            bytes: ENTRY_OVERHEAD + key_bytes + reply_bytes(&reply),
+            reply,
+            resolved,
+            inputs: None,
+            fetched_ms: now,
+            checked_ms: AtomicU64::new(now),
+            // Set when it is stored.
+            epoch: AtomicU64::new(0),
+            file: Some(Signature {
+                size,
+                mtime: 0,
+                racy: true,
+            }),
+            ttl: settings.ttl(Kind::ReadFile, None),
+        };
+        Arc::new(entry)
+    }
+
+    /// Drop the host's entries a change to `scope` (`deep`: and to missing
+    /// directories above it) may have changed; returns how many went.
+    fn drop_related(&self, alias: &str, scope: &[String], deep: bool) -> u64 {
         self.remove_where(|key, entry| {
             &*key.alias == alias
                 && match key.what.path() {
@@ -607,13 +805,16 @@ impl Cache {
                             .iter()
                             .any(|input| scope.iter().any(|changed| key::related(changed, input)))
                     }),
-                    Some(path) => scope.iter().any(|changed| {
-                        key::related(changed, path)
-                            || entry
-                                .resolved
-                                .as_deref()
-                                .is_some_and(|r| key::related(changed, r))
-                    }),
+                    Some(path) => {
+                        let reach = Reach::of(&key.what);
+                        scope.iter().any(|changed| {
+                            key::touches(changed, path, reach, deep)
+                                || entry
+                                    .resolved
+                                    .as_deref()
+                                    .is_some_and(|r| key::touches(changed, r, reach, deep))
+                        })
+                    }
                 }
         })
     }
@@ -751,32 +952,52 @@ struct Moved<'c> {
     alias: &'c str,
     state: Arc<HostCache>,
     reason: &'static str,
+    /// The host's generation when the change began.
+    generation: u64,
     done: bool,
 }
 
 impl<'c> Moved<'c> {
-    fn new(cache: &'c Cache, host: &'c Arc<Host>, reason: &'static str) -> Self {
-        let alias = host.resolved.alias.as_str();
+    fn new(cache: &'c Cache, alias: &'c str, reason: &'static str) -> Self {
+        let state = cache.host(alias);
+        let generation = {
+            let _changing = state.changing.lock().unwrap_or_else(|p| p.into_inner());
+            state.changes_running.fetch_add(1, Ordering::AcqRel);
+            state.generation.load(Ordering::Acquire)
+        };
         Moved {
             cache,
             alias,
-            state: cache.host(alias),
+            state,
             reason,
+            generation,
             done: false,
         }
     }
 
-    /// The change is over; drop the entries related to `scope`.
-    fn forget(mut self, scope: Vec<String>) {
+    /// The change is over; drop the entries it may have changed, and keep
+    /// what it wrote (`written`) if no other change ran while it did: one
+    /// that overlapped could have landed after it.
+    fn forget(mut self, scope: Vec<String>, deep: bool, written: Option<(Key, Arc<Entry>)>) {
         self.done = true;
         let _changing = self
             .state
             .changing
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        let alone = self.state.generation.load(Ordering::Acquire) == self.generation
+            && self.state.changes_running.load(Ordering::Acquire) == 1;
         self.state.generation.fetch_add(1, Ordering::AcqRel);
-        let dropped = self.cache.drop_related(self.alias, &scope);
+        let dropped = self.cache.drop_related(self.alias, &scope, deep);
         self.cache.count_invalidations(self.reason, dropped);
+        if let Some((key, entry)) = written.filter(|_| alone) {
+            entry
+                .epoch
+                .store(self.state.epoch.load(Ordering::Acquire), Ordering::Release);
+            let store = self.cache.current();
+            store.remove(&key);
+            store.insert(key, entry);
+        }
     }
 
     /// The change is over and may have touched anything on the host.
@@ -787,17 +1008,27 @@ impl<'c> Moved<'c> {
 
 impl Drop for Moved<'_> {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
         let _changing = self
             .state
             .changing
             .lock()
             .unwrap_or_else(|p| p.into_inner());
+        self.state.changes_running.fetch_sub(1, Ordering::AcqRel);
+        if self.done {
+            return;
+        }
         self.state.generation.fetch_add(1, Ordering::AcqRel);
         self.state.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.count_invalidations(self.reason, 1);
+    }
+}
+
+/// The key of `what` on `host`.
+fn key_of(host: &Host, what: What) -> Key {
+    Key {
+        alias: Arc::from(host.resolved.alias.as_str()),
+        identity: Arc::from(identity(host).as_str()),
+        what,
     }
 }
 
@@ -912,4 +1143,75 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_key(path: &str) -> Key {
+        Key {
+            alias: Arc::from("h"),
+            identity: Arc::from("u@h:22"),
+            what: What::ReadFile {
+                path: path.into(),
+                offset: 0,
+                length: None,
+            },
+        }
+    }
+
+    /// What a write of `data` to `/f` would keep.
+    fn written(cache: &Cache, data: &str) -> Option<(Key, Arc<Entry>)> {
+        let content = Content {
+            path: "/f".into(),
+            key_path: "/f".into(),
+            data: data.into(),
+        };
+        Some((
+            read_key("/f"),
+            cache.written(&cache.settings(), content, None),
+        ))
+    }
+
+    fn kept(cache: &Cache) -> Option<Vec<u8>> {
+        match &cache.current().get(&read_key("/f"))?.reply {
+            Ok(Response::ReadFile(content)) => Some(content.data.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_write_is_kept_only_when_no_other_change_ran_alongside_it() {
+        let cache = Cache::default();
+        let scope = || vec!["/f".to_string()];
+        // Alone: kept.
+        Moved::new(&cache, "h", "write_file").forget(scope(), false, written(&cache, "one"));
+        assert_eq!(kept(&cache).as_deref(), Some(&b"one"[..]));
+        // Another change began during it and ended first: its effect may
+        // have landed after this write's, so nothing is kept.
+        let write = Moved::new(&cache, "h", "write_file");
+        Moved::new(&cache, "h", "exec").forget(scope(), false, None);
+        write.forget(scope(), false, written(&cache, "two"));
+        assert_eq!(kept(&cache), None);
+        // Another began during it and is still running: not kept either.
+        let write = Moved::new(&cache, "h", "write_file");
+        let other = Moved::new(&cache, "h", "write_file");
+        write.forget(scope(), false, written(&cache, "three"));
+        assert_eq!(kept(&cache), None);
+        // An abandoned change counts as having run alongside.
+        drop(other);
+        let write = Moved::new(&cache, "h", "write_file");
+        drop(Moved::new(&cache, "h", "exec"));
+        write.forget(scope(), false, written(&cache, "four"));
+        assert_eq!(kept(&cache), None);
+        // A change on another host does not count.
+        let write = Moved::new(&cache, "h", "write_file");
+        Moved::new(&cache, "elsewhere", "exec").forget(scope(), false, None);
+        write.forget(scope(), false, written(&cache, "five"));
+        assert_eq!(kept(&cache).as_deref(), Some(&b"five"[..]));
+        // A later change drops it.
+        Moved::new(&cache, "h", "exec").forget(scope(), false, None);
+        assert_eq!(kept(&cache), None);
+    }
 }

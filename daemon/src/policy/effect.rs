@@ -18,8 +18,9 @@ use super::{Node, line, sed};
 pub enum Effect {
     /// Nothing: every command is of the built-in read-only set.
     Nothing,
-    /// These paths (and whatever is below them), as written.
-    Paths(Vec<String>),
+    /// These paths (and whatever is below them), as written; `deep` when
+    /// the line may also make their missing parents (`mkdir`).
+    Paths { paths: Vec<String>, deep: bool },
     /// Anything: the line is more than the parser can vouch for.
     Anything,
 }
@@ -37,6 +38,7 @@ pub fn effect(line: &str) -> Effect {
         }
     }
     let mut moves = false;
+    let mut deep = false;
     for command in &parsed.commands {
         let node = Node::command(command);
         if node.read_only(&[]).is_ok() {
@@ -46,6 +48,7 @@ pub fn effect(line: &str) -> Effect {
         if !node.trusted || command.glob.is_some() {
             return Effect::Anything;
         }
+        deep |= node.name == "mkdir";
         match writes(&node.name, node.words.get(1..).unwrap_or_default()) {
             Some(files) => paths.extend(files),
             None => return Effect::Anything,
@@ -59,7 +62,7 @@ pub fn effect(line: &str) -> Effect {
         [] => Effect::Nothing,
         _ if paths.iter().any(unclear) => Effect::Anything,
         _ if moves && paths.iter().any(relative) => Effect::Anything,
-        _ => Effect::Paths(paths),
+        _ => Effect::Paths { paths, deep },
     }
 }
 
@@ -322,7 +325,7 @@ mod tests {
 
     fn paths(line: &str) -> Vec<String> {
         match effect(line) {
-            Effect::Paths(paths) => paths,
+            Effect::Paths { paths, .. } => paths,
             other => panic!("{line}: {other:?}"),
         }
     }
@@ -366,6 +369,18 @@ mod tests {
         assert_eq!(paths("rm -rf -- /srv/old"), ["/srv/old"]);
         assert_eq!(paths("touch -d yesterday f"), ["f"]);
         assert_eq!(paths("cd /srv && echo x > /srv/abs"), ["/srv/abs"]);
+    }
+
+    #[test]
+    fn only_mkdir_may_make_parents() {
+        let deep = |line: &str| match effect(line) {
+            Effect::Paths { deep, .. } => deep,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert!(deep("mkdir -p /srv/a/b/c"));
+        assert!(deep("touch /srv/x && mkdir /srv/y"));
+        assert!(!deep("echo x >> /srv/a/b/c"));
+        assert!(!deep("sed -i s/a/b/ /srv/f && rm -rf /srv/old"));
     }
 
     #[test]
