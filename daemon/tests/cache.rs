@@ -651,18 +651,10 @@ async fn home_relative_and_absolute_spellings_share_one_answer() {
         .expect("the scratch directory is in the home")
         .display()
         .to_string();
-    // The first relative call has the daemon learn the home on the side.
-    read(&h, &relative).await;
-    let mut shared = false;
-    for _ in 0..100 {
-        read(&h, &f).await;
-        if read(&h, &relative).await.1 && stat(&h, &relative).await.0.is_ok() {
-            shared = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(shared, "{relative} never shared {f}'s answer");
+    // The first relative call has the daemon learn the home first.
+    assert_eq!(read(&h, &relative).await, ("one".into(), false));
+    assert_eq!(read(&h, &f).await, ("one".into(), true));
+    assert!(stat(&h, &relative).await.0.is_ok());
     let (by_abs, abs_cached) = stat(&h, &f).await;
     assert!(
         abs_cached,

@@ -95,7 +95,8 @@ async fn write_read_stat_list_round_trip() {
     }
     assert_eq!(read_bytes(&daemon, &client, &path).await, data);
 
-    // offset + length, and truncation at the end.
+    // offset + length, and truncation at the end (cut from the whole read
+    // above, which the cache kept).
     match ok(
         &daemon,
         &client,
@@ -109,6 +110,14 @@ async fn write_read_stat_list_round_trip() {
     )
     .await
     {
+        Response::Cached(cached) => match *cached.response {
+            Response::ReadFile(c) => {
+                assert_eq!(c.data, &data[1000..1010]);
+                assert_eq!(c.size, data.len() as u64);
+                assert!(c.truncated);
+            }
+            other => panic!("{other:?}"),
+        },
         Response::ReadFile(c) => {
             assert_eq!(c.data, &data[1000..1010]);
             assert_eq!(c.size, data.len() as u64);

@@ -313,9 +313,10 @@ async fn a_confirmation_goes_to_the_client_and_its_answer_decides() {
     // A client that cannot ask declines; reads are not asked about.
     let e = denied(&client, write(&path("quiet"))).await;
     assert!(e.message.contains("confirmation"), "{}", e.message);
+    // (The confirmed write's own bytes, kept by the cache.)
     assert!(matches!(
         request(&client, read(&path("yes"))).await,
-        Ok(Response::ReadFile(_))
+        Ok(Response::Cached(c)) if matches!(*c.response, Response::ReadFile(_))
     ));
     // A call in a batch cannot be put to anyone.
     let batch = Request::Batch(sshmcp_proto::BatchRequest {

@@ -1504,14 +1504,16 @@ struct Replay {
     calls: usize,
     /// Cacheable reads, each checked against the files.
     reads: usize,
-    /// Reads answered from the cache (`Response::Cached`).
+    /// Reads answered from the cache (`Response::Cached`, or an error
+    /// saying it was).
     cached_answers: usize,
     /// Reads whose answer was the same as the last answer to the same
     /// call, spelled the same way: what a cache keyed by the call as
     /// written that forgot an answer exactly when it changed could have
-    /// served. Short of storing what it writes, or of folding spellings
-    /// of a path into one (as this one folds `//` and `/./`), no cache
-    /// that stays correct without asking the host serves more.
+    /// served. Without keeping what it writes, or folding spellings of a
+    /// path into one, no cache that stays correct without asking the host
+    /// serves more; this one does both (`write_file`'s bytes, and a
+    /// home-relative path spelled from the home), so it can pass it.
     unchanged: usize,
     /// Per step kind: calls, answers from the cache, latency.
     by_kind: BTreeMap<&'static str, (usize, usize, Samples)>,

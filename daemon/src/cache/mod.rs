@@ -336,7 +336,7 @@ impl Cache {
             Class::Read { .. } if live => run(request).await,
             Class::Read { what, max_age_secs } => {
                 let relative = what.path().is_some_and(|p| !p.starts_with('/'));
-                let what = match self.home(host, relative) {
+                let what = match self.home(host, relative).await {
                     Some(home) => what.rebased(&home),
                     None => what,
                 };
@@ -356,7 +356,7 @@ impl Cache {
             } => {
                 // Answers about relative paths are kept under the home
                 // (once it is known), so the change names both spellings.
-                let home = self.home(host, false);
+                let home = self.home(host, false).await;
                 if let Some(home) = &home {
                     let rebased: Vec<String> =
                         paths.iter().filter_map(|p| key::rebase(p, home)).collect();
@@ -596,9 +596,9 @@ impl Cache {
     }
 
     /// The login directory of `host`'s login, below which relative paths
-    /// are, once the server has been asked; `learn` asks it (`realpath .`)
-    /// on the side when it has not been, for the calls after this one.
-    fn home(&self, host: &Arc<Host>, learn: bool) -> Option<String> {
+    /// are: known once the server has been asked (`realpath .`), which a
+    /// `learn`ing call does first (once per login).
+    async fn home(&self, host: &Arc<Host>, learn: bool) -> Option<String> {
         let state = self.host(&host.resolved.alias);
         let who = identity(host);
         if let Some((whose, home)) = &*state.home.lock().unwrap_or_else(|p| p.into_inner())
@@ -606,15 +606,12 @@ impl Cache {
         {
             return Some(home.clone());
         }
-        if learn {
-            let host = host.clone();
-            tokio::spawn(async move {
-                if let Some(home) = resolve(&host, ".").await.filter(|h| h.starts_with('/')) {
-                    *state.home.lock().unwrap_or_else(|p| p.into_inner()) = Some((who, home));
-                }
-            });
+        if !learn {
+            return None;
         }
-        None
+        let home = resolve(host, ".").await.filter(|h| h.starts_with('/'))?;
+        *state.home.lock().unwrap_or_else(|p| p.into_inner()) = Some((who, home.clone()));
+        Some(home)
     }
 
     /// A `read_file` of part of a file (the shim's pages), answered from a
