@@ -286,12 +286,23 @@ async fn serve_client(
                 let replies = replies.clone();
                 let inflight = inflight.clone();
                 let confirms = confirms.clone();
-                tokio::spawn(async move {
+                let mut work = Box::pin(async move {
                     let progress = Reporter::new(id, control).with_confirms(confirms);
                     let reply = dispatch(&daemon, &caller, id, request, &token, &progress).await;
                     lock(&inflight).remove(&id);
                     queue_reply(&daemon, &replies, id, reply, slot);
                 });
+                // Work that needs no wait (an answer from the cache, a
+                // refusal) is done here; only work that waits becomes a
+                // task of its own, which saves a cached call a hand-over
+                // to another thread.
+                let done = std::future::poll_fn(|cx| {
+                    std::task::Poll::Ready(work.as_mut().poll(cx).is_ready())
+                })
+                .await;
+                if !done {
+                    tokio::spawn(work);
+                }
             }
             Ok(ClientFrame::Cancel { id }) => {
                 if let Some(token) = lock(&inflight).get(&id) {
