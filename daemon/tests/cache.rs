@@ -117,6 +117,31 @@ async fn write(h: &ScratchHost, path: &str, data: &str) {
     .await;
 }
 
+async fn remove(h: &ScratchHost, path: &str, recursive: bool) {
+    ok(
+        h,
+        Request::Remove(RemoveRequest {
+            host: "host1".into(),
+            path: path.into(),
+            recursive,
+        }),
+    )
+    .await;
+}
+
+async fn mkdir(h: &ScratchHost, path: &str, parents: bool) {
+    ok(
+        h,
+        Request::Mkdir(MkdirRequest {
+            host: "host1".into(),
+            path: path.into(),
+            parents,
+            mode: None,
+        }),
+    )
+    .await;
+}
+
 async fn cache_stats(h: &ScratchHost) -> CacheStats {
     match ok(h, Request::Cache).await {
         Response::Cache(stats) => stats,
@@ -330,16 +355,7 @@ async fn a_change_drops_only_the_answers_it_can_reach() {
     assert!(read(&h, &g).await.1);
     // A change that may make missing parents reaches every answer above.
     warm().await;
-    ok(
-        &h,
-        Request::Mkdir(MkdirRequest {
-            host: "host1".into(),
-            path: h.r("d/sub/x/y/z"),
-            parents: true,
-            mode: None,
-        }),
-    )
-    .await;
+    mkdir(&h, &h.r("d/sub/x/y/z"), true).await;
     assert!(!stat(&h, &d).await.1);
     let (sub_listing, cached) = list(&h, &sub).await;
     assert!(!cached);
@@ -353,15 +369,7 @@ async fn a_change_drops_only_the_answers_it_can_reach() {
     assert!(!stat(&h, &d).await.1);
     assert!(read(&h, &g).await.1);
     // A file removed through the daemon is cached as missing.
-    ok(
-        &h,
-        Request::Remove(RemoveRequest {
-            host: "host1".into(),
-            path: g.clone(),
-            recursive: false,
-        }),
-    )
-    .await;
+    remove(&h, &g, false).await;
     assert!(not_found(&stat(&h, &g).await.0));
     let evictions = cache_stats(&h).await.evictions;
     let (again, _) = stat(&h, &g).await;
@@ -581,29 +589,12 @@ async fn removing_a_tree_forgets_what_was_inside_it() {
     assert!(stat(&h, &leaf).await.0.is_ok());
     assert!(stat(&h, &leaf).await.1);
     assert_eq!(read(&h, &leaf).await.0, "leaf");
-    ok(
-        &h,
-        Request::Remove(RemoveRequest {
-            host: "host1".into(),
-            path: d.clone(),
-            recursive: true,
-        }),
-    )
-    .await;
+    remove(&h, &d, true).await;
     assert!(not_found(&stat(&h, &leaf).await.0));
     let gone = request(&h.client, read_request(&leaf, None)).await;
     assert!(not_found(&gone), "{gone:?}");
     // And a directory made again through the daemon is seen at once.
-    ok(
-        &h,
-        Request::Mkdir(MkdirRequest {
-            host: "host1".into(),
-            path: d.clone(),
-            parents: false,
-            mode: None,
-        }),
-    )
-    .await;
+    mkdir(&h, &d, false).await;
     assert!(stat(&h, &d).await.0.is_ok());
 }
 
@@ -947,15 +938,6 @@ async fn a_new_tree_made_under_another_spelling_shows_in_the_listing() {
     .await;
     assert_eq!(names(&list(&h, &dir).await.0), ["new"]);
     assert!(list(&h, &dir).await.1);
-    ok(
-        &h,
-        Request::Mkdir(MkdirRequest {
-            host: "host1".into(),
-            path: format!("{relative}/other/b/c"),
-            parents: true,
-            mode: None,
-        }),
-    )
-    .await;
+    mkdir(&h, &format!("{relative}/other/b/c"), true).await;
     assert_eq!(names(&list(&h, &dir).await.0), ["new", "other"]);
 }
