@@ -132,6 +132,16 @@ fn text_written_is_read_back_as_utf8() {
     assert_eq!(read["encoding"], "utf8", "{read}");
     assert_eq!(read["size"], 14, "{read}");
     assert_eq!(read["truncated"], false, "{read}");
+    // What the write left is what the read got, from the daemon's cache,
+    // and a page of it is cut from the same answer.
+    assert_eq!(read["cached"], true, "{read}");
+    let page = s.call(
+        "read_file",
+        json!({ "path": path, "offset": 7, "length": 4 }),
+    );
+    assert_eq!(page["content"], "wör", "{page}");
+    assert_eq!(page["cached"], true, "{page}");
+    assert_eq!(page["truncated"], true, "{page}");
 
     let appended = s.call(
         "write_file",
