@@ -336,7 +336,12 @@ impl Cache {
             Class::Read { .. } if live => run(request).await,
             Class::Read { what, max_age_secs } => {
                 let relative = what.path().is_some_and(|p| !p.starts_with('/'));
-                let what = match self.home(host, relative).await {
+                let home = if relative {
+                    self.home(host, true).await
+                } else {
+                    None
+                };
+                let what = match home {
                     Some(home) => what.rebased(&home),
                     None => what,
                 };
