@@ -7,12 +7,17 @@
 //! **Never stale after a change made through sshmcp.** Every change
 //! (`write_file`, `mkdir`, `remove`, `rename`, upload `transfer` and
 //! `sync`) drops, once it has run, each of the host's entries whose path is
-//! the changed path, above it or below it, compared both as written and as
-//! the server resolves it (`realpath`, asked while the op runs), so a
-//! home-relative spelling or a symlinked directory cannot hide an entry;
-//! it drops the host's cached `exec`s too: those whose inputs it touches
-//! when the parser could name them (`cat FILE`, `ls DIR`, `wc -l < FILE`,
-//! kept as written and as resolved), every one otherwise. An `exec` without
+//! the changed path, below it, or above it as far as that answer sees
+//! ([`key::touches`]: a directory's `stat` its entries, a listing their
+//! entries too; every ancestor for a change that may make parents),
+//! compared both as written and as the server resolves it (`realpath`,
+//! asked while the op runs), so a home-relative spelling or a symlinked
+//! directory cannot hide an entry. A `write_file` that replaces a small
+//! file keeps what it wrote as the file's read, unless another change on
+//! the host overlapped it. A change drops the host's cached `exec`s too:
+//! those whose inputs it touches when the parser could name them (`cat
+//! FILE`, `ls DIR`, `wc -l < FILE`, kept as written and as resolved), every
+//! one otherwise. An `exec` without
 //! `cache_secs` is read by the policy's parser: one it shows to change
 //! nothing drops nothing, one whose writes it can name (`sed -i`, `tee`,
 //! `>>`, ...) is a change to those paths, and any other (or a job) may
