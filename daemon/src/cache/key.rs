@@ -87,6 +87,16 @@ impl What {
         }
     }
 
+    /// A read of the whole of the file at `path` (normalized): what a
+    /// write keeps, and what pages are cut from.
+    pub fn whole_file(path: String) -> What {
+        What::ReadFile {
+            path,
+            offset: 0,
+            length: None,
+        }
+    }
+
     /// The same question with a relative path (below the login directory)
     /// spelled from `home`, so both spellings of a file share one answer.
     pub fn rebased(self, home: &str) -> What {
@@ -227,23 +237,15 @@ pub fn classify(request: &Request) -> Class {
             }
             Effect::Anything => Class::ChangeAll { reason: "exec" },
         },
-        Request::WriteFile(r) => match change("write_file", &[&r.path], r.create_dirs) {
-            Class::Change {
-                reason,
-                paths,
-                deep,
-                content: None,
-            } if !r.append && r.data.len() <= WRITE_THROUGH_MAX => Class::Change {
-                reason,
-                paths,
-                deep,
-                content: Some(Content {
-                    path: r.path.clone(),
-                    key_path: normalize(&r.path),
-                    data: r.data.clone(),
-                }),
-            },
-            other => other,
+        Request::WriteFile(r) => Class::Change {
+            reason: "write_file",
+            paths: vec![normalize(&r.path)],
+            deep: r.create_dirs,
+            content: (!r.append && r.data.len() <= WRITE_THROUGH_MAX).then(|| Content {
+                path: r.path.clone(),
+                key_path: normalize(&r.path),
+                data: r.data.clone(),
+            }),
         },
         Request::Mkdir(r) => change("mkdir", &[&r.path], r.parents),
         Request::Remove(r) => change("remove", &[&r.path], false),

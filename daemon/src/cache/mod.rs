@@ -529,11 +529,7 @@ impl Cache {
                 Some(guard) => {
                     let _ = guard.insert(entry);
                 }
-                None => {
-                    // Not a replacement: the store would count it evicted.
-                    store.remove(&key);
-                    store.insert(key, entry);
-                }
+                None => put(store, key, entry),
             }
         }
         reply
@@ -646,11 +642,7 @@ impl Cache {
             return None;
         }
         let whole = Key {
-            what: What::ReadFile {
-                path: path.clone(),
-                offset: 0,
-                length: None,
-            },
+            what: What::whole_file(path.clone()),
             ..key.clone()
         };
         let entry = store.get(&whole)?;
@@ -747,11 +739,7 @@ impl Cache {
         scope.extend(paths);
         let written = match (&reply, content) {
             (Ok(Response::WriteFile(_)), Some(content)) => {
-                let what = What::ReadFile {
-                    path: content.key_path.clone(),
-                    offset: 0,
-                    length: None,
-                };
+                let what = What::whole_file(content.key_path.clone());
                 Some((key_of(host, what), self.written(settings, content, first)))
             }
             _ => None,
@@ -1001,9 +989,7 @@ impl<'c> Moved<'c> {
             entry
                 .epoch
                 .store(self.state.epoch.load(Ordering::Acquire), Ordering::Release);
-            let store = self.cache.current();
-            store.remove(&key);
-            store.insert(key, entry);
+            put(&self.cache.current(), key, entry);
         }
     }
 
@@ -1028,6 +1014,14 @@ impl Drop for Moved<'_> {
         self.state.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.count_invalidations(self.reason, 1);
     }
+}
+
+/// Store `entry` under `key`, in place of any older answer. The store
+/// reports a replaced value as evicted, so the old one is removed first:
+/// the evictions counter counts only entries pushed out to make room.
+fn put(store: &EntryStore, key: Key, entry: Arc<Entry>) {
+    store.remove(&key);
+    store.insert(key, entry);
 }
 
 /// The key of `what` on `host`.
@@ -1160,11 +1154,7 @@ mod tests {
         Key {
             alias: Arc::from("h"),
             identity: Arc::from("u@h:22"),
-            what: What::ReadFile {
-                path: path.into(),
-                offset: 0,
-                length: None,
-            },
+            what: What::whole_file(path.into()),
         }
     }
 
