@@ -54,6 +54,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// (sshd's default of 10 would refuse the 11th).
 const MAX_SESSIONS: u32 = 128;
 
+/// How the message of an error served from the cache says so.
+const CACHED_ERROR: &str = "answered from the cache";
+
 /// Targets, reported beside the figures (a miss does not fail the run).
 const TARGET_CACHED_P50_US: f64 = 50.0;
 const TARGET_CACHED_OPS_64: f64 = 50_000.0;
@@ -1684,7 +1687,7 @@ async fn replay(
         let (reply, cached, age_ms) = match reply {
             Ok(Response::Cached(c)) => (Ok(*c.response), true, Some(c.age_ms)),
             // A cached "not found" says so in its message.
-            Err(e) if e.message.contains("answered from the cache") => (Err(e), true, None),
+            Err(e) if e.message.contains(CACHED_ERROR) => (Err(e), true, None),
             other => (other, false, None),
         };
         let entry = out
@@ -1878,7 +1881,7 @@ fn answer_of(reply: &Reply) -> String {
             "{:?} {}",
             e.kind,
             e.message
-                .split(" (answered from the cache")
+                .split(&format!(" ({CACHED_ERROR}"))
                 .next()
                 .unwrap_or_default()
         ),
