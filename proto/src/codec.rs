@@ -1,7 +1,6 @@
 //! Framing: a 4-byte big-endian length, then a bincode payload.
 
 use serde::{Serialize, de::DeserializeOwned};
-use tokio_util::codec::LengthDelimitedCodec;
 
 /// The one bincode configuration both ends use.
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
@@ -24,19 +23,15 @@ pub enum CodecError {
     TooLarge(usize),
 }
 
-/// The length-delimited framing both ends use, refusing frames larger than
-/// `max_frame` bytes before reading them.
-pub fn frame_codec(max_frame: usize) -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .length_field_length(4)
-        .big_endian()
-        .max_frame_length(max_frame)
-        .new_codec()
-}
-
 /// Encode one frame's payload.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bincode::serde::encode_to_vec(value, CONFIG)?)
+}
+
+/// Encode one frame's payload onto the end of `buf`.
+pub(crate) fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, buf, CONFIG)?;
+    Ok(())
 }
 
 /// How many bytes bincode may claim while decoding a payload, per byte of

@@ -13,7 +13,7 @@
 //! 2. Frames in both directions are a 4-byte big-endian length followed by a
 //!    bincode (2.0, standard config, serde) payload; [`FrameReader`] and
 //!    [`FrameWriter`] speak it over any byte stream (both ends use them), on
-//!    top of [`frame_codec`], [`encode`] and [`decode`]. A frame may not
+//!    top of [`encode`] and [`decode`]. A frame may not
 //!    exceed the daemon's `max_frame` (default [`DEFAULT_MAX_FRAME`]).
 //! 3. Send [`ClientFrame::Hello`] first; the daemon answers
 //!    [`DaemonFrame::Welcome`], or [`DaemonFrame::Goodbye`] with an error that
@@ -53,7 +53,7 @@ pub use cache::{
     BatchReplies, BatchRequest, CacheScope, CacheStats, Cached, Count, MAX_BATCH_CALLS,
     MAX_BATCH_CONCURRENCY, MAX_CACHE_SECS,
 };
-pub use codec::{CodecError, MAX_PAYLOAD, decode, encode, frame_codec};
+pub use codec::{CodecError, MAX_PAYLOAD, decode, encode};
 pub use error::{Error, ErrorKind};
 pub use exec::{ExecOutput, ExecRequest, Gap, OutputStream};
 pub use files::{
