@@ -26,7 +26,10 @@ async fn host(config: &str) -> ScratchHost {
 /// The answer, and its age when it came from the cache.
 fn open(reply: Reply) -> (Reply, Option<u64>) {
     match reply {
-        Ok(Response::Cached(cached)) => (Ok(*cached.response), Some(cached.age_ms)),
+        Ok(Response::Cached(cached)) => (
+            Ok(std::sync::Arc::unwrap_or_clone(cached.response)),
+            Some(cached.age_ms),
+        ),
         other => (other, None),
     }
 }

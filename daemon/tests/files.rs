@@ -110,7 +110,7 @@ async fn write_read_stat_list_round_trip() {
     )
     .await
     {
-        Response::Cached(cached) => match *cached.response {
+        Response::Cached(cached) => match std::sync::Arc::unwrap_or_clone(cached.response) {
             Response::ReadFile(c) => {
                 assert_eq!(c.data, &data[1000..1010]);
                 assert_eq!(c.size, data.len() as u64);

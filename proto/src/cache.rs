@@ -1,5 +1,7 @@
 //! The response cache's and batches' share of the protocol.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{Reply, Request, Response};
@@ -19,8 +21,9 @@ pub struct Cached {
     /// How old the answer is: milliseconds since the host gave it (or last
     /// confirmed it unchanged).
     pub age_ms: u64,
-    /// The answer, as the host gave it.
-    pub response: Box<Response>,
+    /// The answer, as the host gave it. Shared with the cache's entry, so
+    /// serving it copies nothing (on the wire it is the `Response` itself).
+    pub response: Arc<Response>,
 }
 
 /// Several requests in one, run concurrently; answered in call order.

@@ -1685,7 +1685,11 @@ async fn replay(
         let took = t.elapsed();
         out.calls += 1;
         let (reply, cached, age_ms) = match reply {
-            Ok(Response::Cached(c)) => (Ok(*c.response), true, Some(c.age_ms)),
+            Ok(Response::Cached(c)) => (
+                Ok(std::sync::Arc::unwrap_or_clone(c.response)),
+                true,
+                Some(c.age_ms),
+            ),
             // A cached "not found" says so in its message.
             Err(e) if e.message.contains(CACHED_ERROR) => (Err(e), true, None),
             other => (other, false, None),
@@ -2297,7 +2301,10 @@ async fn probes(
         for (i, step) in probe.steps.iter().enumerate() {
             let reply = call(client, step.request()).await;
             let (reply, age) = match reply {
-                Ok(Response::Cached(c)) => (Ok(*c.response), Some(c.age_ms)),
+                Ok(Response::Cached(c)) => (
+                    Ok(std::sync::Arc::unwrap_or_clone(c.response)),
+                    Some(c.age_ms),
+                ),
                 other => (other, None),
             };
             if step.is_read() {

@@ -54,8 +54,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quick_cache::Lifecycle;
 use quick_cache::sync::Cache as Store;
 use sshmcp_proto::{
-    CacheScope, CacheStats, Cached, Count, ErrorKind, FileContent, FileKind, ReadFileRequest,
-    Reply, Request, Response,
+    CacheScope, CacheStats, Cached, Count, Error, ErrorKind, FileContent, FileKind,
+    ReadFileRequest, Reply, Request, Response,
 };
 
 use crate::config::CacheSection;
@@ -180,9 +180,12 @@ impl Lifecycle<Key, Arc<Entry>> for Evictions {
     }
 }
 
+/// An answer as the cache keeps it: a hit hands out the same response.
+type Kept = Result<Arc<Response>, Error>;
+
 /// One cached answer.
 struct Entry {
-    reply: Reply,
+    reply: Kept,
     /// The path as the server resolved it (absolute), when it could.
     resolved: Option<String>,
     /// For an `exec`: the paths its output depends on, as written and as
@@ -513,8 +516,8 @@ impl Cache {
             return reply;
         }
         let entry = Arc::new(Entry {
-            bytes: ENTRY_OVERHEAD + key.what.bytes() as u64 + reply_bytes(&reply),
-            reply: reply.clone(),
+            bytes: ENTRY_OVERHEAD + key.what.bytes() as u64 + reply_bytes(reply.as_ref()),
+            reply: reply.clone().map(Arc::new),
             resolved,
             inputs,
             fetched_ms,
@@ -646,7 +649,7 @@ impl Cache {
             ..key.clone()
         };
         let entry = store.get(&whole)?;
-        let Ok(Response::ReadFile(content)) = &entry.reply else {
+        let Ok(Response::ReadFile(content)) = entry.reply.as_deref() else {
             return None;
         };
         let judged = self.judge(settings, state, &entry, Kind::ReadFile, max_age_secs);
@@ -667,7 +670,8 @@ impl Cache {
             size: content.size,
             truncated: end < content.size,
         };
-        Some(self.answer(state, Kind::ReadFile, &entry, Ok(Response::ReadFile(part))))
+        let part = Ok(Arc::new(Response::ReadFile(part)));
+        Some(self.answer(state, Kind::ReadFile, &entry, part))
     }
 
     fn hit(&self, state: &HostCache, kind: Kind, entry: &Entry) -> Reply {
@@ -675,17 +679,14 @@ impl Cache {
     }
 
     /// `reply`, from `entry`, as a hit.
-    fn answer(&self, state: &HostCache, kind: Kind, entry: &Entry, reply: Reply) -> Reply {
+    fn answer(&self, state: &HostCache, kind: Kind, entry: &Entry, reply: Kept) -> Reply {
         state.hits[kind.index()].fetch_add(1, Ordering::Relaxed);
         self.hits.fetch_add(1, Ordering::Relaxed);
         let age_ms = self
             .now_ms()
             .saturating_sub(entry.checked_ms.load(Ordering::Acquire));
         match reply {
-            Ok(response) => Ok(Response::Cached(Cached {
-                age_ms,
-                response: Box::new(response),
-            })),
+            Ok(response) => Ok(Response::Cached(Cached { age_ms, response })),
             // An error has no `cached` flag: its message says it.
             Err(mut e) => {
                 e.message = format!(
@@ -760,16 +761,16 @@ impl Cache {
         let size = content.data.len() as u64;
         // The key holds the path once more.
         let key_bytes = content.path.len() as u64;
-        let reply: Reply = Ok(Response::ReadFile(FileContent {
+        let reply: Kept = Ok(Arc::new(Response::ReadFile(FileContent {
             path: content.path,
             data: content.data,
             offset: 0,
             size,
             truncated: false,
-        }));
+        })));
         let now = self.now_ms();
         let entry = Entry {
-            bytes: ENTRY_OVERHEAD + key_bytes + reply_bytes(&reply),
+            bytes: ENTRY_OVERHEAD + key_bytes + reply_bytes(reply.as_deref()),
             reply,
             resolved,
             inputs: None,
@@ -1040,7 +1041,7 @@ fn identity(host: &Host) -> String {
 }
 
 /// Bytes of the answer itself.
-fn reply_bytes(reply: &Reply) -> u64 {
+fn reply_bytes(reply: Result<&Response, &Error>) -> u64 {
     let bytes = match reply {
         Err(e) => e.message.len(),
         Ok(Response::Stat(s)) => s.path.len() + s.link_target.as_ref().map_or(0, String::len) + 64,
@@ -1172,7 +1173,7 @@ mod tests {
     }
 
     fn kept(cache: &Cache) -> Option<Vec<u8>> {
-        match &cache.current().get(&read_key("/f"))?.reply {
+        match cache.current().get(&read_key("/f"))?.reply.as_deref() {
             Ok(Response::ReadFile(content)) => Some(content.data.clone()),
             other => panic!("{other:?}"),
         }

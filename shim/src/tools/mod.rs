@@ -41,6 +41,7 @@ pub mod write_file;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRoute;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -302,7 +303,7 @@ fn prepare<T: Tool>(arguments: JsonObject) -> Result<(Request, T::Asked), Error>
 fn answer<T: Tool>(asked: T::Asked, response: Response) -> Result<Rendered, Error> {
     let (response, cache) = match response {
         Response::Cached(Cached { age_ms, response }) if T::CACHEABLE => (
-            *response,
+            Arc::unwrap_or_clone(response),
             Some(FromCache {
                 cached: true,
                 age_ms,
@@ -479,7 +480,7 @@ mod tests {
     fn cached(age_ms: u64, response: Response) -> Response {
         Response::Cached(Cached {
             age_ms,
-            response: Box::new(response),
+            response: Arc::new(response),
         })
     }
 
