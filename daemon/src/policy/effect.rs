@@ -236,87 +236,21 @@ fn operands(
 /// The files `sed -i` rewrites (with their backups), when its script is
 /// one that writes nothing else.
 fn sed_in_place(args: &[String]) -> Option<Vec<String>> {
-    let mut suffix: Option<String> = None;
-    let mut scripts = Vec::new();
-    let mut operands = Vec::new();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if arg == "--" {
-            operands.extend(rest.cloned());
-            break;
-        }
-        if let Some(long) = arg.strip_prefix("--") {
-            match long.split_once('=') {
-                Some(("in-place", s)) => suffix = Some(s.to_owned()),
-                Some(("expression", script)) => scripts.push(script.to_owned()),
-                Some(("line-length", _)) => {}
-                None if long == "in-place" => suffix = Some(String::new()),
-                None if long == "expression" => scripts.push(rest.next()?.clone()),
-                None if long == "line-length" => {
-                    rest.next()?;
-                }
-                None if [
-                    "quiet",
-                    "silent",
-                    "regexp-extended",
-                    "separate",
-                    "unbuffered",
-                    "null-data",
-                    "posix",
-                    "follow-symlinks",
-                ]
-                .contains(&long) => {}
-                _ => return None,
-            }
-            continue;
-        }
-        let Some(cluster) = arg.strip_prefix('-').filter(|c| !c.is_empty()) else {
-            operands.push(arg.clone());
-            continue;
-        };
-        for (at, c) in cluster.char_indices() {
-            let attached = &cluster[at + 1..];
-            match c {
-                'n' | 'r' | 'E' | 's' | 'u' | 'z' => {}
-                // `-i` takes the rest of its cluster as the backup suffix
-                // (`-ie` is suffix `e`, not `-i -e`).
-                'i' => {
-                    suffix = Some(attached.to_owned());
-                    break;
-                }
-                'e' | 'l' => {
-                    let value = match attached {
-                        "" => rest.next()?.clone(),
-                        _ => attached.to_owned(),
-                    };
-                    if c == 'e' {
-                        scripts.push(value);
-                    }
-                    break;
-                }
-                _ => return None,
-            }
-        }
-    }
-    let suffix = suffix?;
-    if scripts.is_empty() {
-        if operands.is_empty() {
-            return None;
-        }
-        scripts.push(operands.remove(0));
-    }
-    if scripts.iter().any(|script| sed::check(script).is_err())
+    let sed = sed::invocation(args).ok()?;
+    let (_, suffix) = sed.in_place?;
+    let mut files = sed.files;
+    if sed.scripts.iter().any(|script| sed::check(script).is_err())
         || suffix.contains(['*', '/'])
-        || operands.is_empty()
+        || files.is_empty()
     {
         return None;
     }
     let backups: Vec<String> = match suffix.as_str() {
         "" => Vec::new(),
-        _ => operands.iter().map(|f| format!("{f}{suffix}")).collect(),
+        _ => files.iter().map(|f| format!("{f}{suffix}")).collect(),
     };
-    operands.extend(backups);
-    Some(operands)
+    files.extend(backups);
+    Some(files)
 }
 
 #[cfg(test)]
@@ -357,6 +291,10 @@ mod tests {
         );
         // `-ie` is the suffix `e`; the script is the first operand.
         assert_eq!(paths("sed -ie s/a/b/ f"), ["f", "fe"]);
+        // Long options may be abbreviated, as GNU sed allows; `--` ends
+        // them.
+        assert_eq!(paths("sed -i --in=.bak --expr=s/a/b/ f"), ["f", "f.bak"]);
+        assert_eq!(paths("sed -i -e s/a/b/ -- -f"), ["-f"]);
         assert_eq!(
             paths("echo 'event 3' >> /srv/logs/app.log"),
             ["/srv/logs/app.log"]
@@ -420,9 +358,10 @@ mod tests {
         for line in [
             "rm -rf /srv/*.log",
             "sed -i s/a/b/w/tmp/x f",
-            "sed -i --in=.bak s/a/b/ f",
             "sed -i s/a/b/",
             "sed -f script.sed -i f",
+            "sed --s -i s/a/b/ f",
+            "sed -i --line-length",
             "cp a b",
             "echo x > ~/f",
             "cd /srv && echo x > rel",

@@ -336,18 +336,18 @@ fn runs(target: Vec<String>) -> Class {
 }
 
 /// `has `-o`, which writes a file`.
-fn has(option: &str, effect: &str) -> String {
+pub(super) fn has(option: &str, effect: &str) -> String {
     format!("has `{option}`, which {effect}")
 }
 
 /// The letters of a short-option cluster (`-abc`), if `arg` is one.
-fn short_cluster(arg: &str) -> Option<&str> {
+pub(super) fn short_cluster(arg: &str) -> Option<&str> {
     arg.strip_prefix('-')
         .filter(|rest| !rest.is_empty() && !rest.starts_with('-'))
 }
 
 /// The name of a long option (`--name` or `--name=value`), if `arg` is one.
-fn long_name(arg: &str) -> Option<&str> {
+pub(super) fn long_name(arg: &str) -> Option<&str> {
     let rest = arg.strip_prefix("--")?;
     let name = rest.split_once('=').map_or(rest, |(name, _)| name);
     (!name.is_empty()).then_some(name)
@@ -831,76 +831,14 @@ fn tar(args: &[String]) -> Class {
 
 /// `sed` without `-i`, `-f` or a script that writes (`w`) or runs (`e`).
 fn sed(args: &[String]) -> Class {
-    let mut scripts = Vec::new();
-    let mut operands = Vec::new();
-    let mut i = 0;
-    while let Some(arg) = args.get(i) {
-        i += 1;
-        if let Some(name) = long_name(arg) {
-            let inline = arg.split_once('=').map(|(_, value)| value.to_owned());
-            match name {
-                "expression" => match inline.or_else(|| args.get(i).cloned()) {
-                    Some(script) => {
-                        if !arg.contains('=') {
-                            i += 1;
-                        }
-                        scripts.push(script);
-                    }
-                    None => return Class::Opaque("has `--expression` without a script".into()),
-                },
-                "line-length" => {
-                    if !arg.contains('=') {
-                        i += 1;
-                    }
-                }
-                "quiet" | "silent" | "regexp-extended" | "separate" | "unbuffered"
-                | "null-data" | "posix" | "debug" | "sandbox" | "binary" => {}
-                _ if "in-place".starts_with(name) => {
-                    return Class::Changes(has(arg, "edits files in place"));
-                }
-                _ if "file".starts_with(name) => {
-                    return Class::Opaque(has(arg, "runs a sed script from a file"));
-                }
-                _ => return Class::Opaque(format!("has `{arg}`, an option not understood here")),
-            }
-            continue;
-        }
-        let Some(cluster) = short_cluster(arg) else {
-            operands.push(arg.clone());
-            continue;
-        };
-        for (at, c) in cluster.char_indices() {
-            match c {
-                'n' | 'r' | 'E' | 's' | 'u' | 'z' | 'b' => {}
-                'i' => return Class::Changes(has(arg, "edits files in place")),
-                'f' => return Class::Opaque(has(arg, "runs a sed script from a file")),
-                'e' | 'l' => {
-                    let attached = &cluster[at + 1..];
-                    let value = if attached.is_empty() {
-                        i += 1;
-                        args.get(i - 1).cloned()
-                    } else {
-                        Some(attached.to_owned())
-                    };
-                    if c == 'e' {
-                        match value {
-                            Some(script) => scripts.push(script),
-                            None => return Class::Opaque("has `-e` without a script".into()),
-                        }
-                    }
-                    break;
-                }
-                _ => return Class::Opaque(format!("has `{arg}`, an option not understood here")),
-            }
-        }
+    let sed = match sed::invocation(args) {
+        Ok(sed) => sed,
+        Err(class) => return class,
+    };
+    if let Some((option, _)) = &sed.in_place {
+        return Class::Changes(has(option, "edits files in place"));
     }
-    if scripts.is_empty() {
-        match operands.first() {
-            Some(script) => scripts.push(script.clone()),
-            None => return Class::Opaque("has no script".into()),
-        }
-    }
-    for script in &scripts {
+    for script in &sed.scripts {
         if let Err(class) = sed::check(script) {
             return class;
         }

@@ -7,7 +7,129 @@
 //! ends a regex for GNU but not for BSD sed, so it is refused rather than
 //! guessed. Anything not understood is refused too.
 
-use super::programs::Class;
+use super::programs::{Class, has, long_name, short_cluster};
+
+/// A sed command line, read the way GNU sed reads its options: anywhere
+/// on the line, until `--`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Invocation {
+    /// `-i` or `--in-place`, as written, and the backup suffix it gives
+    /// (empty: no backup).
+    pub in_place: Option<(String, String)>,
+    /// The scripts: those of `-e` and `--expression`, else the first
+    /// operand.
+    pub scripts: Vec<String>,
+    /// The files it reads (with `in_place`, rewrites).
+    pub files: Vec<String>,
+}
+
+/// GNU sed's long options, for telling an abbreviation from an ambiguous
+/// one (`--s` could be three of them).
+const LONG: [&str; 18] = [
+    "binary",
+    "debug",
+    "expression",
+    "file",
+    "follow-symlinks",
+    "help",
+    "in-place",
+    "line-length",
+    "null-data",
+    "posix",
+    "quiet",
+    "regexp-extended",
+    "sandbox",
+    "separate",
+    "silent",
+    "unbuffered",
+    "version",
+    "zero-terminated",
+];
+
+/// Read the options, scripts and files of `sed ARGS`; the error is the
+/// judgement of a line that cannot be read: a script from a file, or an
+/// option not understood here.
+pub(super) fn invocation(args: &[String]) -> Result<Invocation, Class> {
+    let mut sed = Invocation {
+        in_place: None,
+        scripts: Vec::new(),
+        files: Vec::new(),
+    };
+    let not_understood =
+        |arg: &str| Class::Opaque(format!("has `{arg}`, an option not understood here"));
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            sed.files.extend(rest.cloned());
+            break;
+        }
+        if let Some(name) = long_name(arg) {
+            let mut matches = LONG.iter().filter(|long| long.starts_with(name));
+            let (Some(&long), None) = (matches.next(), matches.next()) else {
+                return Err(not_understood(arg));
+            };
+            let inline = arg.split_once('=').map(|(_, value)| value.to_owned());
+            match long {
+                "in-place" => sed.in_place = Some((arg.clone(), inline.unwrap_or_default())),
+                "expression" => match inline.or_else(|| rest.next().cloned()) {
+                    Some(script) => sed.scripts.push(script),
+                    None => return Err(Class::Opaque(format!("has `{arg}` without a script"))),
+                },
+                // The guard takes the value when it is the next word.
+                "line-length" if inline.is_none() && rest.next().is_none() => {
+                    return Err(not_understood(arg));
+                }
+                "line-length" => {}
+                "file" => return Err(Class::Opaque(has(arg, "runs a sed script from a file"))),
+                "help" | "version" => return Err(not_understood(arg)),
+                // The rest take no value.
+                _ if inline.is_some() => return Err(not_understood(arg)),
+                _ => {}
+            }
+            continue;
+        }
+        let Some(cluster) = short_cluster(arg) else {
+            sed.files.push(arg.clone());
+            continue;
+        };
+        for (at, c) in cluster.char_indices() {
+            let attached = &cluster[at + 1..];
+            match c {
+                'n' | 'r' | 'E' | 's' | 'u' | 'z' | 'b' => {}
+                // `-i` takes the rest of its cluster as the backup suffix
+                // (`-ie` is suffix `e`, not `-i -e`).
+                'i' => {
+                    sed.in_place = Some((arg.clone(), attached.to_owned()));
+                    break;
+                }
+                'e' | 'l' => {
+                    let value = match attached {
+                        "" => rest.next().cloned(),
+                        _ => Some(attached.to_owned()),
+                    };
+                    match (c, value) {
+                        ('e', Some(script)) => sed.scripts.push(script),
+                        ('e', None) => {
+                            return Err(Class::Opaque("has `-e` without a script".into()));
+                        }
+                        (_, Some(_)) => {}
+                        (_, None) => return Err(not_understood(arg)),
+                    }
+                    break;
+                }
+                'f' => return Err(Class::Opaque(has(arg, "runs a sed script from a file"))),
+                _ => return Err(not_understood(arg)),
+            }
+        }
+    }
+    if sed.scripts.is_empty() {
+        if sed.files.is_empty() {
+            return Err(Class::Opaque("has no script".into()));
+        }
+        sed.scripts.push(sed.files.remove(0));
+    }
+    Ok(sed)
+}
 
 /// Whether `script` only reads; the error is the judgement of `sed` with it.
 pub(super) fn check(script: &str) -> Result<(), Class> {
@@ -271,6 +393,64 @@ impl Scanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read(line: &str) -> Result<Invocation, Class> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        invocation(&args)
+    }
+
+    #[test]
+    fn options_are_read_anywhere_until_a_double_dash() {
+        let sed = read("-n s/a/b/ f -i.bak g").unwrap();
+        assert_eq!(sed.in_place, Some(("-i.bak".into(), ".bak".into())));
+        assert_eq!(sed.scripts, ["s/a/b/"]);
+        assert_eq!(sed.files, ["f", "g"]);
+        let sed = read("-e p --expression=d -- -i").unwrap();
+        assert_eq!(sed.in_place, None);
+        assert_eq!(sed.scripts, ["p", "d"]);
+        assert_eq!(sed.files, ["-i"]);
+        // `-ie` is the suffix `e`, as GNU sed reads it.
+        assert_eq!(
+            read("-ie p f").unwrap().in_place,
+            Some(("-ie".into(), "e".into()))
+        );
+        assert_eq!(read("-l 5 -s p f").unwrap().files, ["f"]);
+    }
+
+    #[test]
+    fn long_options_may_be_abbreviated_but_not_ambiguously() {
+        let sed = read("--in=.orig --expr p f").unwrap();
+        assert_eq!(sed.in_place, Some(("--in=.orig".into(), ".orig".into())));
+        assert_eq!(sed.scripts, ["p"]);
+        assert_eq!(read("--in-place p f").unwrap().in_place.unwrap().1, "");
+        assert_eq!(read("--e p f").unwrap().scripts, ["p"]);
+        for line in ["--s p f", "--f p f"] {
+            let err = read(line).expect_err(line);
+            assert!(
+                format!("{err:?}").contains("not understood"),
+                "{line}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_read_says_why() {
+        for (line, why) in [
+            ("-f script.sed f", "script from a file"),
+            ("--file=script.sed f", "script from a file"),
+            ("-n -f x", "script from a file"),
+            ("-e", "without a script"),
+            ("--expression", "without a script"),
+            ("-n", "no script"),
+            ("-x p f", "not understood"),
+            ("--quiet=yes p f", "not understood"),
+            ("--version", "not understood"),
+            ("-l", "not understood"),
+        ] {
+            let err = read(line).expect_err(line);
+            assert!(format!("{err:?}").contains(why), "{line}: {err:?}");
+        }
+    }
 
     #[test]
     fn edits_prints_and_deletes_only_read() {
