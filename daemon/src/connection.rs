@@ -226,10 +226,13 @@ async fn serve_client(
     let inflight: Arc<Mutex<HashMap<u64, CancellationToken>>> = Arc::default();
     let confirms: crate::progress::Confirms = Arc::default();
     let mut shutting_down = false;
+    // Made once: a fresh one per request would take the shutdown token's
+    // lock (shared by every connection) twice for each request.
+    let mut shutdown = std::pin::pin!(daemon.shutdown.cancelled());
     loop {
         let next = tokio::select! {
             next = frames.next::<ClientFrame>() => next,
-            () = daemon.shutdown.cancelled() => {
+            () = &mut shutdown => {
                 shutting_down = true;
                 None
             }
@@ -246,7 +249,7 @@ async fn serve_client(
                         Ok(slot) => slot,
                         Err(_) => break,
                     },
-                    () = daemon.shutdown.cancelled() => {
+                    () = &mut shutdown => {
                         shutting_down = true;
                         break;
                     }
