@@ -127,11 +127,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Room behind the unread bytes for a frame of `wanted` bytes in all,
-    /// and at least [`READ_ROOM`].
+    /// Room behind the unread bytes: at least [`READ_ROOM`], and towards a
+    /// frame of `wanted` bytes in all, doubling with what has come. A
+    /// length is only a claim: the room it gets grows with the bytes that
+    /// arrive, not all at once.
     fn make_room(&mut self, wanted: usize) {
         let have = self.end - self.start;
-        let need = wanted.max(have + READ_ROOM);
+        let need = (have + READ_ROOM).max(wanted.min(2 * have));
         if self.start + need <= self.buf.len() {
             return;
         }
@@ -290,6 +292,25 @@ mod tests {
         assert!(
             err.to_string().contains("ended 14 bytes into a frame"),
             "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_claimed_length_gets_room_only_as_its_bytes_arrive() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut bytes = (8u32 << 20).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[0; 10]);
+        tokio::io::AsyncWriteExt::write_all(&mut client, &bytes)
+            .await
+            .unwrap();
+        drop(client);
+        let mut frames = FrameReader::new(server, 16 << 20);
+        let err = frames.next::<Vec<u8>>().await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("14 bytes into a frame"), "{err}");
+        assert!(
+            frames.buf.len() <= 2 * READ_ROOM,
+            "{} bytes",
+            frames.buf.len()
         );
     }
 
