@@ -23,6 +23,9 @@ const HEADER: usize = 4;
 /// Room a reader asks the stream to fill at once: a typical reply arrives
 /// in one read.
 const READ_ROOM: usize = 16 * 1024;
+/// Frames up to this size get room for all of their bytes as soon as
+/// their length is read; a larger claim gets room as its bytes arrive.
+const ROOM_AT_ONCE: usize = 64 * 1024;
 /// Largest buffer kept between frames; a larger one (grown for a large
 /// frame) is let go once it is empty.
 const KEEP: usize = 256 * 1024;
@@ -127,13 +130,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Room behind the unread bytes: at least [`READ_ROOM`], and towards a
-    /// frame of `wanted` bytes in all, doubling with what has come. A
-    /// length is only a claim: the room it gets grows with the bytes that
-    /// arrive, not all at once.
+    /// Room behind the unread bytes: at least [`READ_ROOM`], and for a
+    /// frame of `wanted` bytes in all: all of it up to [`ROOM_AT_ONCE`],
+    /// beyond that doubling with what has come. A length is only a claim,
+    /// so a large one gets room as its bytes arrive, not all at once.
     fn make_room(&mut self, wanted: usize) {
         let have = self.end - self.start;
-        let need = (have + READ_ROOM).max(wanted.min(2 * have));
+        let need = (have + READ_ROOM).max(wanted.min((2 * have).max(ROOM_AT_ONCE)));
         if self.start + need <= self.buf.len() {
             return;
         }
@@ -308,7 +311,7 @@ mod tests {
         let err = frames.next::<Vec<u8>>().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("14 bytes into a frame"), "{err}");
         assert!(
-            frames.buf.len() <= 2 * READ_ROOM,
+            frames.buf.len() <= ROOM_AT_ONCE,
             "{} bytes",
             frames.buf.len()
         );
