@@ -171,46 +171,52 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 
     /// Encode `frame` and write it.
     pub async fn send<T: Serialize>(&mut self, frame: &T) -> Result<(), FrameError> {
-        self.buf.clear();
-        self.buf.extend_from_slice(&[0; HEADER]);
-        if let Err(e) = encode_into(frame, &mut self.buf) {
-            self.buf.clear();
-            return Err(e.into());
-        }
-        self.write_buf().await
+        self.begin();
+        let result = match encode_into(frame, &mut self.buf) {
+            Ok(()) => self.write_buf().await,
+            Err(e) => Err(e.into()),
+        };
+        self.done();
+        result
     }
 
     /// Write a payload [`encode`](crate::encode) has already made (a client
     /// checks a request's size before queueing it).
     pub async fn send_payload(&mut self, payload: Vec<u8>) -> Result<(), FrameError> {
+        self.begin();
+        self.buf.extend_from_slice(&payload);
+        let result = self.write_buf().await;
+        self.done();
+        result
+    }
+
+    /// Start a frame: room for its length, the payload to follow.
+    fn begin(&mut self) {
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEADER]);
-        self.buf.extend_from_slice(&payload);
-        self.write_buf().await
     }
 
     /// Put the payload's length in front of it and write the frame.
     async fn write_buf(&mut self) -> Result<(), FrameError> {
         let len = self.buf.len() - HEADER;
-        let Ok(header) = u32::try_from(len) else {
-            return Err(self.too_large());
-        };
-        if len > self.max_frame {
-            return Err(self.too_large());
-        }
+        let header = u32::try_from(len)
+            .ok()
+            .filter(|_| len <= self.max_frame)
+            .ok_or(FrameError::TooLarge {
+                max_frame: self.max_frame,
+            })?;
         self.buf[..HEADER].copy_from_slice(&header.to_be_bytes());
-        let result = write_all(&mut self.write, &self.buf).await;
+        write_all(&mut self.write, &self.buf)
+            .await
+            .map_err(FrameError::Io)
+    }
+
+    /// The frame is over, written or not: a buffer grown past [`KEEP`]
+    /// for it is let go.
+    fn done(&mut self) {
         self.buf.clear();
         if self.buf.capacity() > KEEP {
             self.buf = Vec::new();
-        }
-        result.map_err(FrameError::Io)
-    }
-
-    fn too_large(&mut self) -> FrameError {
-        self.buf.clear();
-        FrameError::TooLarge {
-            max_frame: self.max_frame,
         }
     }
 }
@@ -326,5 +332,8 @@ mod tests {
             matches!(err, FrameError::TooLarge { max_frame: 10 }),
             "{err}"
         );
+        // What was encoded for it is not kept.
+        frames.send(&vec![0u8; 2 * KEEP]).await.unwrap_err();
+        assert!(frames.buf.capacity() <= KEEP);
     }
 }
