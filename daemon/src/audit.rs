@@ -1,6 +1,7 @@
 //! The audit log (`[audit]`): one sealed JSON line for every request that
 //! touches a host or changes something, written by the dispatcher after
-//! the op ran and before its reply goes out. The line's format and the
+//! the op ran and before its reply goes out; the record of a read follows
+//! its reply (see [`after_reply`]). The line's format and the
 //! chain that makes a rewrite show (`mac`, `prev`, `audit.head`) live in
 //! `sshmcp_proto::audit`, shared with `sshmcpctl audit verify`; this is
 //! the writer.
@@ -170,6 +171,16 @@ pub struct Pending {
     /// A batch is recorded only when refused as a whole: its calls are
     /// each recorded on their own.
     batch: bool,
+    /// Written once its reply is on its way rather than before: see
+    /// [`after_reply`].
+    after_reply: bool,
+}
+
+impl Pending {
+    /// Whether the record may wait until its reply has been written.
+    pub fn after_reply(&self) -> bool {
+        self.after_reply
+    }
 }
 
 /// The audit log: its place, its settings (a reload changes all but the
@@ -274,6 +285,7 @@ impl AuditLog {
         describe(&mut record, request);
         Some(Pending {
             batch: matches!(request, Request::Batch(_)),
+            after_reply: after_reply(request),
             record,
         })
     }
@@ -302,7 +314,8 @@ impl AuditLog {
     }
 
     /// Complete `pending` with how the request was judged and how it
-    /// ended, and write it before the reply goes out.
+    /// ended, and write it: before the reply goes out, or just after it for a
+    /// read ([`Pending::after_reply`]).
     pub fn record(&self, pending: Pending, decision: Decision, reply: &Reply, took: Duration) {
         if pending.batch && reply.is_ok() {
             return;
@@ -443,6 +456,19 @@ fn recorded(request: &Request) -> bool {
         | Request::ShellExec(_)
         | Request::ShellClose(_) => true,
     }
+}
+
+/// Whether the record of `request` is written just after its reply rather
+/// than before: reads of a host's files (`stat`, `list_dir`, `read_file`),
+/// which change nothing, so the reply of one that was answered from the
+/// cache is not held back for a file write. Anything else, above all
+/// whatever may change a host, is in the log before its reply goes out.
+/// Either way a connection's records are written before its next reply.
+fn after_reply(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Stat(_) | Request::ListDir(_) | Request::ReadFile(_)
+    )
 }
 
 /// Whether `request` changes things (on a host, or a command's life), so

@@ -4,8 +4,10 @@
 //! Anything malformed ends this connection only, with a `Goodbye` saying
 //! why where the peer can still read it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use sshmcp_proto::{
@@ -16,7 +18,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::dispatch;
+use crate::dispatch::{self, Settle};
 use crate::memory::MemoryPermit;
 use crate::ops::Caller;
 use crate::progress::Reporter;
@@ -100,11 +102,32 @@ async fn refuse(frames: &mut Frames, sink: &mut Sink, bye: Error) {
 
 /// A final reply on its way to the client, with what it holds until it has
 /// been written: the request's in-flight slot on this connection and the
-/// reply's bytes counted against the memory cap.
+/// reply's bytes counted against the memory cap; and what is left of its
+/// request ([`Settle`]), done once the reply is written or waits for the
+/// client to read, and at the latest when it is dropped (unsent, because
+/// the client is gone or the daemon stops).
 struct PendingReply {
     frame: DaemonFrame,
-    slot: OwnedSemaphorePermit,
-    memory: MemoryPermit,
+    settle: Cell<Option<(Arc<Daemon>, Settle)>>,
+    _slot: OwnedSemaphorePermit,
+    _memory: MemoryPermit,
+}
+
+impl PendingReply {
+    /// Do what is left of the request, once.
+    fn settle(&self) {
+        if let Some((daemon, settle)) = self.settle.take()
+            && let DaemonFrame::Done { reply, .. } = &self.frame
+        {
+            settle.done(&daemon, reply);
+        }
+    }
+}
+
+impl Drop for PendingReply {
+    fn drop(&mut self) {
+        self.settle();
+    }
 }
 
 /// A caller-supplied name made safe to log and show: control characters
@@ -202,19 +225,34 @@ async fn serve_client(
     let writer = tokio::spawn(async move {
         loop {
             // A reply's slot and memory are let go only once it is written.
-            let (frame, _held) = tokio::select! {
+            let sent = tokio::select! {
                 biased;
-                Some(frame) = control_queue.recv() => (frame, None),
-                Some(PendingReply { frame, slot, memory }) = reply_queue.recv() => {
-                    (frame, Some((slot, memory)))
+                Some(frame) = control_queue.recv() => {
+                    let last = matches!(frame, DaemonFrame::Goodbye(_));
+                    send(&mut sink, &frame).await.is_ok() && !last
+                }
+                Some(pending) = reply_queue.recv() => {
+                    // Its request is settled once the reply is written, or
+                    // as soon as the write waits for the client to read.
+                    let mut sending = std::pin::pin!(send(&mut sink, &pending.frame));
+                    let sent = match futures_util::poll!(sending.as_mut()) {
+                        Poll::Ready(sent) => sent,
+                        Poll::Pending => {
+                            pending.settle();
+                            sending.await
+                        }
+                    };
+                    pending.settle();
+                    sent.is_ok()
                 }
                 else => break,
             };
-            let last = matches!(frame, DaemonFrame::Goodbye(_));
-            if send(&mut sink, &frame).await.is_err() || last {
+            if !sent {
                 break;
             }
         }
+        // Replies still queued are dropped with the queue, which settles
+        // their requests.
     });
 
     // A request holds one of these from the moment it is read until its
@@ -265,7 +303,7 @@ async fn serve_client(
                             request.op_name()
                         ),
                     ));
-                    queue_reply(daemon, &replies, id, reply, slot);
+                    queue_reply(daemon, &replies, id, reply, slot, None);
                     continue;
                 }
                 let token = CancellationToken::new();
@@ -280,7 +318,7 @@ async fn serve_client(
                     let reply = Err(Error::bad_request(format!(
                         "request id {id} is already in flight on this connection; use a fresh id"
                     )));
-                    queue_reply(daemon, &replies, id, reply, slot);
+                    queue_reply(daemon, &replies, id, reply, slot, None);
                     continue;
                 }
                 let daemon = daemon.clone();
@@ -291,9 +329,11 @@ async fn serve_client(
                 let confirms = confirms.clone();
                 let mut work = Box::pin(async move {
                     let progress = Reporter::new(id, control).with_confirms(confirms);
-                    let reply = dispatch(&daemon, &caller, id, request, &token, &progress).await;
+                    let (reply, settle) =
+                        dispatch::answer(&daemon, &caller, id, request, &token, &progress).await;
                     lock(&inflight).remove(&id);
-                    queue_reply(&daemon, &replies, id, reply, slot);
+                    let settle = Some((daemon.clone(), settle));
+                    queue_reply(&daemon, &replies, id, reply, slot, settle);
                 });
                 // Work that needs no wait (an answer from the cache, a
                 // refusal) is done here; only work that waits becomes a
@@ -351,19 +391,22 @@ async fn serve_client(
 }
 
 /// Hand a final reply to the writer, counting its size against the memory
-/// cap until it is written. A client that hung up no longer wants it.
+/// cap until it is written. A client that hung up no longer wants it (the
+/// reply is dropped, which still settles its request).
 fn queue_reply(
     daemon: &Daemon,
     replies: &mpsc::UnboundedSender<PendingReply>,
     id: u64,
     reply: Reply,
     slot: OwnedSemaphorePermit,
+    settle: Option<(Arc<Daemon>, Settle)>,
 ) {
     let memory = daemon.memory.hold(reply_size(&reply));
     let _ = replies.send(PendingReply {
         frame: DaemonFrame::Done { id, reply },
-        slot,
-        memory,
+        settle: Cell::new(settle),
+        _slot: slot,
+        _memory: memory,
     });
 }
 

@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::audit::DecisionSlot;
+use crate::audit::{Decision, DecisionSlot, Pending};
 use crate::jobs::Work;
 use crate::ops::{self, Caller, Op};
 use crate::progress::Reporter;
@@ -32,11 +32,26 @@ pub async fn dispatch(
     cancel: &CancellationToken,
     progress: &Reporter,
 ) -> Reply {
+    let (reply, settle) = answer(daemon, caller, id, request, cancel, progress).await;
+    settle.done(daemon, &reply);
+    reply
+}
+
+/// [`dispatch`], leaving what need not hold its reply back to [`Settle`]:
+/// the connection sends the reply first and settles right after.
+pub async fn answer(
+    daemon: &Daemon,
+    caller: &Caller,
+    id: u64,
+    request: Request,
+    cancel: &CancellationToken,
+    progress: &Reporter,
+) -> (Reply, Settle) {
     let started = Instant::now();
     let op = request.op_name();
     let host = request.host().unwrap_or("-").to_string();
-    // The audit record is begun before the request is consumed and written
-    // before its reply goes out; the checks on the way leave their decision.
+    // The audit record is begun before the request is consumed; the checks
+    // on the way leave their decision for it.
     let pending = daemon.audit.begin(caller, &request);
     let decision = DecisionSlot::default();
     let reply = match daemon.audit.refusal(&request) {
@@ -52,11 +67,20 @@ pub async fn dispatch(
         }
     };
     let elapsed = started.elapsed();
-    if let Some(pending) = pending {
-        daemon
-            .audit
-            .record(pending, decision.into_inner(), &reply, elapsed);
-    }
+    // What may change a host is in the log before its reply goes out; a
+    // read's record may follow it.
+    let settle = match pending {
+        Some(pending) if pending.after_reply() => {
+            Settle(Some((pending, decision.into_inner(), elapsed)))
+        }
+        Some(pending) => {
+            daemon
+                .audit
+                .record(pending, decision.into_inner(), &reply, elapsed);
+            Settle(None)
+        }
+        None => Settle(None),
+    };
     metrics::histogram!(names::OP_DURATION_US, "op" => op, "host" => host.clone())
         .record(elapsed.as_micros() as f64);
     metrics::histogram!(names::REQUEST_DURATION, "op" => op, "host" => host.clone())
@@ -75,7 +99,22 @@ pub async fn dispatch(
             tracing::info!(op, host, us = elapsed.as_micros() as u64, caller = %caller.binary, pid = ?caller.pid, mcp_client = ?caller.mcp_client, kind, "failed");
         }
     }
-    reply
+    (reply, settle)
+}
+
+/// What is left of a request once its reply is decided: the audit record
+/// of a read (`audit::Pending::after_reply`), written by [`Settle::done`]
+/// once the reply is on its way. Everything else a request leaves (its
+/// counters, the records of what may change a host) is done before.
+pub struct Settle(Option<(Pending, Decision, Duration)>);
+
+impl Settle {
+    /// Write the deferred record, for `reply`.
+    pub fn done(self, daemon: &Daemon, reply: &Reply) {
+        if let Some((pending, decision, elapsed)) = self.0 {
+            daemon.audit.record(pending, decision, reply, elapsed);
+        }
+    }
 }
 
 /// [`dispatch`] for a call inside a batch (boxed: a batch dispatches).

@@ -107,6 +107,13 @@ fn write_file(path: &str, data: &[u8]) -> Request {
     })
 }
 
+/// Wait until the records of every request `client` has had answered are
+/// written: a read's record follows its reply, but always comes before the
+/// connection's next reply (`status` is not recorded itself).
+async fn settled(client: &DaemonClient) {
+    status(client).await;
+}
+
 async fn status(client: &DaemonClient) -> sshmcp_proto::Status {
     match request(client, Request::Status).await {
         Ok(Response::Status(status)) => status,
@@ -183,6 +190,7 @@ async fn file_operations_are_recorded_with_their_paths_and_sizes() {
     assert_eq!(written["result"], "ok", "{written}");
 
     request(&client, stat(&path)).await.expect("stat");
+    settled(&client).await;
     let stat_ok = last_of(&daemon, "stat");
     assert_eq!(stat_ok["path"], path.as_str(), "{stat_ok}");
     assert_eq!(stat_ok["result"], "ok", "{stat_ok}");
@@ -192,6 +200,7 @@ async fn file_operations_are_recorded_with_their_paths_and_sizes() {
         .await
         .expect_err("a missing path");
     assert_eq!(err.kind, ErrorKind::NotFound);
+    settled(&client).await;
     let stat_missing = last_of(&daemon, "stat");
     assert_eq!(stat_missing["path"], missing.as_str(), "{stat_missing}");
     assert_eq!(stat_missing["result"], "not_found", "{stat_missing}");
@@ -202,6 +211,111 @@ async fn file_operations_are_recorded_with_their_paths_and_sizes() {
             .is_some_and(|e| e.contains("missing")),
         "{stat_missing}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_in_parallel_are_all_recorded_before_the_connections_next_reply() {
+    const READS: usize = 40;
+    let (_fleet, daemon, client) = start("").await;
+    let dir = test_user().scratch_dir();
+    let path = format!("{}/read-me.txt", dir.path().display());
+    request(&client, write_file(&path, b"abc"))
+        .await
+        .expect("write_file");
+    let before = records(&daemon).len();
+    // Misses and hits of the cache, all in flight on one connection.
+    let reads = (0..READS).map(|n| {
+        let read = match n % 3 {
+            0 => stat(&path),
+            1 => Request::ReadFile(ReadFileRequest {
+                host: "host1".into(),
+                path: path.clone(),
+                ..ReadFileRequest::default()
+            }),
+            _ => stat(&format!("{path}.missing-{n}")),
+        };
+        request(&client, read)
+    });
+    futures_util::future::join_all(reads).await;
+    settled(&client).await;
+    let records = records(&daemon);
+    let new = &records[before..];
+    assert_eq!(new.len(), READS, "{new:?}");
+    assert!(
+        new.iter()
+            .all(|r| r["tool"] == "stat" || r["tool"] == "read_file"),
+        "{new:?}"
+    );
+    verify(&daemon).unwrap_or_else(|finding| panic!("{finding}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_whose_client_hung_up_are_still_recorded() {
+    const READS: usize = 20;
+    let (_fleet, daemon, client) = start("").await;
+    let before = records(&daemon).len();
+    // Sent, and the connection closed before any reply is read.
+    let mut raw = common::RawClient::connect_with_hello(&daemon).await;
+    for id in 0..READS as u64 {
+        raw.send(&sshmcp_proto::ClientFrame::Request {
+            id: id + 1,
+            request: stat("/"),
+        })
+        .await;
+    }
+    drop(raw);
+    // Their records come as the daemon finishes them; no reply waits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while records(&daemon).len() < before + READS && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let records = records(&daemon);
+    assert_eq!(
+        records[before..]
+            .iter()
+            .filter(|r| r["tool"] == "stat")
+            .count(),
+        READS,
+        "{records:?}"
+    );
+    settled(&client).await;
+    verify(&daemon).unwrap_or_else(|finding| panic!("{finding}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reads_record_does_not_wait_for_a_client_that_does_not_read_its_reply() {
+    let (_fleet, daemon, client) = start("").await;
+    let dir = test_user().scratch_dir();
+    let path = format!("{}/big.bin", dir.path().display());
+    // Far more than a Unix socket's buffer holds.
+    let data = vec![b'x'; 8 << 20];
+    request(&client, write_file(&path, &data))
+        .await
+        .expect("write_file");
+    let before = records(&daemon).len();
+    let mut raw = common::RawClient::connect_with_hello(&daemon).await;
+    raw.send(&sshmcp_proto::ClientFrame::Request {
+        id: 1,
+        request: Request::ReadFile(ReadFileRequest {
+            host: "host1".into(),
+            path: path.clone(),
+            ..ReadFileRequest::default()
+        }),
+    })
+    .await;
+    // The reply is stuck in the socket; the record is written anyway.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let found = loop {
+        let found = records(&daemon)[before..]
+            .iter()
+            .any(|r| r["tool"] == "read_file" && r["path"] == path.as_str());
+        if found || std::time::Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(found, "no read_file record while its reply waits");
+    drop(raw);
 }
 
 #[tokio::test(flavor = "multi_thread")]
