@@ -337,6 +337,13 @@ impl AuditLog {
         self.write(record);
     }
 
+    /// Whether the last write failed. While it does, every record is written
+    /// before its reply, so the read that brings the log back has done so
+    /// when it is answered.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
     /// Why the log cannot be written now; `None` when the last write
     /// succeeded.
     pub fn failure(&self) -> Option<String> {

@@ -70,7 +70,7 @@ pub async fn answer(
     // What may change a host is in the log before its reply goes out; a
     // read's record may follow it.
     let settle = match pending {
-        Some(pending) if pending.after_reply() => {
+        Some(pending) if pending.after_reply() && !daemon.audit.is_failing() => {
             Settle(Some((pending, decision.into_inner(), elapsed)))
         }
         Some(pending) => {
