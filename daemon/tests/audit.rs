@@ -49,6 +49,19 @@ fn records(daemon: &Daemon) -> Vec<Value> {
         .collect()
 }
 
+/// The records once `done` holds of them, or after 30 s, for a record
+/// that no reply tells the arrival of.
+async fn records_when(daemon: &Daemon, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let records = records(daemon);
+        if done(&records) || std::time::Instant::now() >= deadline {
+            return records;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// The newest record of `tool`.
 fn last_of(daemon: &Daemon, tool: &str) -> Value {
     records(daemon)
@@ -265,19 +278,14 @@ async fn reads_whose_client_hung_up_are_still_recorded() {
     }
     drop(raw);
     // Their records come as the daemon finishes them; no reply waits.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while records(&daemon).len() < before + READS && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let records = records(&daemon);
-    assert_eq!(
+    let stats = |records: &[Value]| {
         records[before..]
             .iter()
             .filter(|r| r["tool"] == "stat")
-            .count(),
-        READS,
-        "{records:?}"
-    );
+            .count()
+    };
+    let records = records_when(&daemon, |records| stats(records) == READS).await;
+    assert_eq!(stats(&records), READS, "{records:?}");
     settled(&client).await;
     verify(&daemon).unwrap_or_else(|finding| panic!("{finding}"));
 }
@@ -304,17 +312,16 @@ async fn a_reads_record_does_not_wait_for_a_client_that_does_not_read_its_reply(
     })
     .await;
     // The reply is stuck in the socket; the record is written anyway.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let found = loop {
-        let found = records(&daemon)[before..]
+    let read = |records: &[Value]| {
+        records[before..]
             .iter()
-            .any(|r| r["tool"] == "read_file" && r["path"] == path.as_str());
-        if found || std::time::Instant::now() >= deadline {
-            break found;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            .any(|r| r["tool"] == "read_file" && r["path"] == path.as_str())
     };
-    assert!(found, "no read_file record while its reply waits");
+    let records = records_when(&daemon, read).await;
+    assert!(
+        read(&records),
+        "no read_file record while its reply waits: {records:?}"
+    );
     drop(raw);
 }
 
