@@ -332,7 +332,7 @@ async fn serve_client(
                     let (reply, settle) =
                         dispatch::answer(&daemon, &caller, id, request, &token, &progress).await;
                     lock(&inflight).remove(&id);
-                    let settle = Some((daemon.clone(), settle));
+                    let settle = (!settle.is_empty()).then(|| (daemon.clone(), settle));
                     queue_reply(&daemon, &replies, id, reply, slot, settle);
                 });
                 // Work that needs no wait (an answer from the cache, a

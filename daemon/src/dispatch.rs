@@ -109,6 +109,11 @@ pub async fn answer(
 pub struct Settle(Option<(Pending, Decision, Duration)>);
 
 impl Settle {
+    /// Whether nothing is left to do.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// Write the deferred record, for `reply`.
     pub fn done(self, daemon: &Daemon, reply: &Reply) {
         if let Some((pending, decision, elapsed)) = self.0 {

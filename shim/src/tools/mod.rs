@@ -386,9 +386,10 @@ impl Rendered {
     /// `output` as `structuredContent` and as text; `blocks` names its
     /// string fields shown as blocks of text.
     fn new(output: &impl Serialize, blocks: &[&str]) -> Result<Rendered, Error> {
+        let (text, value) = text::render_with_value(output, blocks).map_err(unencodable)?;
         Ok(Rendered {
-            structured: structured(output)?,
-            text: text::render(output, blocks).map_err(unencodable)?,
+            structured: object(value)?,
+            text,
         })
     }
 
@@ -402,7 +403,12 @@ impl Rendered {
 
 /// `output` as `structuredContent`, which MCP wants to be an object.
 fn structured(output: &impl Serialize) -> Result<JsonObject, Error> {
-    match serde_json::to_value(output).map_err(unencodable)? {
+    object(serde_json::to_value(output).map_err(unencodable)?)
+}
+
+/// `value` as `structuredContent`, which MCP wants to be an object.
+fn object(value: Value) -> Result<JsonObject, Error> {
+    match value {
         Value::Object(object) => Ok(object),
         other => Err(unencodable(format_args!("{other} is not an object"))),
     }

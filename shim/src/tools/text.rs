@@ -25,16 +25,34 @@ use serde_json::Number;
 /// `output` rendered as the module says; `blocks` names its string fields
 /// shown as blocks of text.
 pub fn render(output: &impl Serialize, blocks: &[&str]) -> Result<String, serde_json::Error> {
-    // serde_json's own maps sort their keys; reading the JSON back into a
-    // `Node` keeps the order the fields were declared in.
-    let node: Node = serde_json::from_str(&serde_json::to_string(output)?)?;
+    Ok(render_node(&node_of(output)?, blocks))
+}
+
+/// [`render`], and `output` as a JSON value (what `serde_json::to_value`
+/// makes), from one serialization.
+pub fn render_with_value(
+    output: &impl Serialize,
+    blocks: &[&str],
+) -> Result<(String, serde_json::Value), serde_json::Error> {
+    let node = node_of(output)?;
+    Ok((render_node(&node, blocks), node.into()))
+}
+
+/// `output` as a [`Node`]: serde_json's own maps sort their keys; reading
+/// the JSON back into a `Node` keeps the order the fields were declared in.
+fn node_of(output: &impl Serialize) -> Result<Node, serde_json::Error> {
+    serde_json::from_str(&serde_json::to_string(output)?)
+}
+
+/// [`render`] of a [`Node`].
+fn render_node(node: &Node, blocks: &[&str]) -> String {
     let Node::Object(fields) = node else {
-        return Ok(cell(&node, "null").into_owned());
+        return cell(node, "null").into_owned();
     };
     let mut line = Vec::new();
     let mut lists = String::new();
     let mut texts = String::new();
-    for (key, value) in &fields {
+    for (key, value) in fields {
         match value {
             Node::String(text) if blocks.contains(&key.as_str()) && !text.is_empty() => {
                 let _ = writeln!(texts, "--- {key} ---");
@@ -53,7 +71,7 @@ pub fn render(output: &impl Serialize, blocks: &[&str]) -> Result<String, serde_
     }
     text.push_str(&lists);
     text.push_str(&texts);
-    Ok(text)
+    text
 }
 
 /// A list: records as a table under a header naming the columns, anything
@@ -110,6 +128,26 @@ enum Node {
     String(String),
     Array(Vec<Node>),
     Object(Vec<(String, Node)>),
+}
+
+impl From<Node> for serde_json::Value {
+    fn from(node: Node) -> Self {
+        match node {
+            Node::Null => serde_json::Value::Null,
+            Node::Bool(b) => serde_json::Value::Bool(b),
+            Node::Number(n) => serde_json::Value::Number(n),
+            Node::String(s) => serde_json::Value::String(s),
+            Node::Array(items) => {
+                serde_json::Value::Array(items.into_iter().map(Into::into).collect())
+            }
+            Node::Object(fields) => serde_json::Value::Object(
+                fields
+                    .into_iter()
+                    .map(|(key, value)| (key, value.into()))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// Compact JSON, as serde_json writes it.
@@ -271,6 +309,15 @@ mod tests {
              hello\n\
              world\n"
         );
+    }
+
+    #[test]
+    fn the_value_beside_the_text_is_what_serde_json_makes() {
+        let (text, value) = render_with_value(&sample(), &["stdout"]).unwrap();
+        assert_eq!(text, render(&sample(), &["stdout"]).unwrap());
+        assert_eq!(value, serde_json::to_value(sample()).unwrap());
+        let (_, scalar) = render_with_value(&1.5f64, &[]).unwrap();
+        assert_eq!(scalar, json!(1.5));
     }
 
     #[test]
