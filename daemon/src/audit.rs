@@ -1,7 +1,7 @@
 //! The audit log (`[audit]`): one sealed JSON line for every request that
 //! touches a host or changes something, written by the dispatcher after
 //! the op ran and before its reply goes out; the record of a read follows
-//! its reply (see [`after_reply`]). The line's format and the
+//! its reply (see [`AuditLog::after_reply`]). The line's format and the
 //! chain that makes a rewrite show (`mac`, `prev`, `audit.head`) live in
 //! `sshmcp_proto::audit`, shared with `sshmcpctl audit verify`; this is
 //! the writer.
@@ -171,16 +171,8 @@ pub struct Pending {
     /// A batch is recorded only when refused as a whole: its calls are
     /// each recorded on their own.
     batch: bool,
-    /// Written once its reply is on its way rather than before: see
-    /// [`after_reply`].
-    after_reply: bool,
-}
-
-impl Pending {
-    /// Whether the record may wait until its reply has been written.
-    pub fn after_reply(&self) -> bool {
-        self.after_reply
-    }
+    /// A read of a host's files ([`is_read`]).
+    read: bool,
 }
 
 /// The audit log: its place, its settings (a reload changes all but the
@@ -285,7 +277,7 @@ impl AuditLog {
         describe(&mut record, request);
         Some(Pending {
             batch: matches!(request, Request::Batch(_)),
-            after_reply: after_reply(request),
+            read: is_read(request),
             record,
         })
     }
@@ -314,8 +306,8 @@ impl AuditLog {
     }
 
     /// Complete `pending` with how the request was judged and how it
-    /// ended, and write it: before the reply goes out, or just after it for a
-    /// read ([`Pending::after_reply`]).
+    /// ended, and write it: before the reply goes out, or just after it
+    /// when [`AuditLog::after_reply`] says so.
     pub fn record(&self, pending: Pending, decision: Decision, reply: &Reply, took: Duration) {
         if pending.batch && reply.is_ok() {
             return;
@@ -337,11 +329,12 @@ impl AuditLog {
         self.write(record);
     }
 
-    /// Whether the last write failed. While it does, every record is written
-    /// before its reply, so the read that brings the log back has done so
-    /// when it is answered.
-    pub fn is_failing(&self) -> bool {
-        self.failing.load(Ordering::Relaxed)
+    /// Whether `pending` may be recorded once its reply is on its way: a
+    /// read ([`is_read`]), unless the last write failed. While it does,
+    /// every record is written before its reply, so the read that brings
+    /// the log back has done so when it is answered.
+    pub fn after_reply(&self, pending: &Pending) -> bool {
+        pending.read && !self.failing.load(Ordering::Relaxed)
     }
 
     /// Why the log cannot be written now; `None` when the last write
@@ -465,13 +458,13 @@ fn recorded(request: &Request) -> bool {
     }
 }
 
-/// Whether the record of `request` is written just after its reply rather
-/// than before: reads of a host's files (`stat`, `list_dir`, `read_file`),
-/// which change nothing, so the reply of one that was answered from the
-/// cache is not held back for a file write. Anything else, above all
-/// whatever may change a host, is in the log before its reply goes out.
-/// Either way a connection's records are written before its next reply.
-fn after_reply(request: &Request) -> bool {
+/// Whether `request` only reads a host's files (`stat`, `list_dir`,
+/// `read_file`): its record may be written just after its reply rather
+/// than before, so the reply of one answered from the cache is not held
+/// back for a file write. Anything else, above all whatever may change a
+/// host, is in the log before its reply goes out. Either way a
+/// connection's records are written before its next reply.
+fn is_read(request: &Request) -> bool {
     matches!(
         request,
         Request::Stat(_) | Request::ListDir(_) | Request::ReadFile(_)

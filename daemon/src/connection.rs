@@ -232,8 +232,9 @@ async fn serve_client(
                     send(&mut sink, &frame).await.is_ok() && !last
                 }
                 Some(pending) = reply_queue.recv() => {
-                    // Its request is settled once the reply is written, or
-                    // as soon as the write waits for the client to read.
+                    // Its request is settled as soon as the write waits for
+                    // the client to read, else once it is written (when
+                    // `pending` drops, at the end of this arm).
                     let mut sending = std::pin::pin!(send(&mut sink, &pending.frame));
                     let sent = match futures_util::poll!(sending.as_mut()) {
                         Poll::Ready(sent) => sent,
@@ -242,7 +243,6 @@ async fn serve_client(
                             sending.await
                         }
                     };
-                    pending.settle();
                     sent.is_ok()
                 }
                 else => break,

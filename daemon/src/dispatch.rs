@@ -70,7 +70,7 @@ pub async fn answer(
     // What may change a host is in the log before its reply goes out; a
     // read's record may follow it.
     let settle = match pending {
-        Some(pending) if pending.after_reply() && !daemon.audit.is_failing() => {
+        Some(pending) if daemon.audit.after_reply(&pending) => {
             Settle(Some((pending, decision.into_inner(), elapsed)))
         }
         Some(pending) => {
@@ -103,7 +103,7 @@ pub async fn answer(
 }
 
 /// What is left of a request once its reply is decided: the audit record
-/// of a read (`audit::Pending::after_reply`), written by [`Settle::done`]
+/// of a read (`AuditLog::after_reply`), written by [`Settle::done`]
 /// once the reply is on its way. Everything else a request leaves (its
 /// counters, the records of what may change a host) is done before.
 pub struct Settle(Option<(Pending, Decision, Duration)>);
